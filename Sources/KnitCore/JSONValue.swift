@@ -1,0 +1,248 @@
+/// A parsed JSON document that keeps object key order, so the CLI can re-print a server response
+/// with Knitfab's 4-space indentation without reordering fields.
+public indirect enum JSONValue: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    case number(String)  // kept as written: no precision games
+    case string(String)
+    case array([JSONValue])
+    case object([(String, JSONValue)])
+
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case let (.bool(a), .bool(b)): return a == b
+        case let (.number(a), .number(b)): return a == b
+        case let (.string(a), .string(b)): return a == b
+        case let (.array(a), .array(b)): return a == b
+        case let (.object(a), .object(b)):
+            return a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        default: return false
+        }
+    }
+
+    public subscript(key: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        return members.first { $0.0 == key }?.1
+    }
+
+    public var stringValue: String? {
+        guard case .string(let text) = self else { return nil }
+        return text
+    }
+
+    public var arrayValue: [JSONValue]? {
+        guard case .array(let items) = self else { return nil }
+        return items
+    }
+
+    /// Parses UTF-8 JSON text. Returns nil when it is not valid JSON.
+    public static func parse<Bytes: Collection>(_ bytes: Bytes) -> JSONValue? where Bytes.Element == UInt8 {
+        var parser = JSONParser(bytes: Array(bytes))
+        parser.skipSpace()
+        guard let value = parser.value(depth: 0) else { return nil }
+        parser.skipSpace()
+        return parser.position == parser.bytes.count ? value : nil
+    }
+
+    /// Renders with `indent` spaces per level, as Go's `json.MarshalIndent(v, "", "    ")` does.
+    public func rendered(indent: Int = 4) -> String {
+        var out = ""
+        render(into: &out, level: 0, indent: String(repeating: " ", count: indent))
+        return out
+    }
+
+    private func render(into out: inout String, level: Int, indent: String) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let value): out += value ? "true" : "false"
+        case .number(let text): out += text
+        case .string(let text): out += JSONValue.quoted(text)
+        case .array(let items):
+            guard !items.isEmpty else { return out += "[]" }
+            out += "[\n"
+            for (index, item) in items.enumerated() {
+                out += String(repeating: indent, count: level + 1)
+                item.render(into: &out, level: level + 1, indent: indent)
+                out += index == items.count - 1 ? "\n" : ",\n"
+            }
+            out += String(repeating: indent, count: level) + "]"
+        case .object(let members):
+            guard !members.isEmpty else { return out += "{}" }
+            out += "{\n"
+            for (index, (key, value)) in members.enumerated() {
+                out += String(repeating: indent, count: level + 1) + JSONValue.quoted(key) + ": "
+                value.render(into: &out, level: level + 1, indent: indent)
+                out += index == members.count - 1 ? "\n" : ",\n"
+            }
+            out += String(repeating: indent, count: level) + "}"
+        }
+    }
+
+    /// JSON string literal for `text`.
+    public static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
+
+private struct JSONParser {
+    let bytes: [UInt8]
+    var position = 0
+    static let maximumDepth = 512
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func skipSpace() {
+        while position < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[position]) { position += 1 }
+    }
+
+    mutating func literal(_ word: String) -> Bool {
+        let w = Array(word.utf8)
+        guard position + w.count <= bytes.count, Array(bytes[position..<position + w.count]) == w else { return false }
+        position += w.count
+        return true
+    }
+
+    mutating func value(depth: Int) -> JSONValue? {
+        guard depth < Self.maximumDepth, position < bytes.count else { return nil }
+        switch bytes[position] {
+        case UInt8(ascii: "n"): return literal("null") ? .null : nil
+        case UInt8(ascii: "t"): return literal("true") ? .bool(true) : nil
+        case UInt8(ascii: "f"): return literal("false") ? .bool(false) : nil
+        case UInt8(ascii: "\""): return string().map { .string($0) }
+        case UInt8(ascii: "["):
+            position += 1
+            var items: [JSONValue] = []
+            skipSpace()
+            if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
+                position += 1
+                return .array(items)
+            }
+            while true {
+                skipSpace()
+                guard let item = value(depth: depth + 1) else { return nil }
+                items.append(item)
+                skipSpace()
+                guard position < bytes.count else { return nil }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                } else if bytes[position] == UInt8(ascii: "]") {
+                    position += 1
+                    return .array(items)
+                } else {
+                    return nil
+                }
+            }
+        case UInt8(ascii: "{"):
+            position += 1
+            var members: [(String, JSONValue)] = []
+            skipSpace()
+            if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+                position += 1
+                return .object(members)
+            }
+            while true {
+                skipSpace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = string() else {
+                    return nil
+                }
+                skipSpace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
+                position += 1
+                skipSpace()
+                guard let item = value(depth: depth + 1) else { return nil }
+                members.append((key, item))
+                skipSpace()
+                guard position < bytes.count else { return nil }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                } else if bytes[position] == UInt8(ascii: "}") {
+                    position += 1
+                    return .object(members)
+                } else {
+                    return nil
+                }
+            }
+        default:
+            let start = position
+            while position < bytes.count, Array("+-0123456789.eE".utf8).contains(bytes[position]) { position += 1 }
+            guard position > start else { return nil }
+            let text = String(decoding: bytes[start..<position], as: UTF8.self)
+            return Double(text) == nil ? nil : .number(text)
+        }
+    }
+
+    mutating func string() -> String? {
+        position += 1  // opening quote
+        var scalars = String.UnicodeScalarView()
+        var raw: [UInt8] = []
+        func flush() {
+            if !raw.isEmpty {
+                scalars.append(contentsOf: String(decoding: raw, as: UTF8.self).unicodeScalars)
+                raw.removeAll()
+            }
+        }
+        while position < bytes.count {
+            let byte = bytes[position]
+            position += 1
+            if byte == UInt8(ascii: "\"") {
+                flush()
+                return String(scalars)
+            }
+            if byte < 0x20 { return nil }
+            guard byte == UInt8(ascii: "\\") else {
+                raw.append(byte)
+                continue
+            }
+            flush()
+            guard position < bytes.count else { return nil }
+            let escape = bytes[position]
+            position += 1
+            switch escape {
+            case UInt8(ascii: "\""): scalars.append("\"")
+            case UInt8(ascii: "\\"): scalars.append("\\")
+            case UInt8(ascii: "/"): scalars.append("/")
+            case UInt8(ascii: "b"): scalars.append("\u{08}")
+            case UInt8(ascii: "f"): scalars.append("\u{0C}")
+            case UInt8(ascii: "n"): scalars.append("\n")
+            case UInt8(ascii: "r"): scalars.append("\r")
+            case UInt8(ascii: "t"): scalars.append("\t")
+            case UInt8(ascii: "u"):
+                guard var code = hex4() else { return nil }
+                if (0xD800..<0xDC00).contains(code) {
+                    guard literal("\\u"), let low = hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
+                    code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                }
+                guard let scalar = Unicode.Scalar(code) else { return nil }
+                scalars.append(scalar)
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    mutating func hex4() -> UInt32? {
+        guard position + 4 <= bytes.count,
+            let value = UInt32(String(decoding: bytes[position..<position + 4], as: UTF8.self), radix: 16)
+        else { return nil }
+        position += 4
+        return value
+    }
+}
