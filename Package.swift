@@ -34,19 +34,21 @@ let package = Package(
         .target(name: "CKnitShims", dependencies: ["CKnitCurl"]),
 
         // Pure domain: no C, no I/O.
-        .target(name: "KnitCore", swiftSettings: swiftSettings),
+        .target(name: "KnitCore", exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // One safe wrapper per C library.
-        .target(name: "KnitLMDB", dependencies: ["CKnitLMDB"], swiftSettings: swiftSettings),
-        .target(name: "KnitFastCGI", dependencies: ["CKnitFastCGI"], swiftSettings: swiftSettings),
-        .target(name: "KnitHTTP", dependencies: ["CKnitCurl", "CKnitShims"], swiftSettings: swiftSettings),
-        .target(name: "KnitArchive", dependencies: ["CKnitArchive"], swiftSettings: swiftSettings),
-        .target(name: "KnitDigest", dependencies: ["CKnitCrypto"], swiftSettings: swiftSettings),
+        .target(name: "KnitLMDB", dependencies: ["CKnitLMDB"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "KnitFastCGI", dependencies: ["CKnitFastCGI"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "KnitHTTP", dependencies: ["CKnitCurl", "CKnitShims"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "KnitArchive", dependencies: ["CKnitArchive"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "KnitDigest", dependencies: ["CKnitCrypto"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(name: "KnitYAML", dependencies: ["CKnitYAML"], exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // Layers.
         .target(
             name: "KnitStore",
             dependencies: ["KnitCore", "KnitLMDB", "KnitDigest", .product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -55,14 +57,16 @@ let package = Package(
                 "KnitCore", "KnitStore", "KnitArchive", "KnitDigest",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "KnitClient",
-            dependencies: ["KnitCore", "KnitHTTP", "KnitArchive", "KnitDigest"],
+            dependencies: ["KnitCore", "KnitHTTP", "KnitArchive", "KnitDigest", "KnitYAML"],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "KnitTesting", dependencies: ["KnitCore"], swiftSettings: swiftSettings),
+        .target(name: "KnitTesting", dependencies: ["KnitCore"], exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // Thin executables.
         .executableTarget(
@@ -72,6 +76,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -80,6 +85,7 @@ let package = Package(
                 "KnitClient", "KnitCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -88,6 +94,7 @@ let package = Package(
                 "KnitStore", "KnitCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
 
@@ -100,6 +107,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KnitAPITests", dependencies: ["KnitAPI", "KnitStore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KnitClientTests",
+            dependencies: ["KnitClient", "KnitYAML", "KnitHTTP"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KnitLiveTests",
             dependencies: ["KnitTesting", "KnitCore"],

@@ -47,6 +47,7 @@ public indirect enum JSONValue: Equatable, Sendable {
 
     /// Renders with `indent` spaces per level, as Go's `json.MarshalIndent(v, "", "    ")` does.
     public func rendered(indent: Int = 4) -> String {
+        if indent == 0 { return renderedCompact() }
         var out = ""
         render(into: &out, level: 0, indent: String(repeating: " ", count: indent))
         return out

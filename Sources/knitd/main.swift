@@ -1,1 +1,148 @@
-print("not yet")
+import ArgumentParser
+import KnitAPI
+import KnitFastCGI
+import KnitStore
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// knitd: Knit's API server, FastCGI behind nginx. Wiring only; the API lives in KnitAPI.
+@main
+struct Knitd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "knitd",
+        abstract: "Serve Knit's REST API over FastCGI on a unix socket (put nginx in front)."
+    )
+
+    @Option(help: "Instance directory (store, data, sockets). Default: $KNIT_HOME or /var/lib/knit.")
+    var home: String = defaultHome()
+
+    @Option(help: "FastCGI socket path. Default: HOME/run/knitd.sock.")
+    var socket: String?
+
+    @Option(help: "Octal mode of the socket.")
+    var socketMode: String = "0660"
+
+    @Option(help: "Group to own the socket (nginx's group, e.g. www-data).")
+    var socketGroup: String?
+
+    @Option(help: "Worker threads, each serving one request at a time.")
+    var threads: Int = 48
+
+    @Option(help: "Uploads plus downloads at once; more are answered 503. Keep well below --threads.")
+    var transferSlots: Int = 32
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard threads > 0, transferSlots > 0 else { throw ValidationError("--threads and --transfer-slots must be positive") }
+        guard transferSlots < threads else {
+            throw ValidationError("--transfer-slots must be below --threads, or slow transfers can starve other requests")
+        }
+        guard mode_t(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, e.g. 0660") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "knitd")
+
+        // Signals are taken by one thread with sigwait; the mask is inherited by every worker thread created below.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, signal) }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
+        let store: KnitStore
+        do { store = try KnitStore(home: home, logger: logger) } catch {
+            logger.critical("cannot open the store", metadata: ["home": "\(home)", "error": "\(error)"])
+            throw ExitCode(2)
+        }
+        let report = store.recoverAtStartup()
+        logger.info("store opened", metadata: ["home": "\(home)", "recovery": "\(report)"])
+
+        let socketPath = socket ?? home + "/run/knitd.sock"
+        _ = mkdir(home + "/run", 0o755)
+        let listener: FastCGIListener
+        do {
+            listener = try FastCGIListener(path: socketPath, mode: mode_t(socketMode, radix: 8)!, group: socketGroup)
+        } catch {
+            logger.critical("cannot listen", metadata: ["socket": "\(socketPath)", "error": "\(error)"])
+            store.close()
+            throw ExitCode(2)
+        }
+
+        let api = KnitAPI(store: store, logger: logger, transferSlots: transferSlots)
+        let server = FastCGIServer(listener: listener) { request in serve(request, api: api) }
+        let running = server.start(threads: threads)
+        logger.info(
+            "knitd listening",
+            metadata: ["socket": "\(socketPath)", "threads": "\(threads)", "transfer.slots": "\(transferSlots)"]
+        )
+
+        var received: Int32 = 0
+        sigwait(&stopSignals, &received)
+        logger.info("stopping: finishing requests in flight", metadata: ["signal": "\(received)"])
+        listener.stopAccepting()
+        running.join()
+        listener.close()
+        store.close()
+        logger.info("knitd stopped")
+    }
+}
+
+/// Adapts one FastCGI request to the API and writes the answer back.
+func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
+    let parameters = request.allParameters()
+    var headers: [String: String] = [:]
+    for (name, value) in parameters where name.hasPrefix("HTTP_") {
+        headers[String(name.dropFirst(5)).replacingUnderscores().lowercased()] = value
+    }
+    if let contentType = parameters["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
+    if let contentLength = parameters["CONTENT_LENGTH"], !contentLength.isEmpty {
+        headers["content-length"] = contentLength
+    }
+    let method = parameters["REQUEST_METHOD"] ?? "GET"
+    let uri = parameters["REQUEST_URI"] ?? parameters["DOCUMENT_URI"] ?? "/"
+
+    let response: APIResponse
+    if let apiRequest = APIRequest(method: method, uri: uri, headers: headers) {
+        response = api.handle(apiRequest) { buffer in try request.read(into: buffer) }
+    } else {
+        response = APIResponse(
+            status: 400,
+            headers: [("Content-Type", "application/json")],
+            body: .bytes(Array(#"{"message":"malformed percent-encoding in the request URI"}"#.utf8))
+        )
+    }
+
+    var responseHeaders = response.headers
+    if case .bytes(let bytes) = response.body { responseHeaders.append(("Content-Length", "\(bytes.count)")) }
+    guard let writer = try? request.respond(status: response.status, headers: responseHeaders) else { return }
+    switch response.body {
+    case .empty:
+        break
+    case .bytes(let bytes):
+        try? writer.write(bytes)
+    case .stream(let produce):
+        try? produce { bytes in try writer.write(bytes) }
+    }
+    writer.finish()
+}
+
+private func defaultHome() -> String {
+    if let value = getenv("KNIT_HOME") { return String(cString: value) }
+    return "/var/lib/knit"
+}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
+}

@@ -1,0 +1,75 @@
+#if canImport(FoundationEssentials)
+internal import FoundationEssentials
+#else
+internal import Foundation
+#endif
+
+/// The head of an HTTP request as the API sees it, independent of FastCGI.
+public struct APIRequest: Sendable {
+    public var method: String
+    /// Percent-decoded path without the query, e.g. `/api/data/1234/`.
+    public var path: String
+    /// Decoded query items in order (`+` is a space, as in HTML forms and Go's url.Values).
+    public var query: [(name: String, value: String)]
+    /// Header values by lower-case name.
+    public var headers: [String: String]
+
+    public init(method: String, path: String, query: [(name: String, value: String)], headers: [String: String]) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+    }
+
+    /// Splits a request URI (`/api/data/?tag=a%3Ab`) into path and query.
+    /// - Returns: nil when the URI's percent-encoding is malformed.
+    public init?(method: String, uri: String, headers: [String: String]) {
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let path = percentDecode(String(parts[0]), plusIsSpace: false) else { return nil }
+        var items: [(name: String, value: String)] = []
+        if parts.count > 1 {
+            for pair in parts[1].split(separator: "&") where !pair.isEmpty {
+                let halves = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                guard let name = percentDecode(String(halves[0]), plusIsSpace: true),
+                    let value = percentDecode(halves.count > 1 ? String(halves[1]) : "", plusIsSpace: true)
+                else { return nil }
+                items.append((name, value))
+            }
+        }
+        self.init(method: method, path: path, query: items, headers: headers)
+    }
+
+    public func queryValues(_ name: String) -> [String] { query.filter { $0.name == name }.map(\.value) }
+    public func queryValue(_ name: String) -> String? { query.first { $0.name == name }?.value }
+    public func header(_ name: String) -> String? { headers[name.lowercased()] }
+}
+
+/// Decodes `%XX` escapes (and `+` when `plusIsSpace`); nil for a broken escape or invalid UTF-8.
+public func percentDecode(_ text: String, plusIsSpace: Bool) -> String? {
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(text.utf8.count)
+    var iterator = text.utf8.makeIterator()
+    while let byte = iterator.next() {
+        switch byte {
+        case UInt8(ascii: "%"):
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                return nil
+            }
+            bytes.append(high << 4 | low)
+        case UInt8(ascii: "+") where plusIsSpace:
+            bytes.append(UInt8(ascii: " "))
+        default:
+            bytes.append(byte)
+        }
+    }
+    return String(validating: bytes, as: UTF8.self)
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case 0x30...0x39: return byte - 0x30
+    case 0x41...0x46: return byte - 0x41 + 10
+    case 0x61...0x66: return byte - 0x61 + 10
+    default: return nil
+    }
+}

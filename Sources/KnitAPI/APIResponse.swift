@@ -1,0 +1,50 @@
+/// What a handler answers: status, headers and a body that is either ready or streamed.
+public struct APIResponse: Sendable {
+    public typealias Sink = (UnsafeRawBufferPointer) throws -> Void
+
+    public enum Body: Sendable {
+        case empty
+        case bytes([UInt8])
+        /// Written after the head; `Sink` throws when the client is gone, which should end the stream.
+        case stream(@Sendable (Sink) throws -> Void)
+    }
+
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: Body
+
+    public init(status: Int, headers: [(String, String)] = [], body: Body = .empty) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    static func json<T: Encodable>(_ value: T, status: Int = 200) -> APIResponse {
+        do {
+            let bytes = try KnitJSONBridge.encode(value)
+            return APIResponse(status: status, headers: [("Content-Type", "application/json")], body: .bytes(bytes))
+        } catch {
+            return APIResponse(status: 500, headers: [("Content-Type", "application/json")], body: .bytes(Array(#"{"message":"internal error"}"#.utf8)))
+        }
+    }
+
+    static func error(_ error: KnitAPIError) -> APIResponse { json(error.body, status: error.status) }
+
+    /// Collects a body into memory (tests and small responses).
+    public func collectBody() throws -> [UInt8] {
+        switch body {
+        case .empty: return []
+        case .bytes(let bytes): return bytes
+        case .stream(let writer):
+            var collected: [UInt8] = []
+            try writer { collected.append(contentsOf: $0) }
+            return collected
+        }
+    }
+}
+
+import KnitCore
+
+enum KnitJSONBridge {
+    static func encode<T: Encodable>(_ value: T) throws -> [UInt8] { try KnitJSON.encode(value) }
+}

@@ -1,0 +1,306 @@
+#if canImport(FoundationEssentials)
+internal import FoundationEssentials
+#else
+internal import Foundation
+#endif
+import KnitArchive
+import KnitCore
+import KnitDigest
+import KnitStore
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Archive formats the server speaks, in the order clients should prefer them: zstd is fast and carries a
+/// content checksum, plain tar costs no CPU, gzip is what Knitfab clients send.
+enum ServedFormat {
+    static let preferenceOrder: [ArchiveFormat] = [.tarZstd, .tar, .tarGzip]
+
+    /// Picks the response format from an `Accept` header (q-values honoured); gzip when nothing matches,
+    /// since that is all a Knitfab client understands.
+    static func negotiate(accept: String?) -> ArchiveFormat {
+        guard let accept, !accept.isEmpty else { return .tarGzip }
+        var best: (format: ArchiveFormat, quality: Double)?
+        for item in accept.split(separator: ",") {
+            let parts = item.split(separator: ";").map { String($0).trimmedSpaces }
+            guard let type = parts.first, let format = ArchiveFormat(contentType: String(type)) else { continue }
+            var quality = 1.0
+            for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
+                quality = Double(parameter.dropFirst(2)) ?? 0
+            }
+            guard quality > 0 else { continue }
+            let rank = preferenceOrder.firstIndex(of: format) ?? preferenceOrder.count
+            if let current = best {
+                let currentRank = preferenceOrder.firstIndex(of: current.format) ?? preferenceOrder.count
+                if quality > current.quality || (quality == current.quality && rank < currentRank) {
+                    best = (format, quality)
+                }
+            } else {
+                best = (format, quality)
+            }
+        }
+        return best?.format ?? .tarGzip
+    }
+
+    static func fileExtension(_ format: ArchiveFormat) -> String {
+        switch format {
+        case .tar: return "tar"
+        case .tarGzip: return "tar.gz"
+        case .tarZstd: return "tar.zst"
+        }
+    }
+}
+
+extension KnitAPI {
+    // MARK: GET /api/data
+
+    func findData(_ request: APIRequest) throws -> APIResponse {
+        let tags = try request.queryValues("tag").map(parseQueryTag)
+        var since: KnitTime?
+        if let text = request.queryValue("since"), !text.isEmpty {
+            do { since = try KnitTime(rfc3339: text) } catch {
+                throw KnitAPIError.badRequest("invalid 'since': \(error.description)")
+            }
+        }
+        var durationMs: Int64?
+        if let text = request.queryValue("duration"), !text.isEmpty {
+            guard let parsed = parseGoDuration(text) else {
+                throw KnitAPIError.badRequest("invalid 'duration': '\(text)' (use e.g. 300ms, 1.5h, 2h45m)")
+            }
+            guard since != nil else { throw KnitAPIError.badRequest("'duration' needs 'since'") }
+            durationMs = parsed
+        }
+        let found = try storeCall { () throws(StoreError) in
+            try store.findData(tags: tags, since: since, durationMs: durationMs)
+        }
+        return .json(found)
+    }
+
+    // MARK: PUT /api/data/{knitId}
+
+    func updateTags(knitId: String, readBody: BodyReader) throws -> APIResponse {
+        let body = try readSmallBody(readBody, limit: 16 << 20)
+        let change: TagChangeJSON
+        do { change = try JSONDecoder().decode(TagChangeJSON.self, from: Data(body)) } catch {
+            throw KnitAPIError.badRequest(
+                "format error: body must be JSON {\"add\":[\"k:v\"],\"remove\":[\"k:v\"],\"remove_key\":[\"k\"]}",
+                advice: describeDecodingError(error)
+            )
+        }
+        let systemKeys = change.add.map(\.key) + change.remove.map(\.key) + change.removeKey
+        if let reserved = systemKeys.first(where: { $0.hasPrefix(SystemTag.prefix) }) {
+            throw KnitAPIError.badRequest("system tags cannot be changed: '\(reserved)'")
+        }
+        let detail = try storeCall { () throws(StoreError) in try store.updateTags(knitId: knitId, change: change) }
+        return .json(detail)
+    }
+
+    // MARK: POST /api/data
+
+    func uploadData(_ request: APIRequest, caller: Caller, readBody: BodyReader, logger: Logger) throws -> APIResponse {
+        // Everything that can be checked before reading the body is checked first, so a rejected upload
+        // costs nothing and leaves nothing.
+        let tags = try request.queryValues("tag").map(parseQueryTag)
+        if let reserved = tags.first(where: \.isSystem) {
+            throw KnitAPIError.badRequest("system tags cannot be set: '\(reserved)'")
+        }
+        let expectedMD5 = (request.header("x-checksum-md5") ?? request.queryValue("md5"))?.lowercased()
+        if let expectedMD5, expectedMD5.utf8.count != 32 || !expectedMD5.utf8.allSatisfy(isHexDigit) {
+            throw KnitAPIError.badRequest("x-checksum-md5 must be 32 hex digits")
+        }
+        guard let slot = transfers.tryAcquire() else {
+            throw KnitAPIError(
+                status: 503,
+                reason: "too many transfers in progress",
+                advice: "please retry later"
+            )
+        }
+        defer { withExtendedLifetime(slot) {} }
+
+        let ticket = try storeCall { () throws(StoreError) in try store.beginUpload(creator: caller.name) }
+        var uploadLogger = logger
+        uploadLogger[metadataKey: "data.id"] = "\(ticket.knitId)"
+        var digest: MD5Digest? = expectedMD5 == nil ? nil : MD5Digest()
+        var received: Int64 = 0
+        var transportFailure: (any Error)?
+        let read: (UnsafeMutableRawBufferPointer) throws -> Int = { buffer in
+            do {
+                let count = try readBody(buffer)
+                if count > 0 {
+                    received += Int64(count)
+                    digest?.update(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                }
+                return count
+            } catch {
+                transportFailure = error
+                throw error
+            }
+        }
+        do {
+            let summary = try extractArchive(into: ticket.stagingPath, read: read)
+            // libarchive stops at the end-of-archive marker; the rest of the body still counts for the checksum
+            // and must be consumed so the connection ends cleanly.
+            try drain(read)
+            if let expectedMD5, let actual = digest.take()?.finalizeHex(), actual != expectedMD5 {
+                store.abandonUpload(ticket)
+                uploadLogger.info("upload rejected: checksum mismatch")
+                throw KnitAPIError.badRequest("hash is not match.", advice: "expected \(expectedMD5), got \(actual)")
+            }
+            let detail = try storeCall { () throws(StoreError) in
+                try store.finishUpload(ticket, tags: tags, sizeBytes: summary.bytes)
+            }
+            uploadLogger.info(
+                "upload done",
+                metadata: ["bytes.received": "\(received)", "bytes.content": "\(summary.bytes)", "entries": "\(summary.entries)"]
+            )
+            return .json(detail)
+        } catch let error as ArchiveError {
+            store.abandonUpload(ticket)
+            if let transportFailure {
+                uploadLogger.info("upload aborted by client", metadata: ["error": "\(transportFailure)"])
+                throw KnitAPIError.badRequest("upload interrupted: the request body ended early")
+            }
+            uploadLogger.info("upload rejected", metadata: ["error": "\(error)"])
+            throw archiveFailure(error)
+        } catch {
+            store.abandonUpload(ticket)
+            if let apiError = error as? KnitAPIError { throw apiError }
+            if transportFailure != nil { throw KnitAPIError.badRequest("upload interrupted: the request body ended early") }
+            throw error
+        }
+    }
+
+    // MARK: GET /api/data/{knitId}
+
+    func downloadData(_ request: APIRequest, knitId: String, logger: Logger) throws -> APIResponse {
+        let detail = try storeCall { () throws(StoreError) in try store.dataDetail(knitId: knitId) }
+        let format = ServedFormat.negotiate(accept: request.header("accept"))
+        let headers = [
+            ("Content-Type", format.contentType),
+            ("Content-Disposition", "attachment; filename=\"\(detail.knitId).\(ServedFormat.fileExtension(format))\""),
+        ]
+        if request.method == "HEAD" { return APIResponse(status: 200, headers: headers) }
+        guard let slot = transfers.tryAcquire() else {
+            throw KnitAPIError(status: 503, reason: "too many transfers in progress", advice: "please retry later")
+        }
+        let directory = store.dataDirectory(knitId: detail.knitId)
+        let streamLogger = logger
+        return APIResponse(
+            status: 200,
+            headers: headers,
+            body: .stream { sink in
+                try withExtendedLifetime(slot) {
+                    do {
+                        // Content of a Data whose upload has not finished is not there yet: it streams as empty.
+                        if directoryExists(directory) {
+                            try writeArchive(of: directory, format: format) { bytes in try sink(bytes) }
+                        } else {
+                            let empty = emptyDirectory()
+                            defer { _ = rmdir(empty) }
+                            try writeArchive(of: empty, format: format) { bytes in try sink(bytes) }
+                        }
+                    } catch {
+                        streamLogger.info("download ended early", metadata: ["error": "\(error)"])
+                        throw error
+                    }
+                }
+            }
+        )
+    }
+
+    // MARK: helpers
+
+    func storeCall<T>(_ body: () throws(StoreError) -> T) throws -> T {
+        do { return try body() } catch { throw apiError(for: error) }
+    }
+
+    func apiError(for error: StoreError) -> KnitAPIError {
+        switch error.code {
+        case .notFound: return .notFound(error.message)
+        case .invalid: return .badRequest(error.message)
+        case .conflict: return .conflict(error.message)
+        case .storageFull:
+            return KnitAPIError(status: 507, reason: "the server's storage is full", advice: "ask your administrator")
+        default:
+            logger.error("store failure", metadata: ["error": "\(error)"])
+            return KnitAPIError(status: 500, reason: "internal error", advice: "see the server log")
+        }
+    }
+
+    func archiveFailure(_ error: ArchiveError) -> KnitAPIError {
+        switch error.code {
+        case .io, .writeFailed:
+            if error.isDiskFull {
+                return KnitAPIError(status: 507, reason: "the server's storage is full", advice: "ask your administrator")
+            }
+            logger.error("archive extraction failed on the server side", metadata: ["error": "\(error)"])
+            return KnitAPIError(status: 500, reason: "internal error", advice: "see the server log")
+        default:
+            return .badRequest("bad archive: \(error.message)", advice: error.path.map { "entry: \($0)" })
+        }
+    }
+}
+
+func parseQueryTag(_ text: String) throws -> Tag {
+    do { return try Tag(parsing: text) } catch { throw KnitAPIError.badRequest("invalid tag: \(error.description)") }
+}
+
+func readSmallBody(_ readBody: KnitAPI.BodyReader, limit: Int) throws -> [UInt8] {
+    var collected: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+    while true {
+        let count = try buffer.withUnsafeMutableBytes { try readBody($0) }
+        if count == 0 { return collected }
+        collected.append(contentsOf: buffer[0..<count])
+        if collected.count > limit { throw KnitAPIError(status: 413, reason: "request body is too large") }
+    }
+}
+
+private func drain(_ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws {
+    var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+    while try buffer.withUnsafeMutableBytes({ try read($0) }) > 0 {}
+}
+
+private func isHexDigit(_ byte: UInt8) -> Bool {
+    (0x30...0x39).contains(byte) || (0x61...0x66).contains(byte)
+}
+
+private func describeDecodingError(_ error: any Error) -> String {
+    if let decoding = error as? DecodingError {
+        switch decoding {
+        case .dataCorrupted(let context): return context.debugDescription
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context):
+            return context.debugDescription
+        @unknown default: return "invalid JSON"
+        }
+    }
+    return "invalid JSON"
+}
+
+private func directoryExists(_ path: String) -> Bool {
+    var info = stat()
+    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+}
+
+/// A fresh empty directory, for streaming Data whose content is not there yet.
+private func emptyDirectory() -> String {
+    var template = Array("/tmp/knit-empty-XXXXXX".utf8CString)
+    let path = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
+    return path ?? "/nonexistent"
+}
+
+extension String {
+    var trimmedSpaces: String {
+        var view = Substring(self)
+        while view.first == " " || view.first == "\t" { view.removeFirst() }
+        while view.last == " " || view.last == "\t" { view.removeLast() }
+        return String(view)
+    }
+}
+
+extension ArchiveError {
+    /// ENOSPC while writing the Data: the archive is fine, the server is not.
+    var isDiskFull: Bool { description.contains("disk full") || description.contains("No space left") }
+}

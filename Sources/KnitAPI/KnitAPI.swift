@@ -1,0 +1,125 @@
+import KnitCore
+import KnitStore
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Knit's REST API: routing, authentication and the handlers, independent of the transport.
+///
+/// knitd feeds it FastCGI requests; tests call ``handle(_:readBody:)`` directly.
+public final class KnitAPI: Sendable {
+    /// Reads request body bytes; returns 0 at the end of the body and throws when the client went away.
+    public typealias BodyReader = (UnsafeMutableRawBufferPointer) throws -> Int
+
+    public static let version = "0.1.0"
+
+    let store: KnitStore
+    let logger: Logger
+    let transfers: TransferSlots
+    let requestCounter = RequestCounter()
+
+    /// - Parameter transferSlots: uploads plus downloads allowed at once; more get 503.
+    public init(store: KnitStore, logger: Logger, transferSlots: Int = 16) {
+        self.store = store
+        self.logger = logger
+        self.transfers = TransferSlots(capacity: transferSlots)
+    }
+
+    /// Transfers currently holding a slot (for tests and metrics).
+    public var transfersInFlight: Int { transfers.inUse }
+
+    /// Answers one request. Never throws: every failure becomes an error response, internal details are
+    /// logged with the request id and not sent.
+    public func handle(_ request: APIRequest, readBody: BodyReader) -> APIResponse {
+        var logger = self.logger
+        logger[metadataKey: "request.id"] = "\(requestCounter.next())"
+        logger[metadataKey: "request.method"] = "\(request.method)"
+        logger[metadataKey: "request.path"] = "\(request.path)"
+        do {
+            return try route(request, readBody: readBody, logger: logger)
+        } catch let error as KnitAPIError {
+            if error.status >= 500 { logger.error("request failed", metadata: ["error": "\(error)"]) }
+            return .error(error)
+        } catch {
+            logger.error("request failed unexpectedly", metadata: ["error": "\(String(reflecting: error))"])
+            return .error(KnitAPIError(status: 500, reason: "internal error", advice: "see the server log"))
+        }
+    }
+
+    private func route(_ request: APIRequest, readBody: BodyReader, logger: Logger) throws -> APIResponse {
+        // Knitfab adds a trailing slash to every path; accept both spellings.
+        var segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        guard segments.first == "api" else { throw KnitAPIError.notFound("no such endpoint: \(request.path)") }
+        segments.removeFirst()
+
+        if segments == ["health"] {
+            guard request.method == "GET" || request.method == "HEAD" else { throw methodNotAllowed(request) }
+            return health()
+        }
+
+        let caller = try authenticate(request)
+        switch (request.method, segments.count, segments.first) {
+        case ("GET", 1, "data"):
+            return try findData(request)
+        case ("POST", 1, "data"):
+            try requireWrite(caller)
+            return try uploadData(request, caller: caller, readBody: readBody, logger: logger)
+        case ("GET", 2, "data"), ("HEAD", 2, "data"):
+            return try downloadData(request, knitId: segments[1], logger: logger)
+        case ("PUT", 2, "data"):
+            try requireWrite(caller)
+            return try updateTags(knitId: segments[1], readBody: readBody)
+        case (_, 1, "data"), (_, 2, "data"):
+            throw methodNotAllowed(request)
+        default:
+            throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
+        }
+    }
+
+    private func health() -> APIResponse {
+        .json(
+            HealthJSON(
+                status: "ok",
+                version: Self.version,
+                formats: ServedFormat.preferenceOrder.map(\.contentType)
+            )
+        )
+    }
+
+    private func authenticate(_ request: APIRequest) throws -> Caller {
+        guard let token = bearerToken(fromAuthorization: request.header("authorization")),
+            let user = store.authenticate(token: token)
+        else { throw KnitAPIError.unauthorized }
+        return Caller(name: user.name, role: user.role)
+    }
+
+    private func requireWrite(_ caller: Caller) throws {
+        guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+    }
+
+    private func methodNotAllowed(_ request: APIRequest) -> KnitAPIError {
+        KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
+    }
+}
+
+/// `GET /api/health`: liveness, version and the archive formats this server reads and writes, best first.
+public struct HealthJSON: Codable, Sendable, Equatable {
+    public var status: String
+    public var version: String
+    public var formats: [String]
+}
+
+/// Numbers requests for log correlation.
+final class RequestCounter: @unchecked Sendable {  // guarded by `lock`
+    private var lock = pthread_mutex_t()
+    private var value: UInt64 = 0
+    init() { pthread_mutex_init(&lock, nil) }
+    func next() -> UInt64 {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        value += 1
+        return value
+    }
+}

@@ -1,0 +1,50 @@
+/// The container formats Knit sends and accepts: always tar, optionally compressed.
+///
+/// Extraction never trusts this value: libarchive detects the compression from the bytes. The format only
+/// matters when writing, and for HTTP content negotiation.
+public enum ArchiveFormat: String, Sendable, CaseIterable {
+    case tar
+    case tarGzip
+    case tarZstd
+
+    /// The media type sent in `Content-Type` / offered in `Accept`.
+    public var contentType: String {
+        switch self {
+        case .tar: "application/x-tar"
+        case .tarGzip: "application/tar+gzip"
+        case .tarZstd: "application/tar+zstd"
+        }
+    }
+
+    /// The usual file name suffix, for archives written to disk (the download cache, `knit data pull`).
+    public var fileExtension: String {
+        switch self {
+        case .tar: "tar"
+        case .tarGzip: "tar.gz"
+        case .tarZstd: "tar.zst"
+        }
+    }
+
+    /// Parses a media type; parameters after `;` and letter case are ignored.
+    ///
+    /// Besides ``contentType`` this accepts the bare compression types (`application/gzip`,
+    /// `application/x-gzip`, `application/zstd`) that generic HTTP tools send for `.tar.gz` / `.tar.zst` files.
+    public init?(contentType: String) {
+        let essence = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        switch essence.trimmingASCIISpaces().lowercased() {
+        case "application/x-tar", "application/tar": self = .tar
+        case "application/tar+gzip", "application/gzip", "application/x-gzip", "application/x-tar+gzip": self = .tarGzip
+        case "application/tar+zstd", "application/zstd", "application/x-zstd": self = .tarZstd
+        default: return nil
+        }
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingASCIISpaces() -> Substring {
+        var s = self
+        while let first = s.first, first == " " || first == "\t" { s.removeFirst() }
+        while let last = s.last, last == " " || last == "\t" { s.removeLast() }
+        return s
+    }
+}

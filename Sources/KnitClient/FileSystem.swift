@@ -1,0 +1,172 @@
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
+/// The few file operations the client needs, on raw syscalls so modes and atomicity are explicit.
+enum FileSystem {
+    static func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func readFile(_ path: String, limit: Int = 16 << 20) throws(KnitClientError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw KnitClientError(.io, "cannot read \(path): \(errnoText(errno))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw KnitClientError(.io, "cannot read \(path): \(errnoText(errno))")
+            }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<n])
+            guard bytes.count <= limit else { throw KnitClientError(.io, "\(path) is larger than \(limit) bytes") }
+        }
+    }
+
+    /// Writes `bytes` to `path` with `mode` so that readers see either the old or the new file:
+    /// a temporary file in the same directory, fsync, then rename.
+    static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t) throws(KnitClientError) {
+        let temporary = path + ".tmp.\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw KnitClientError(.io, "cannot write \(temporary): \(errnoText(errno))") }
+        var failure: Int32 = 0
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                offset += n
+            }
+        }
+        // The umask may have narrowed `mode` at creation; a mode the caller asked for must hold exactly.
+        if failure == 0, fchmod(fd, mode) != 0 { failure = errno }
+        if failure == 0, fsync(fd) != 0 { failure = errno }
+        close(fd)
+        if failure == 0, rename(temporary, path) != 0 { failure = errno }
+        if failure != 0 {
+            unlink(temporary)
+            throw KnitClientError(.io, "cannot write \(path): \(errnoText(failure))")
+        }
+    }
+
+    /// Creates `path` and missing parents with `mode`; an existing directory is fine.
+    static func makeDirectories(_ path: String, mode: mode_t) throws(KnitClientError) {
+        if isDirectory(path) { return }
+        let parent = parentDirectory(of: path)
+        if parent != path, !parent.isEmpty { try makeDirectories(parent, mode: mode) }
+        if mkdir(path, mode) != 0, errno != EEXIST {
+            throw KnitClientError(.io, "cannot create directory \(path): \(errnoText(errno))")
+        }
+    }
+
+    static func parentDirectory(of path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return "." }
+        return slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+    }
+
+    static func baseName(of path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+        guard let slash = trimmed.lastIndex(of: "/") else { return String(trimmed) }
+        return String(trimmed[trimmed.index(after: slash)...])
+    }
+
+    static func currentDirectory() throws(KnitClientError) -> String {
+        guard let buffer = getcwd(nil, 0) else {
+            throw KnitClientError(.io, "cannot determine the current directory: \(errnoText(errno))")
+        }
+        defer { free(buffer) }
+        return String(cString: buffer)
+    }
+
+    static func homeDirectory() -> String {
+        if let home = getenv("HOME"), home.pointee != 0 { return String(cString: home) }
+        if let entry = getpwuid(getuid()), let dir = entry.pointee.pw_dir { return String(cString: dir) }
+        return "/"
+    }
+
+    /// `path` made absolute against the current directory, with `.`/`..`/`//` folded lexically.
+    static func absolute(_ path: String) throws(KnitClientError) -> String {
+        let full = path.hasPrefix("/") ? path : try currentDirectory() + "/" + path
+        var parts: [Substring] = []
+        for part in full.split(separator: "/") {
+            if part == "." { continue }
+            if part == ".." { _ = parts.popLast(); continue }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// Searches `start` and each parent for a regular file named `name`; returns its path.
+    static func findUpward(_ name: String, from start: String) -> String? {
+        var directory = start
+        while true {
+            let candidate = (directory == "/" ? "" : directory) + "/" + name
+            var info = stat()
+            if stat(candidate, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG { return candidate }
+            if directory == "/" { return nil }
+            directory = parentDirectory(of: directory)
+        }
+    }
+}
+
+/// An output file on raw file descriptors, removed unless renamed into place.
+final class OutputFile {
+    private var fd: Int32
+    private let path: String
+
+    init(creating path: String) throws(KnitClientError) {
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        self.path = path
+        guard fd >= 0 else { throw KnitClientError(.io, "cannot create \(path): \(FileSystem.errnoText(errno))") }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw KnitClientError(.io, "cannot write \(path): \(FileSystem.errnoText(errno))")
+            }
+            offset += n
+        }
+    }
+
+    func close() throws(KnitClientError) {
+        let rc = Glibc.close(fd)
+        fd = -1
+        guard rc == 0 else { throw KnitClientError(.io, "cannot write \(path): \(FileSystem.errnoText(errno))") }
+    }
+
+    func rename(to destination: String) throws(KnitClientError) {
+        guard Glibc.rename(path, destination) == 0 else {
+            let code = errno
+            remove()
+            throw KnitClientError(.io, "cannot rename \(path) to \(destination): \(FileSystem.errnoText(code))")
+        }
+    }
+
+    func remove() {
+        if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
+        unlink(path)
+    }
+
+    deinit { if fd >= 0 { _ = Glibc.close(fd) } }
+}

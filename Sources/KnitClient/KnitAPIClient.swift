@@ -1,0 +1,413 @@
+#if canImport(FoundationEssentials)
+internal import FoundationEssentials
+#else
+internal import Foundation
+#endif
+public import KnitCore
+public import KnitArchive
+internal import KnitHTTP
+internal import KnitDigest
+
+/// What `GET /api/health` says about the server.
+public struct ServerInfo: Sendable, Equatable {
+    public var status: String
+    public var version: String?
+    /// Archive formats the server accepts and offers, in the server's order.
+    public var formats: [ArchiveFormat]
+
+    public init(status: String, version: String?, formats: [ArchiveFormat]) {
+        self.status = status
+        self.version = version
+        self.formats = formats
+    }
+}
+
+/// A Data Detail as decoded, plus the JSON it came from (to re-print it with the server's field order).
+public struct DataRecord: Sendable {
+    public let detail: DataDetailJSON
+    public let json: JSONValue
+}
+
+/// Progress of an upload or download. For a push `bytes`/`total` count file content archived so far
+/// against the size of the tree; for a pull they count archive bytes received against Content-Length.
+public struct TransferProgress: Sendable, Equatable {
+    public var bytes: Int64
+    public var total: Int64?
+}
+
+/// How a pull ended.
+public struct PullResult: Sendable, Equatable {
+    /// The format the server actually sent (from `Content-Type`); nil when it named none Knit knows.
+    public var format: ArchiveFormat?
+    public var contentType: String?
+    public var bytes: Int64
+    /// "[WARN] checksum unmatch: …" when the `x-checksum-md5` header/trailer disagrees with the bytes.
+    public var warning: String?
+    /// For ``KnitAPIClient/pullArchive(knitId:into:progress:)``: the file written.
+    public var path: String?
+}
+
+/// `--transient` of `knit data find`.
+public enum TransientFilter: String, Sendable, CaseIterable {
+    case both, yes, no
+
+    public init?(flag: String) {
+        switch flag {
+        case "both": self = .both
+        case "yes", "true": self = .yes
+        case "no", "false": self = .no
+        default: return nil
+        }
+    }
+}
+
+/// Knit's (and Knitfab's) REST API, blocking, one request at a time per call. Never prints.
+public struct KnitAPIClient: Sendable {
+    public let profile: KnitProfile
+    let http: HTTPClient
+
+    public static let checksumHeader = "x-checksum-md5"
+    public static let checksumWarning = "[WARN] checksum unmatch: Your Data is saved, but it may be corrupted"
+
+    public init(profile: KnitProfile) {
+        self.profile = profile
+        http = HTTPClient(caPEM: profile.caPEM, userAgent: "knit/" + knitClientVersion)
+    }
+
+    // MARK: health
+
+    /// `GET {apiRoot}/health` (no token needed).
+    public func health() throws(KnitClientError) -> ServerInfo {
+        let response = try send(HTTPRequest(url: url("health"), headers: ["Accept": "application/json"]))
+        guard let json = JSONValue.parse(response.body), case .object = json else {
+            throw KnitClientError(.response, "GET /health: the server did not answer JSON")
+        }
+        let formats = (json["formats"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(ArchiveFormat.init(contentType:)) }
+        return ServerInfo(status: json["status"]?.stringValue ?? "", version: json["version"]?.stringValue, formats: formats)
+    }
+
+    /// The formats to use with this server, best first: tar+zstd, x-tar, tar+gzip among those `/health`
+    /// lists; tar+gzip alone when it lists none or cannot be asked (Knitfab has no `/health` formats).
+    public func negotiatedFormats() -> [ArchiveFormat] {
+        let offered = (try? health().formats) ?? []
+        let ranked = [ArchiveFormat.tarZstd, .tar, .tarGzip].filter(offered.contains)
+        return ranked.isEmpty ? [.tarGzip] : ranked
+    }
+
+    // MARK: data
+
+    /// Uploads `directory` as a new Data tagged `tags`.
+    ///
+    /// The archive is written on a second thread into a bounded queue that the upload drains, so
+    /// compression and network overlap. The MD5 of the body goes out as the `x-checksum-md5` trailer. Tags
+    /// travel as `?tag=`; a server that ignores them (Knitfab) gets a follow-up `PUT` with the missing ones.
+    /// - Parameters:
+    ///   - format: nil picks ``negotiatedFormats()``'s first.
+    ///   - progress: called on the calling thread.
+    public func pushData(
+        directory: String, tags: [Tag], dereference: Bool = false, format: ArchiveFormat? = nil,
+        progress: ((TransferProgress) -> Void)? = nil
+    ) throws(KnitClientError) -> DataRecord {
+        let format = format ?? negotiatedFormats()[0]
+        var total: Int64?
+        if progress != nil {
+            do { total = try treeSize(of: directory, dereference: dereference) } catch {
+                throw KnitClientError(.archive, error.message, underlying: error)
+            }
+        }
+
+        let queue = ChunkQueue()
+        let outcome = ProducerOutcome()
+        let producer = WorkerThread {
+            var writer = ChunkWriter(queue)
+            var digest = MD5Digest()
+            do {
+                try writeArchive(of: directory, format: format, dereference: dereference,
+                                 progress: { queue.progress = $0 }) { bytes in
+                    digest.update(bytes)
+                    try writer.write(bytes)
+                }
+                try writer.flush()
+                outcome.set(checksum: digest.finalizeHex())
+                queue.finish()
+            } catch {
+                outcome.set(error: error)
+                queue.finish(error: error)
+            }
+        }
+        let reader = ChunkReader(queue)
+        let query = tags.isEmpty ? "" : "?" + PercentEncoding.tagQuery(tags)
+        let request = HTTPRequest(
+            method: "POST", url: url("data/") + query,
+            headers: authorized(["Content-Type": format.contentType, "Accept": "application/json"]),
+            body: .stream(length: nil, read: reader.read(into:)),
+            trailers: HTTPTrailers(names: [Self.checksumHeader]) {
+                outcome.checksum.map { [Self.checksumHeader: $0] } ?? [:]
+            },
+            progress: progress.map { report in { _ in report(TransferProgress(bytes: queue.progress, total: total)) } })
+        let result = Result { () throws(KnitClientError) in try send(request) }
+        queue.cancel()
+        producer.join()
+
+        if let error = outcome.error, !Self.isCancellation(error) {
+            let message = (error as? ArchiveError)?.message ?? "\(error)"
+            throw KnitClientError(.archive, "\(directory): \(message)", underlying: error)
+        }
+        let response = try result.get()
+        let record = try Self.decodeRecord(response.body, what: "POST /data")
+        let missing = tags.filter { !record.detail.tags.contains($0) }
+        guard !missing.isEmpty else { return record }
+        return try updateTags(knitId: record.detail.knitId, change: TagChangeJSON(add: missing))
+    }
+
+    /// Streams Data `knitId`'s archive to `sink` as it arrives, asking for `formats` (best first).
+    public func pullData(
+        knitId: String, formats: [ArchiveFormat]? = nil, progress: ((TransferProgress) -> Void)? = nil,
+        to sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws(KnitClientError) -> PullResult {
+        let formats = formats ?? negotiatedFormats()
+        let digest = RunningMD5()
+        var count: Int64 = 0
+        let response: HTTPResponse
+        do {
+            response = try withoutActuallyEscaping(sink) { (sink) throws(KnitClientError) -> HTTPResponse in
+                try send(
+                    HTTPRequest(
+                        url: url("data/\(PercentEncoding.encode(knitId))/"),
+                        headers: authorized(["Accept": Self.accept(formats)]),
+                        progress: progress.map { report in
+                            { report(TransferProgress(bytes: $0.downloaded, total: $0.downloadTotal)) }
+                        }),
+                    sink: { bytes in
+                        digest.update(bytes)
+                        count += Int64(bytes.count)
+                        try sink(bytes)
+                    })
+            }
+        }
+        let contentType = response.headers["Content-Type"]
+        let expected = response.field(Self.checksumHeader)?.lowercased()
+        let actual = digest.finalizeHex()
+        return PullResult(
+            format: contentType.flatMap(ArchiveFormat.init(contentType:)), contentType: contentType, bytes: count,
+            warning: expected != nil && expected != actual ? Self.checksumWarning : nil)
+    }
+
+    /// Streams Data `knitId` as tar+gzip (what Knitfab users expect of a saved archive) to `sink`.
+    public func pullTarGzip(
+        knitId: String, progress: ((TransferProgress) -> Void)? = nil, to sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws(KnitClientError) -> PullResult {
+        try pullData(knitId: knitId, formats: [.tarGzip], progress: progress, to: sink)
+    }
+
+    /// Downloads Data `knitId` and extracts it into `directory` (which must exist and be empty).
+    /// Download and extraction run on two threads joined by a bounded queue.
+    public func pullData(
+        knitId: String, extractInto directory: String, progress: ((TransferProgress) -> Void)? = nil
+    ) throws(KnitClientError) -> PullResult {
+        let queue = ChunkQueue()
+        let outcome = ProducerOutcome()
+        let extractor = WorkerThread {
+            let reader = ChunkReader(queue)
+            do {
+                _ = try extractArchive(into: directory, read: reader.read(into:))
+            } catch {
+                outcome.set(error: error)
+                queue.cancel(error)
+                return
+            }
+            // Bytes after the end-of-archive marker (padding) still belong to the checksummed body.
+            let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 8)
+            defer { scratch.deallocate() }
+            while (try? reader.read(into: scratch)) ?? 0 > 0 {}
+        }
+        let result = Result { () throws(KnitClientError) -> PullResult in
+            try pullData(knitId: knitId, progress: progress) { bytes in try queue.push(Array(bytes)) }
+        }
+        queue.finish(error: result.failureValue)
+        extractor.join()
+        // A failure of the download itself explains a broken archive better than the archive does.
+        if case .failure(let failure) = result, !(failure.underlying is ArchiveError) { throw failure }
+        if let error = outcome.error {
+            let message = (error as? ArchiveError)?.message ?? "\(error)"
+            throw KnitClientError(.archive, "\(knitId): \(message)", underlying: error)
+        }
+        return try result.get()
+    }
+
+    /// Downloads Data `knitId` as an archive file `directory/<knitId>.<ext>`, the extension matching the
+    /// format received (`tar.gz` unless the server sent another). Written under a temporary name and
+    /// renamed when complete. Asks for tar+gzip only, the file Knitfab users expect.
+    public func pullArchive(
+        knitId: String, into directory: String, progress: ((TransferProgress) -> Void)? = nil
+    ) throws(KnitClientError) -> PullResult {
+        let base = (directory.hasSuffix("/") ? directory : directory + "/")
+        let temporary = base + ".\(knitId).download"
+        let file = try OutputFile(creating: temporary)
+        var result: PullResult
+        do {
+            result = try pullData(knitId: knitId, formats: [.tarGzip], progress: progress) { try file.write($0) }
+            try file.close()
+        } catch {
+            file.remove()
+            throw error
+        }
+        let path = base + knitId + "." + (result.format ?? .tarGzip).fileExtension
+        try file.rename(to: path)
+        result.path = path
+        return result
+    }
+
+    /// `GET {apiRoot}/data/?tag=…&since=…&duration=…`, filtered by `transient` here (the server has no
+    /// such parameter). `duration` is passed through as written (Go syntax), so check it before.
+    public func findData(
+        tags: [Tag], since: KnitTime? = nil, duration: String? = nil, transient: TransientFilter = .both
+    ) throws(KnitClientError) -> [DataRecord] {
+        guard duration == nil || since != nil else { throw KnitClientError(.usage, "duration requires since") }
+        var query = tags.map { "tag=" + PercentEncoding.encode($0.description) }
+        if let since { query.append("since=" + PercentEncoding.encode(since.description)) }
+        if let duration { query.append("duration=" + PercentEncoding.encode(duration)) }
+        let suffix = query.isEmpty ? "" : "?" + query.joined(separator: "&")
+        let response = try send(HTTPRequest(url: url("data/") + suffix, headers: authorized(["Accept": "application/json"])))
+        guard let json = JSONValue.parse(response.body), let items = json.arrayValue else {
+            throw KnitClientError(.response, "GET /data: the server did not answer a JSON array")
+        }
+        var records: [DataRecord] = []
+        for item in items {
+            let record = try Self.decodeRecord(item, what: "GET /data")
+            let isTransient = record.detail.tags.contains { $0.key == SystemTag.transient }
+            switch transient {
+            case .both: records.append(record)
+            case .yes: if isTransient { records.append(record) }
+            case .no: if !isTransient { records.append(record) }
+            }
+        }
+        return records
+    }
+
+    /// `PUT {apiRoot}/data/{knitId}/` with `change`; returns the Data after the change.
+    public func updateTags(knitId: String, change: TagChangeJSON) throws(KnitClientError) -> DataRecord {
+        let body: [UInt8]
+        do { body = Array(try JSONEncoder().encode(change)) } catch {
+            fatalError("TagChangeJSON must encode: \(error)")
+        }
+        let response = try send(
+            HTTPRequest(
+                method: "PUT", url: url("data/\(PercentEncoding.encode(knitId))/"),
+                headers: authorized(["Content-Type": "application/json", "Accept": "application/json"]),
+                body: .bytes(body)))
+        return try Self.decodeRecord(response.body, what: "PUT /data/\(knitId)")
+    }
+
+    // MARK: plumbing
+
+    func url(_ path: String) -> String { profile.apiRoot + "/" + path }
+
+    func authorized(_ headers: HTTPHeaders) -> HTTPHeaders {
+        var headers = headers
+        if let token = profile.token { headers.append("Authorization", "Bearer " + token) }
+        return headers
+    }
+
+    /// Performs `request`; a transport failure or a non-2xx status becomes a ``KnitClientError``.
+    func send(_ request: HTTPRequest, sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil)
+        throws(KnitClientError) -> HTTPResponse
+    {
+        let response: HTTPResponse
+        do { response = try http.perform(request, sink: sink) } catch {
+            if let underlying = error.underlying {
+                if let clientError = underlying as? KnitClientError { throw clientError }
+                throw KnitClientError(.transport, "\(underlying)", underlying: underlying)
+            }
+            throw KnitClientError(.transport, error.message, underlying: error)
+        }
+        guard response.isSuccess else { throw Self.serverError(response) }
+        return response
+    }
+
+    /// The server's `{"message","reason","advice","see"}` (or Knitfab's `{"message"}`) as one line.
+    static func serverError(_ response: HTTPResponse) -> KnitClientError {
+        var text: String
+        if let json = JSONValue.parse(response.body), case .object = json {
+            let reason = json["reason"]?.stringValue ?? ""
+            let advice = json["advice"]?.stringValue ?? ""
+            if !reason.isEmpty {
+                text = advice.isEmpty ? reason : reason + " (" + advice + ")"
+            } else {
+                text = json["message"]?.stringValue ?? ""
+            }
+        } else {
+            text = String(decoding: response.body.prefix(512), as: UTF8.self)
+        }
+        text = text.split(whereSeparator: \.isNewline).map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+            .joined(separator: " ")
+        if text.isEmpty { text = "the server answered \(response.status)" }
+        return KnitClientError(.server, text, status: response.status)
+    }
+
+    /// True for the errors a worker sees only because the other side stopped first.
+    static func isCancellation(_ error: any Error) -> Bool {
+        error is ChunkQueue.Cancelled || (error as? ArchiveError)?.underlying is ChunkQueue.Cancelled
+    }
+
+    static func accept(_ formats: [ArchiveFormat]) -> String {
+        var parts: [String] = []
+        for (index, format) in formats.enumerated() {
+            let q = ["", ";q=0.9", ";q=0.8", ";q=0.7"][min(index, 3)]
+            parts.append(format.contentType + q)
+        }
+        return parts.joined(separator: ", ")
+    }
+
+    static func decodeRecord(_ body: [UInt8], what: String) throws(KnitClientError) -> DataRecord {
+        guard let json = JSONValue.parse(body) else {
+            throw KnitClientError(.response, "\(what): the server did not answer JSON")
+        }
+        return try decodeRecord(json, what: what)
+    }
+
+    static func decodeRecord(_ json: JSONValue, what: String) throws(KnitClientError) -> DataRecord {
+        do {
+            let detail = try JSONDecoder().decode(DataDetailJSON.self, from: Data(json.rendered(indent: 0).utf8))
+            return DataRecord(detail: detail, json: json)
+        } catch {
+            throw KnitClientError(.response, "\(what): unexpected Data Detail: \(error)", underlying: error)
+        }
+    }
+}
+
+/// What a worker thread reports back. `@unchecked Sendable`: fields are written by the worker before
+/// the queue is finished/cancelled and read by the caller after `join()`, except `checksum`, which curl's
+/// trailer callback reads after the body ended — i.e. after the producer set it and finished the queue,
+/// an ordering the queue's mutex establishes.
+final class ProducerOutcome: @unchecked Sendable {
+    private(set) var checksum: String?
+    private(set) var error: (any Error)?
+    init() {}
+    func set(checksum: String) { self.checksum = checksum }
+    func set(error: any Error) { self.error = error }
+}
+
+/// An MD5 that escaping closures can feed (a `~Copyable` digest cannot be captured by one).
+final class RunningMD5 {
+    private var digest: MD5Digest? = MD5Digest()
+    init() {}
+    func update(_ bytes: UnsafeRawBufferPointer) { digest!.update(bytes) }
+    func finalizeHex() -> String { digest.take()!.finalizeHex() }
+}
+
+extension Result {
+    var failureValue: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
+
+extension Substring {
+    func trimmingSpaces() -> String {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s.removeLast() }
+        return String(s)
+    }
+}

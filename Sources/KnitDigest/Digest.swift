@@ -1,0 +1,98 @@
+internal import CKnitCrypto
+
+/// A running MD5, for the `x-checksum-md5` of Data archives, fed chunk by chunk as bytes stream past.
+///
+/// Owns an OpenSSL `EVP_MD_CTX`; it is `~Copyable` so the context is freed exactly once.
+public struct MD5Digest: ~Copyable {
+    private let context: OpaquePointer
+
+    /// Starts an empty digest.
+    ///
+    /// Allocation failure inside OpenSSL means the process is out of memory; that traps.
+    public init() {
+        guard let context = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
+        guard EVP_DigestInit_ex(context, EVP_md5(), nil) == 1 else {
+            EVP_MD_CTX_free(context)
+            fatalError("EVP_DigestInit_ex(md5) failed: OpenSSL has no MD5 (FIPS-only provider?)")
+        }
+        self.context = context
+    }
+
+    /// Adds `bytes` to the digest. Uses `EVP_DigestUpdate`.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let ok = EVP_DigestUpdate(context, base, bytes.count)
+        precondition(ok == 1, "EVP_DigestUpdate(md5) failed")
+    }
+
+    /// Adds `bytes` to the digest.
+    public mutating func update(_ bytes: some Collection<UInt8>) {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
+        if done == nil { Array(bytes).withUnsafeBytes { update($0) } }
+    }
+
+    /// The digest as 32 lower-case hex characters. Uses `EVP_DigestFinal_ex`.
+    public consuming func finalizeHex() -> String {
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = output.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
+        precondition(ok == 1, "EVP_DigestFinal_ex(md5) failed")
+        return hexString(output.prefix(Int(length)))
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+
+    /// MD5 of `bytes` in one go, as lower-case hex.
+    public static func hex(of bytes: some Collection<UInt8>) -> String {
+        var digest = MD5Digest()
+        digest.update(bytes)
+        return digest.finalizeHex()
+    }
+}
+
+/// SHA-256 in one shot, used to store tokens without storing the tokens.
+public enum SHA256Digest {
+    /// SHA-256 of `bytes` as 64 lower-case hex characters. Uses `EVP_Digest` with `EVP_sha256`.
+    public static func hex(of bytes: some Collection<UInt8>) -> String {
+        let input = Array(bytes)
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = input.withUnsafeBytes { inputBuffer in
+            output.withUnsafeMutableBufferPointer { outputBuffer in
+                EVP_Digest(inputBuffer.baseAddress, inputBuffer.count, outputBuffer.baseAddress, &length, EVP_sha256(), nil)
+            }
+        }
+        precondition(ok == 1, "EVP_Digest(sha256) failed")
+        return hexString(output.prefix(Int(length)))
+    }
+
+    /// SHA-256 of the UTF-8 bytes of `text`.
+    public static func hex(of text: String) -> String { hex(of: Array(text.utf8)) }
+}
+
+/// `count` bytes from the system CSPRNG, for tokens and secrets.
+///
+/// CKnitCrypto does not expose `RAND_bytes`, and `getrandom` is not in Swift's Glibc module, so this uses
+/// `SystemRandomNumberGenerator`, which on Linux reads `getrandom(2)` (the source OpenSSL seeds from too).
+public func randomBytes(_ count: Int) -> [UInt8] {
+    precondition(count >= 0, "randomBytes: negative count")
+    var generator = SystemRandomNumberGenerator()
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(count + 8)
+    while bytes.count < count {
+        withUnsafeBytes(of: generator.next() as UInt64) { bytes.append(contentsOf: $0) }
+    }
+    return Array(bytes.prefix(count))
+}
+
+/// Lower-case hex of `bytes`.
+public func hexString(_ bytes: some Sequence<UInt8>) -> String {
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.underestimatedCount * 2)
+    for byte in bytes {
+        out.append(digits[Int(byte >> 4)])
+        out.append(digits[Int(byte & 0x0F)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,130 @@
+internal import CKnitFastCGI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One FastCGI request, from accept to finish.
+///
+/// `~Copyable` so a request cannot be answered twice: ``respond(status:headers:)`` consumes it and hands back
+/// the only ``FastCGIResponse`` that may write the body. Dropping either finishes the request.
+public struct FastCGIRequest: ~Copyable {
+    private let raw: UnsafeMutablePointer<FCGX_Request>
+
+    init(raw: UnsafeMutablePointer<FCGX_Request>) { self.raw = raw }
+
+    /// A CGI parameter (`REQUEST_METHOD`, `REQUEST_URI`, `CONTENT_TYPE`, `HTTP_AUTHORIZATION`, …).
+    public func parameter(_ name: String) -> String? {
+        guard let value = FCGX_GetParam(name, raw.pointee.envp) else { return nil }
+        return String(cString: value)
+    }
+
+    func rawEnvironment() -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? { raw.pointee.envp }
+
+    /// Reads request body bytes into `buffer`; returns 0 at the end of the body.
+    ///
+    /// An aborted upload looks like a short read to libfcgi, so the stream's error state is checked: a body
+    /// that ends without FastCGI's end-of-stream record throws `.connectionLost` instead of returning 0.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws(FastCGIError) -> Int {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let count = FCGX_GetStr(base.assumingMemoryBound(to: CChar.self), Int32(clamping: buffer.count), raw.pointee.in)
+        if count < buffer.count {
+            let error = FCGX_GetError(raw.pointee.in)
+            if error != 0 { throw FastCGIError(.connectionLost, "request body ended early", cause: error) }
+        }
+        return Int(max(count, 0))
+    }
+
+    /// Sends the status line and headers; the returned response writes the body.
+    public consuming func respond(status: Int, headers: [(String, String)]) throws(FastCGIError) -> FastCGIResponse {
+        let response = FastCGIResponse(raw: raw)
+        discard self
+        var head = "Status: \(status) \(reasonPhrase(status))\r\n"
+        for (name, value) in headers {
+            // Header injection guard: values we send never legitimately contain line breaks.
+            let clean = value.filter { $0 != "\r" && $0 != "\n" }
+            head += "\(name): \(clean)\r\n"
+        }
+        head += "\r\n"
+        try response.write(Array(head.utf8))
+        return response
+    }
+
+    deinit { FCGX_Finish_r(raw) }
+}
+
+/// The body side of a request whose head has been sent.
+public struct FastCGIResponse: ~Copyable {
+    private let raw: UnsafeMutablePointer<FCGX_Request>
+
+    init(raw: UnsafeMutablePointer<FCGX_Request>) { self.raw = raw }
+
+    /// Writes body bytes. Throws `.connectionLost` when the web server dropped the connection.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws(FastCGIError) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let chunk = min(bytes.count - offset, Int(Int32.max))
+            let written = FCGX_PutStr(
+                (base + offset).assumingMemoryBound(to: CChar.self),
+                Int32(chunk),
+                raw.pointee.out
+            )
+            guard written == Int32(chunk) else {
+                throw FastCGIError(.connectionLost, "client went away", cause: FCGX_GetError(raw.pointee.out))
+            }
+            offset += chunk
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) throws(FastCGIError) {
+        let result: Result<Void, FastCGIError> = bytes.withUnsafeBytes { buffer in
+            Result { () throws(FastCGIError) in try write(buffer) }
+        }
+        try result.get()
+    }
+
+    /// Ends the request; the connection to the web server is closed.
+    public consuming func finish() {
+        FCGX_Finish_r(raw)
+        discard self
+    }
+
+    deinit { FCGX_Finish_r(raw) }
+}
+
+func reasonPhrase(_ status: Int) -> String {
+    switch status {
+    case 200: return "OK"
+    case 201: return "Created"
+    case 204: return "No Content"
+    case 400: return "Bad Request"
+    case 401: return "Unauthorized"
+    case 403: return "Forbidden"
+    case 404: return "Not Found"
+    case 405: return "Method Not Allowed"
+    case 409: return "Conflict"
+    case 413: return "Payload Too Large"
+    case 415: return "Unsupported Media Type"
+    case 500: return "Internal Server Error"
+    case 503: return "Service Unavailable"
+    case 507: return "Insufficient Storage"
+    default: return "Status"
+    }
+}
+
+extension FastCGIRequest {
+    /// Every CGI parameter of the request, e.g. to collect the `HTTP_*` headers.
+    public func allParameters() -> [String: String] {
+        var result: [String: String] = [:]
+        guard var cursor = rawEnvironment() else { return result }
+        while let entry = cursor.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            cursor += 1
+        }
+        return result
+    }
+}

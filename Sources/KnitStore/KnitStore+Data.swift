@@ -1,0 +1,135 @@
+public import KnitCore
+internal import KnitDigest
+internal import KnitLMDB
+internal import Logging
+
+// Data records, their tag index and their JSON detail.
+
+extension KnitStore {
+    /// The Data `knitId` as the API shows it.
+    /// - Throws: `.notFound` when there is no such Data.
+    public func dataDetail(knitId: String) throws(StoreError) -> DataDetailJSON {
+        try read("data detail") { txn in
+            guard let record = try dataRecord(txn, Array(knitId.utf8)) else {
+                throw StoreError(.notFound, "data \(knitId) not found")
+            }
+            return try detail(txn, record)
+        }
+    }
+
+    /// Number of Data records.
+    public func dataCount() -> Int {
+        do { return try read("count data") { txn in try txn.count(db.data) } } catch {
+            logger.error("counting data failed", metadata: ["store.error": "\(error)"])
+            return 0
+        }
+    }
+
+    /// Changes the user tags of `knitId`: `removeKey`, then `remove`, then `add`. Removing an absent tag
+    /// or adding a present one is ignored.
+    /// - Throws: `.invalid` when any tag or key is a `knit#` one (nothing changes), `.notFound`.
+    public func updateTags(knitId: String, change: TagChangeJSON) throws(StoreError) -> DataDetailJSON {
+        let systemKeys = change.removeKey.filter { $0.hasPrefix(SystemTag.prefix) }
+            + (change.add + change.remove).filter(\.isSystem).map(\.key)
+        if let key = systemKeys.first {
+            throw StoreError(.invalid, "system tag key '\(key)' cannot be added or removed")
+        }
+        return try write("update tags") { txn in
+            let key = Array(knitId.utf8)
+            guard var record = try dataRecord(txn, key) else {
+                throw StoreError(.notFound, "data \(knitId) not found")
+            }
+            var tags = TagSet(record.userTags)
+            for removedKey in change.removeKey { tags.removeKey(removedKey) }
+            for tag in change.remove { tags.remove(tag) }
+            for tag in change.add { tags.insert(tag) }
+            try reindex(txn, knitId: knitId, from: record.userTags, to: tags.tags)
+            record.userTags = tags.tags
+            try txn.put(db.data, key: key, value: record.encoded())
+            return try detail(txn, record)
+        }
+    }
+
+    // MARK: Internals
+
+    /// `key\0value`, the tag index key. LMDB keys are at most 511 bytes, so a longer pair is stored under
+    /// a SHA-256 of itself, marked by a leading 0x01 byte that no printable tag key starts with.
+    static func indexKey(_ tag: Tag) -> [UInt8] {
+        var bytes = Array(tag.key.utf8)
+        bytes.append(0)
+        bytes.append(contentsOf: tag.value.utf8)
+        if bytes.count <= 500 { return bytes }
+        return [1] + Array(SHA256Digest.hex(of: bytes).utf8)
+    }
+
+    /// Brings the tag index from `old` to `new` for one Data.
+    func reindex(_ txn: borrowing LMDBTransaction, knitId: String, from old: [Tag], to new: [Tag]) throws {
+        let id = Array(knitId.utf8)
+        let oldSet = Set(old)
+        let newSet = Set(new)
+        for tag in oldSet.subtracting(newSet) {
+            try txn.delete(db.tagIndex, key: Self.indexKey(tag), value: id)
+        }
+        for tag in newSet.subtracting(oldSet) {
+            try txn.put(db.tagIndex, key: Self.indexKey(tag), value: id)
+        }
+    }
+
+    func plan(_ txn: borrowing LMDBTransaction, _ planId: String) throws -> PlanRecord {
+        if planId == uploadedPlan.planId { return uploadedPlan }
+        guard let plan = try Self.decode(PlanRecord.self, txn.get(db.plans, key: Array(planId.utf8))) else {
+            throw StoreError(.corrupted, "store: plan \(planId) is missing")
+        }
+        return plan
+    }
+
+    func run(_ txn: borrowing LMDBTransaction, _ runId: String) throws -> RunRecord {
+        let run = try txn.withValue(db.runs, key: runId.utf8) { bytes throws(StoreError) in
+            try bytes.map { bytes throws(StoreError) in try RunRecord(decoding: bytes) }
+        }
+        guard let run else { throw StoreError(.corrupted, "store: run \(runId) is missing") }
+        return run
+    }
+
+    /// The Data record under `knitId` (as text or bytes), decoded straight from the map.
+    func dataRecord(_ txn: borrowing LMDBTransaction, _ knitId: some Collection<UInt8>) throws -> DataRecord? {
+        try txn.withValue(db.data, key: knitId) { bytes throws(StoreError) in
+            try bytes.map { bytes throws(StoreError) in try DataRecord(decoding: bytes) }
+        }
+    }
+
+    func detail(_ txn: borrowing LMDBTransaction, _ record: DataRecord) throws -> DataDetailJSON {
+        let producer = try run(txn, record.runId)
+        return try Self.detail(record, run: producer, plan: plan(txn, producer.planId))
+    }
+
+    static func detail(_ record: DataRecord, run: RunRecord, plan: PlanRecord) -> DataDetailJSON {
+        DataDetailJSON(
+            knitId: record.knitId,
+            tags: TagSet(record.userTags + systemTags(record, status: run.status)),
+            upstream: DataUpstreamJSON(
+                mountpoint: MountpointJSON(path: record.outputPath, tags: []),
+                run: RunSummaryJSON(
+                    runId: run.runId,
+                    status: run.status.rawValue,
+                    updatedAt: KnitTime(milliseconds: run.updatedAtMs).description,
+                    exit: run.exit,
+                    plan: plan.summary
+                )
+            )
+        )
+    }
+
+    static func systemTags(_ record: DataRecord, status: RunStatus) -> [Tag] {
+        var tags = [Tag(key: SystemTag.id, value: record.knitId)]
+        if let timestamp = record.timestampMs {
+            tags.append(Tag(key: SystemTag.timestamp, value: KnitTime(milliseconds: timestamp).description))
+        }
+        if status.isProcessing {
+            tags.append(Tag(key: SystemTag.transient, value: SystemTag.processing))
+        } else if status == .failed || status == .invalidated {
+            tags.append(Tag(key: SystemTag.transient, value: SystemTag.failed))
+        }
+        return tags
+    }
+}

@@ -1,0 +1,129 @@
+public import KnitCore
+internal import KnitLMDB
+internal import Logging
+
+// `GET /api/data`: tag queries answered from the tag index, decoding only the Data that match.
+
+extension KnitStore {
+    /// Data having all `tags`, optionally limited to `since <= t < since + durationMs` where `t` is the
+    /// Data's timestamp, or its producing Run's last update when it has none.
+    ///
+    /// User tags intersect the tag index (smallest list first). System tags: `knit#id` picks one Data,
+    /// `knit#timestamp` matches the same instant, `knit#transient:processing|failed` filters by the
+    /// producing Run's status. Contradictory or unknown system tags give an empty result, not an error.
+    /// Ordered by timestamp (Data without one last), then knitId.
+    public func findData(tags: [Tag], since: KnitTime?, durationMs: Int64?) throws(StoreError) -> [DataDetailJSON] {
+        guard let query = Query(tags) else { return [] }
+        let window: Range<Int64>? = since.map { start in
+            let end = durationMs.map { start.milliseconds.addingReportingOverflow($0).partialValue } ?? Int64.max
+            return start.milliseconds..<max(end, start.milliseconds)
+        }
+        var found: [(timestamp: Int64?, detail: DataDetailJSON)] = try read("find data") { txn in
+            var records: [DataRecord] = []
+            for candidate in try candidates(txn, query) {
+                if let candidate {
+                    if let record = try dataRecord(txn, candidate) {
+                        records.append(record)
+                    }
+                } else {
+                    try txn.forEach(db.data) { _, value in
+                        records.append(try DataRecord(decoding: value))
+                        return true
+                    }
+                }
+            }
+            var out: [(timestamp: Int64?, detail: DataDetailJSON)] = []
+            for record in records {
+                if let instant = query.timestamp, record.timestampMs != instant { continue }
+                let producer = try run(txn, record.runId)
+                switch query.transient {
+                case .processing?: guard producer.status.isProcessing else { continue }
+                case .failed?: guard producer.status == .failed || producer.status == .invalidated else { continue }
+                case nil: break
+                }
+                if let window, !window.contains(record.timestampMs ?? producer.updatedAtMs) { continue }
+                out.append((record.timestampMs, Self.detail(record, run: producer, plan: try plan(txn, producer.planId))))
+            }
+            return out
+        }
+        found.sort { a, b in
+            switch (a.timestamp, b.timestamp) {
+            case let (x?, y?) where x != y: return x < y
+            case (.some, nil): return true
+            case (nil, .some): return false
+            default: return a.detail.knitId < b.detail.knitId
+            }
+        }
+        return found.map(\.detail)
+    }
+
+    /// knitIds that may match: from `knit#id` or the tag index. A single nil element means "every Data"
+    /// (the query has no selective term).
+    private func candidates(_ txn: borrowing LMDBTransaction, _ query: Query) throws -> [[UInt8]?] {
+        let keys = query.userTags.map(Self.indexKey)
+        var ids: [[UInt8]]
+        var remaining = keys
+        if let id = query.knitId {
+            ids = [Array(id.utf8)]
+        } else if keys.isEmpty {
+            return [nil]
+        } else {
+            var smallest = 0
+            var smallestCount = Int.max
+            for (index, key) in keys.enumerated() {
+                let count = try txn.duplicateCount(db.tagIndex, key: key)
+                if count == 0 { return [] }
+                if count < smallestCount {
+                    smallest = index
+                    smallestCount = count
+                }
+            }
+            ids = try txn.duplicates(db.tagIndex, key: keys[smallest])
+            remaining.remove(at: smallest)
+        }
+        for key in remaining {
+            ids = try ids.filter { try txn.contains(db.tagIndex, key: key, value: $0) }
+            if ids.isEmpty { break }
+        }
+        return ids
+    }
+}
+
+/// A tag query split into user tags and the (at most one) value of each system tag.
+/// Nil when it can match nothing: two values for one system key, an unknown `knit#` key, a bad timestamp.
+private struct Query {
+    enum Transient { case processing, failed }
+    var userTags: [Tag] = []
+    var knitId: String?
+    var timestamp: Int64?
+    var transient: Transient?
+
+    init?(_ tags: [Tag]) {
+        for tag in Set(tags) {
+            guard tag.isSystem else {
+                userTags.append(tag)
+                continue
+            }
+            switch tag.key {
+            case SystemTag.id:
+                guard knitId == nil || knitId == tag.value else { return nil }
+                knitId = tag.value
+            case SystemTag.timestamp:
+                guard let instant = try? KnitTime(rfc3339: tag.value).milliseconds else { return nil }
+                guard timestamp == nil || timestamp == instant else { return nil }
+                timestamp = instant
+            case SystemTag.transient:
+                let value: Transient
+                switch tag.value {
+                case SystemTag.processing: value = .processing
+                case SystemTag.failed: value = .failed
+                default: return nil
+                }
+                guard transient == nil || transient == value else { return nil }
+                transient = value
+            default:
+                return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+public import KnitCore
+internal import KnitLMDB
+internal import Logging
+
+// Uploads: a `knit#uploaded` Run and its output Data exist (processing) from the moment the upload
+// begins; finishing publishes the content and marks the Run done in one transaction.
+
+extension KnitStore {
+    /// Starts an upload by `creator`: one write transaction creates a running `knit#uploaded` Run and its
+    /// output Data (no tags, no timestamp), then the staging directory is created.
+    public func beginUpload(creator: String) throws(StoreError) -> UploadTicket {
+        let knitId = KnitIdentifier.make()
+        let runId = KnitIdentifier.make()
+        let staging = stagingDirectory(knitId: knitId)
+        try FileSystem.makeDirectory(staging)
+        let now = clock()
+        do {
+            try write("begin upload") { txn in
+                let run = RunRecord(
+                    runId: runId,
+                    planId: uploadedPlan.planId,
+                    status: .running,
+                    updatedAtMs: now,
+                    exit: nil,
+                    outputs: [knitId],
+                    creator: creator
+                )
+                let data = DataRecord(
+                    knitId: knitId,
+                    runId: runId,
+                    outputPath: PseudoPlan.uploadPath,
+                    userTags: [],
+                    timestampMs: nil,
+                    sizeBytes: nil,
+                    creator: creator
+                )
+                try txn.put(db.runs, key: Array(runId.utf8), value: run.encoded(), flags: .noOverwrite)
+                try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded(), flags: .noOverwrite)
+                try txn.put(db.openUploads, key: Array(runId.utf8), value: Array(knitId.utf8))
+            }
+        } catch {
+            try? FileSystem.removeTree(staging)
+            throw error
+        }
+        logger.debug("upload begun", metadata: ["knit.id": "\(knitId)", "knit.run": "\(runId)"])
+        return UploadTicket(knitId: knitId, runId: runId, stagingPath: staging)
+    }
+
+    /// Publishes an upload: syncs the staged content, renames it to `data/<knitId>`, then in one write
+    /// transaction marks the Run done and gives the Data its timestamp (the same instant), size and tags.
+    /// - Throws: `.invalid` for `knit#` tags (nothing moved; abandon the upload), `.conflict` when the
+    ///   upload was already finished or abandoned, `.io`/`.storageFull` on file or LMDB failures.
+    public func finishUpload(_ ticket: UploadTicket, tags: [Tag], sizeBytes: Int64) throws(StoreError) -> DataDetailJSON {
+        if let system = tags.first(where: \.isSystem) {
+            throw StoreError(.invalid, "system tag '\(system)' cannot be set on upload")
+        }
+        let target = dataDirectory(knitId: ticket.knitId)
+        try FileSystem.syncTree(ticket.stagingPath)
+        try FileSystem.rename(ticket.stagingPath, to: target)
+        try FileSystem.sync(home + "/data")
+        let now = clock()
+        do {
+            let detail = try write("finish upload") { txn in
+                let runKey = Array(ticket.runId.utf8)
+                let dataKey = Array(ticket.knitId.utf8)
+                var run = try run(txn, ticket.runId)
+                guard run.status == .running,
+                    var record = try dataRecord(txn, dataKey)
+                else {
+                    throw StoreError(.conflict, "upload \(ticket.knitId) is no longer in progress")
+                }
+                run.status = .done
+                run.updatedAtMs = now
+                record.timestampMs = now
+                record.sizeBytes = sizeBytes
+                let userTags = TagSet(tags).tags
+                try reindex(txn, knitId: ticket.knitId, from: record.userTags, to: userTags)
+                record.userTags = userTags
+                try txn.put(db.runs, key: runKey, value: run.encoded())
+                try txn.put(db.data, key: dataKey, value: record.encoded())
+                try txn.delete(db.openUploads, key: runKey)
+                return Self.detail(record, run: run, plan: uploadedPlan)
+            }
+            logger.info("upload finished", metadata: ["knit.id": "\(ticket.knitId)", "knit.bytes": "\(sizeBytes)"])
+            return detail
+        } catch {
+            // The records still say "running"; put the content back so abandon or recovery finds it.
+            do { try FileSystem.rename(target, to: ticket.stagingPath) } catch {
+                logger.error("cannot return content to staging", metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"])
+            }
+            throw error
+        }
+    }
+
+    /// Drops an upload that will not finish: removes its staging directory and its Run and Data records.
+    /// Does nothing to an upload that was already finished. Never throws; failures are logged and left
+    /// to ``recoverAtStartup()``.
+    public func abandonUpload(_ ticket: UploadTicket) {
+        do {
+            try FileSystem.removeTree(ticket.stagingPath)
+            let dropped = try write("abandon upload") { txn -> Bool in
+                guard try txn.get(db.openUploads, key: Array(ticket.runId.utf8)) != nil else { return false }
+                try dropUpload(txn, runId: ticket.runId, knitId: ticket.knitId)
+                return true
+            }
+            if dropped {
+                try FileSystem.removeTree(dataDirectory(knitId: ticket.knitId))
+                logger.info("upload abandoned", metadata: ["knit.id": "\(ticket.knitId)"])
+            }
+        } catch {
+            logger.error("abandoning upload failed", metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"])
+        }
+    }
+
+    /// Cleans up after a crash: every upload still open belonged to a knitd that died (one knitd owns
+    /// uploads), so its records, staging and data directories go; then everything left in `staging/` goes.
+    /// Call once at start-up, before serving.
+    public func recoverAtStartup() -> RecoveryReport {
+        var report = RecoveryReport()
+        do {
+            let open: [(runId: String, knitId: String)] = try read("list open uploads") { txn in
+                var pairs: [(String, String)] = []
+                try txn.forEach(db.openUploads) { key, value in
+                    pairs.append((String(decoding: key, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+                    return true
+                }
+                return pairs
+            }
+            for upload in open {
+                try write("drop open upload") { txn in try dropUpload(txn, runId: upload.runId, knitId: upload.knitId) }
+                try FileSystem.removeTree(stagingDirectory(knitId: upload.knitId))
+                try FileSystem.removeTree(dataDirectory(knitId: upload.knitId))
+                report.abandonedUploads += 1
+            }
+            for name in try FileSystem.entries(home + "/staging") {
+                try FileSystem.removeTree(home + "/staging/" + name)
+                report.removedStagingEntries += 1
+            }
+        } catch {
+            logger.error("start-up recovery failed", metadata: ["store.error": "\(error)"])
+        }
+        if report != RecoveryReport() {
+            logger.info(
+                "recovered from unfinished uploads",
+                metadata: [
+                    "store.abandoned": "\(report.abandonedUploads)",
+                    "store.staging_removed": "\(report.removedStagingEntries)",
+                ]
+            )
+        }
+        return report
+    }
+
+    /// Deletes an open upload's Run, Data and index entries.
+    private func dropUpload(_ txn: borrowing LMDBTransaction, runId: String, knitId: String) throws {
+        let dataKey = Array(knitId.utf8)
+        if let record = try dataRecord(txn, dataKey) {
+            try reindex(txn, knitId: knitId, from: record.userTags, to: [])
+            try txn.delete(db.data, key: dataKey)
+        }
+        try txn.delete(db.runs, key: Array(runId.utf8))
+        try txn.delete(db.openUploads, key: Array(runId.utf8))
+    }
+
+    /// Inserts `count` finished uploads with the given tags, in large write transactions.
+    /// For benchmarks only: no content directories are created.
+    public func bulkInsertForBenchmark(count: Int, tagsFor: (Int) -> [Tag]) throws {
+        let batch = 20_000
+        var index = 0
+        let now = clock()
+        while index < count {
+            let end = min(count, index + batch)
+            try write("bulk insert") { txn in
+                for i in index..<end {
+                    let knitId = KnitIdentifier.make()
+                    let runId = KnitIdentifier.make()
+                    let stamp = now - Int64(count - i)
+                    let run = RunRecord(
+                        runId: runId, planId: uploadedPlan.planId, status: .done, updatedAtMs: stamp,
+                        exit: nil, outputs: [knitId], creator: "bench"
+                    )
+                    let tags = TagSet(tagsFor(i)).tags
+                    let data = DataRecord(
+                        knitId: knitId, runId: runId, outputPath: PseudoPlan.uploadPath, userTags: tags,
+                        timestampMs: stamp, sizeBytes: 0, creator: "bench"
+                    )
+                    try txn.put(db.runs, key: Array(runId.utf8), value: run.encoded())
+                    try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded())
+                    try reindex(txn, knitId: knitId, from: [], to: tags)
+                }
+            }
+            index = end
+        }
+    }
+}

@@ -1,0 +1,168 @@
+#if canImport(FoundationEssentials)
+internal import FoundationEssentials
+#else
+internal import Foundation
+#endif
+internal import KnitCore
+internal import KnitDigest
+internal import KnitLMDB
+public import Logging
+
+/// The only owner of Knit's persistent state: the LMDB environment under `home/db` and the Data
+/// directories under `home/data` and `home/staging`.
+///
+/// Every public method is one LMDB read or write transaction (plus file moves around it), so each
+/// call is atomic. Methods block; call them off the cooperative thread pool.
+public final class KnitStore: Sendable {
+    /// Schema version this code reads and writes.
+    public static let schemaVersion = "1"
+
+    /// Milliseconds since the epoch from the real-time clock; the default clock of a store.
+    public static let systemClock: @Sendable () -> Int64 = { FileSystem.nowMilliseconds() }
+
+    /// The store's root directory (`KNIT_HOME`).
+    public let home: String
+
+    let env: LMDBEnvironment
+    let db: Databases
+    let logger: Logger
+    let clock: @Sendable () -> Int64
+    /// The `knit#uploaded` pseudo plan; it never changes after the store is created.
+    let uploadedPlan: PlanRecord
+
+    struct Databases: Sendable {
+        let meta: LMDBDatabase
+        let data: LMDBDatabase
+        let tagIndex: LMDBDatabase
+        let runs: LMDBDatabase
+        let plans: LMDBDatabase
+        let users: LMDBDatabase
+        let tokens: LMDBDatabase
+        /// runId → knitId of uploads begun and neither finished nor abandoned, so start-up recovery
+        /// finds them without scanning every Run.
+        let openUploads: LMDBDatabase
+    }
+
+    /// Opens the store under `home`, creating it when new.
+    ///
+    /// Creates `db/`, `data/` and `staging/` (mode 0750), opens the LMDB environment, clears reader slots
+    /// of dead processes, checks the schema version and, in a new store, seeds the `knit#uploaded` plan.
+    /// - Parameters:
+    ///   - mapSize: the LMDB map size in bytes (the file is sparse; this is only a ceiling).
+    ///   - clock: milliseconds since the epoch; tests pass a fixed clock.
+    /// - Throws: ``StoreError`` with `.schemaMismatch` when the store was written by another schema,
+    ///   `.io` when directories cannot be created or LMDB cannot open.
+    public init(
+        home: String,
+        logger: Logger,
+        mapSize: Int = 64 << 30,
+        clock: @escaping @Sendable () -> Int64 = KnitStore.systemClock
+    ) throws(StoreError) {
+        self.home = home
+        self.logger = logger
+        self.clock = clock
+        for directory in ["", "/db", "/data", "/staging"] {
+            try FileSystem.makeDirectory(home + directory)
+        }
+        let env: LMDBEnvironment
+        do {
+            env = try LMDBEnvironment(path: home + "/db", mapSize: mapSize, maxDatabases: 16, maxReaders: 512)
+        } catch {
+            throw StoreError(error)
+        }
+        self.env = env
+        let stale = env.readerCheck()
+        if stale > 0 { logger.info("cleared stale LMDB readers", metadata: ["store.readers": "\(stale)"]) }
+        do {
+            db = Databases(
+                meta: try env.openDatabase(name: "meta"),
+                data: try env.openDatabase(name: "data"),
+                tagIndex: try env.openDatabase(name: "tag_index", duplicateSort: true),
+                runs: try env.openDatabase(name: "runs"),
+                plans: try env.openDatabase(name: "plans"),
+                users: try env.openDatabase(name: "users"),
+                tokens: try env.openDatabase(name: "tokens"),
+                openUploads: try env.openDatabase(name: "open_uploads")
+            )
+        } catch {
+            env.close()
+            throw StoreError(error)
+        }
+        do {
+            uploadedPlan = try Self.checkSchema(env: env, db: db, logger: logger)
+        } catch {
+            env.close()
+            throw error
+        }
+    }
+
+    /// Closes the LMDB environment. Idempotent; no other method may be called afterwards.
+    public func close() { env.close() }
+
+    /// `home/data/<knitId>`: where the content of a finished Data lives.
+    public func dataDirectory(knitId: String) -> String { home + "/data/" + knitId }
+
+    /// `home/staging/<knitId>`: where an upload writes before it is finished.
+    public func stagingDirectory(knitId: String) -> String { home + "/staging/" + knitId }
+
+    // MARK: Schema gate
+
+    static let schemaKey = Array("schema_version".utf8)
+    static let uploadedPlanKey = Array("plan:\(PseudoPlan.uploaded)".utf8)
+
+    private static func checkSchema(env: LMDBEnvironment, db: Databases, logger: Logger) throws(StoreError) -> PlanRecord {
+        do {
+            return try env.write { txn throws -> PlanRecord in
+                if let version = try txn.get(db.meta, key: schemaKey) {
+                    let text = String(decoding: version, as: UTF8.self)
+                    guard text == schemaVersion else {
+                        throw StoreError(
+                            .schemaMismatch,
+                            "store schema version \(text) is not supported by this knitd (knows \(schemaVersion))"
+                        )
+                    }
+                    guard let planId = try txn.get(db.meta, key: uploadedPlanKey),
+                        let plan = try decode(PlanRecord.self, txn.get(db.plans, key: planId))
+                    else {
+                        throw StoreError(.corrupted, "store: the \(PseudoPlan.uploaded) plan is missing")
+                    }
+                    return plan
+                }
+                guard try txn.count(db.data) == 0, try txn.count(db.runs) == 0 else {
+                    throw StoreError(.corrupted, "store: records exist but schema_version is missing")
+                }
+                let plan = PlanRecord(planId: KnitIdentifier.make(), pseudoName: PseudoPlan.uploaded)
+                try txn.put(db.meta, key: schemaKey, value: Array(schemaVersion.utf8))
+                try txn.put(db.plans, key: Array(plan.planId.utf8), value: encode(plan))
+                try txn.put(db.meta, key: uploadedPlanKey, value: Array(plan.planId.utf8))
+                logger.info("created new store", metadata: ["store.schema": "\(schemaVersion)"])
+                return plan
+            }
+        } catch {
+            throw StoreError.from(error, operation: "open")
+        }
+    }
+
+    // MARK: Transactions and encoding
+
+    func read<R>(_ operation: String, _ body: (borrowing LMDBTransaction) throws -> R) throws(StoreError) -> R {
+        do { return try env.read(body) } catch { throw StoreError.from(error, operation: operation) }
+    }
+
+    func write<R>(_ operation: String, _ body: (borrowing LMDBTransaction) throws -> R) throws(StoreError) -> R {
+        do { return try env.write(body) } catch { throw StoreError.from(error, operation: operation) }
+    }
+
+    static func encode(_ value: some Encodable) throws -> [UInt8] {
+        Array(try JSONEncoder().encode(value))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]?) throws -> T? {
+        guard let bytes else { return nil }
+        return try JSONDecoder().decode(type, from: Data(bytes))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ bytes: UnsafeRawBufferPointer) throws -> T {
+        try JSONDecoder().decode(type, from: Data(bytes))
+    }
+}

@@ -1,0 +1,167 @@
+internal import KnitCore
+
+// Data and Run records are read on every query, so they use a compact binary form instead of JSON:
+// decoding JSON (and re-parsing every tag) cost ~10 µs per record, most of a tag query's budget.
+// Layout: one version byte, then fields in order; strings and lists are LEB128-length-prefixed,
+// integers little-endian Int64, optionals a 0/1 byte then the value. A new field means a new version.
+
+struct RecordWriter {
+    private(set) var bytes: [UInt8] = []
+
+    init(version: UInt8) { bytes.append(version) }
+
+    mutating func count(_ value: Int) {
+        var rest = UInt64(value)
+        repeat {
+            let low = UInt8(rest & 0x7F)
+            rest >>= 7
+            bytes.append(rest == 0 ? low : low | 0x80)
+        } while rest != 0
+    }
+
+    mutating func string(_ text: String) {
+        count(text.utf8.count)
+        bytes.append(contentsOf: text.utf8)
+    }
+
+    mutating func int(_ value: Int64) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func optionalInt(_ value: Int64?) {
+        bytes.append(value == nil ? 0 : 1)
+        if let value { int(value) }
+    }
+}
+
+struct RecordReader {
+    private let bytes: UnsafeRawBufferPointer
+    private var position = 0
+    let what: String
+
+    /// Starts reading `bytes`; throws unless the version byte is `version`.
+    init(_ bytes: UnsafeRawBufferPointer, version: UInt8, what: String) throws(StoreError) {
+        self.bytes = bytes
+        self.what = what
+        guard !bytes.isEmpty, bytes[0] == version else {
+            throw StoreError(.corrupted, "store: \(what) record has unknown format \(bytes.first.map(String.init) ?? "(empty)")")
+        }
+        position = 1
+    }
+
+    private func truncated() -> StoreError { StoreError(.corrupted, "store: \(what) record is truncated") }
+
+    mutating func byte() throws(StoreError) -> UInt8 {
+        guard position < bytes.count else { throw truncated() }
+        defer { position += 1 }
+        return bytes[position]
+    }
+
+    mutating func count() throws(StoreError) -> Int {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let next = try byte()
+            guard shift < 63 else { throw truncated() }
+            value |= UInt64(next & 0x7F) << shift
+            if next & 0x80 == 0 { break }
+            shift += 7
+        }
+        guard value <= UInt64(bytes.count) else { throw truncated() }
+        return Int(value)
+    }
+
+    mutating func string() throws(StoreError) -> String {
+        let length = try count()
+        guard position + length <= bytes.count else { throw truncated() }
+        defer { position += length }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<position + length]), as: UTF8.self)
+    }
+
+    mutating func int() throws(StoreError) -> Int64 {
+        guard position + 8 <= bytes.count else { throw truncated() }
+        var value: Int64 = 0
+        withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[position..<position + 8])) }
+        position += 8
+        return Int64(littleEndian: value)
+    }
+
+    mutating func optionalInt() throws(StoreError) -> Int64? {
+        try byte() == 0 ? nil : try int()
+    }
+}
+
+extension DataRecord {
+    static let formatVersion: UInt8 = 1
+
+    func encoded() -> [UInt8] {
+        var writer = RecordWriter(version: Self.formatVersion)
+        writer.string(knitId)
+        writer.string(runId)
+        writer.string(outputPath)
+        writer.count(userTags.count)
+        for tag in userTags {
+            writer.string(tag.key)
+            writer.string(tag.value)
+        }
+        writer.optionalInt(timestampMs)
+        writer.optionalInt(sizeBytes)
+        writer.string(creator)
+        return writer.bytes
+    }
+
+    init(decoding bytes: UnsafeRawBufferPointer) throws(StoreError) {
+        var reader = try RecordReader(bytes, version: Self.formatVersion, what: "data")
+        knitId = try reader.string()
+        runId = try reader.string()
+        outputPath = try reader.string()
+        let tagCount = try reader.count()
+        var tags: [Tag] = []
+        tags.reserveCapacity(tagCount)
+        for _ in 0..<tagCount { tags.append(Tag(key: try reader.string(), value: try reader.string())) }
+        userTags = tags
+        timestampMs = try reader.optionalInt()
+        sizeBytes = try reader.optionalInt()
+        creator = try reader.string()
+    }
+}
+
+extension RunRecord {
+    static let formatVersion: UInt8 = 1
+
+    func encoded() -> [UInt8] {
+        var writer = RecordWriter(version: Self.formatVersion)
+        writer.string(runId)
+        writer.string(planId)
+        writer.string(status.rawValue)
+        writer.int(updatedAtMs)
+        writer.optionalInt(exit.map { Int64($0.code) })
+        if let exit { writer.string(exit.message) }
+        writer.count(outputs.count)
+        for output in outputs { writer.string(output) }
+        writer.string(creator)
+        return writer.bytes
+    }
+
+    init(decoding bytes: UnsafeRawBufferPointer) throws(StoreError) {
+        var reader = try RecordReader(bytes, version: Self.formatVersion, what: "run")
+        runId = try reader.string()
+        planId = try reader.string()
+        let statusText = try reader.string()
+        guard let status = RunStatus(rawValue: statusText) else {
+            throw StoreError(.corrupted, "store: run \(runId) has unknown status '\(statusText)'")
+        }
+        self.status = status
+        updatedAtMs = try reader.int()
+        if let code = try reader.optionalInt() {
+            exit = RunExitJSON(code: Int(code), message: try reader.string())
+        } else {
+            exit = nil
+        }
+        let outputCount = try reader.count()
+        var outputs: [String] = []
+        for _ in 0..<outputCount { outputs.append(try reader.string()) }
+        self.outputs = outputs
+        creator = try reader.string()
+    }
+}

@@ -1,0 +1,89 @@
+public import KnitCore
+
+// The LMDB schema's values. Only this module reads or writes them. Data and Run records, read on
+// every query, use the binary form of RecordCodec.swift; the rest are compact JSON, so that optional
+// fields can be added without a migration.
+
+/// `data`: knitId → the Data's stored facts. System tags are derived, never stored.
+struct DataRecord: Sendable {
+    var knitId: String
+    var runId: String
+    var outputPath: String
+    var userTags: [Tag]
+    var timestampMs: Int64?
+    var sizeBytes: Int64?
+    var creator: String
+}
+
+/// `runs`: runId → the Run's state.
+struct RunRecord: Sendable {
+    var runId: String
+    var planId: String
+    var status: RunStatus
+    var updatedAtMs: Int64
+    var exit: RunExitJSON?
+    var outputs: [String]
+    var creator: String
+}
+
+/// `plans`: planId → the Plan. Pseudo plans have `pseudoName` and no image.
+struct PlanRecord: Codable, Sendable {
+    var planId: String
+    var pseudoName: String?
+    var image: String?
+    var entrypoint: [String]?
+    var args: [String]?
+    var annotations: [String]?
+
+    var summary: PlanSummaryJSON {
+        PlanSummaryJSON(
+            planId: planId,
+            image: image,
+            name: pseudoName,
+            entrypoint: entrypoint,
+            args: args,
+            annotations: annotations
+        )
+    }
+}
+
+/// `users`: name → the user.
+struct UserRecord: Codable, Sendable {
+    var name: String
+    var role: Role
+    var createdAtMs: Int64
+}
+
+/// An authenticated user.
+public struct StoreUser: Sendable, Hashable, Codable {
+    public var name: String
+    public var role: Role
+    public init(name: String, role: Role) {
+        self.name = name
+        self.role = role
+    }
+}
+
+/// An upload in progress: write the content under ``stagingPath``, then finish or abandon it.
+public struct UploadTicket: Sendable, Hashable {
+    public let knitId: String
+    public let runId: String
+    public let stagingPath: String
+    public init(knitId: String, runId: String, stagingPath: String) {
+        self.knitId = knitId
+        self.runId = runId
+        self.stagingPath = stagingPath
+    }
+}
+
+/// What ``KnitStore/recoverAtStartup()`` cleaned up.
+public struct RecoveryReport: Sendable, Equatable {
+    /// Uploads whose knitd died mid-way; their Run and Data records are gone now.
+    public var abandonedUploads: Int
+    /// Entries removed from `staging/`.
+    public var removedStagingEntries: Int
+    public init(abandonedUploads: Int = 0, removedStagingEntries: Int = 0) {
+        self.abandonedUploads = abandonedUploads
+        self.removedStagingEntries = removedStagingEntries
+    }
+}

@@ -1,0 +1,521 @@
+// Test support only: full Foundation is fine here because this module never ships.
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real, isolated Knit on loopback for one test suite: its own home under /tmp, its own CA and
+/// server certificate (installer/make-tls.sh), its own knitd on a unix socket and its own nginx
+/// (rendered from nginx/knit.conf.template) on an ephemeral port, plus the users `admin`
+/// (admin), `alice` (user) and `rita` (reader), each with a temporary HOME and a project
+/// directory where `knit init <handout>` was run.
+///
+/// Every process it starts is stopped by pid in `stop()`; `deinit` and an `atexit` hook are
+/// backstops, and a later instance removes the leftovers of a test process that crashed.
+public final class KnitInstance: @unchecked Sendable {
+    // @unchecked: the only mutable state (the knitd/nginx handles, background children and the
+    // stopped flag) is guarded by `lock`; everything else is immutable after init.
+
+    public struct Options: Sendable {
+        public var threads: Int
+        public var transferSlots: Int?
+        public var logLevel: String
+        public var extraKnitdArguments: [String]
+        /// (name, role) of the users to create; each gets a handout and an initialised project.
+        public var users: [(name: String, role: String)]
+
+        public init(
+            threads: Int = 8,
+            transferSlots: Int? = nil,
+            logLevel: String = "debug",
+            extraKnitdArguments: [String] = [],
+            users: [(name: String, role: String)] = [("admin", "admin"), ("alice", "user"), ("rita", "reader")]
+        ) {
+            self.threads = threads
+            self.transferSlots = transferSlots
+            self.logLevel = logLevel
+            self.extraKnitdArguments = extraKnitdArguments
+            self.users = users
+        }
+    }
+
+    /// Repository checkout that holds nginx/, installer/ and Sources/.
+    public let packageRoot: String
+    /// Directory holding knitd, knit and knitadm.
+    public let binDir: String
+    /// Everything of this instance lives below this directory (removed by `stop()`).
+    public let root: String
+    /// The Knit home passed to knitd/knitadm (db/, data/, staging/, run/).
+    public let home: String
+    public let port: Int
+    /// `https://127.0.0.1:PORT/api`
+    public let apiRoot: String
+    /// `https://127.0.0.1:PORT`
+    public let baseURL: String
+    public let caPath: String
+    public let socketPath: String
+    public let knitdLogPath: String
+    public let nginxErrorLogPath: String
+    public let options: Options
+
+    private let nginxDir: String
+    private let lock = NSLock()
+    private var knitdProcess: BackgroundProcess?
+    private var nginxProcess: BackgroundProcess?
+    private var children: [BackgroundProcess] = []
+    private var stopped = false
+
+    public var knitdPath: String { binDir + "/knitd" }
+    public var knitPath: String { binDir + "/knit" }
+    public var knitadmPath: String { binDir + "/knitadm" }
+
+    public init(options: Options = Options()) throws {
+        self.options = options
+        let fm = FileManager.default
+        packageRoot = URL(fileURLWithPath: Self.sourceFile)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        binDir = try Self.locateBinaries(packageRoot: packageRoot)
+
+        KnitInstanceRegistry.reapStale()
+
+        var template = Array("/tmp/knit-test-XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw KnitTestingError("mkdtemp failed: errno \(errno)")
+        }
+        root = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        home = root + "/home"
+        nginxDir = root + "/nginx"
+        socketPath = home + "/run/knitd.sock"
+        knitdLogPath = root + "/log/knitd.log"
+        nginxErrorLogPath = root + "/log/nginx-error.log"
+        caPath = root + "/tls/ca.crt"
+        port = try freeLoopbackPort()
+        baseURL = "https://127.0.0.1:\(port)"
+        apiRoot = baseURL + "/api"
+
+        for dir in [home, home + "/run", home + "/archive", nginxDir, nginxDir + "/tmp", root + "/log", root + "/users"] {
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        try String(getpid()).write(toFile: root + "/owner.pid", atomically: true, encoding: .utf8)
+        KnitInstanceRegistry.register(self)
+
+        do {
+            try setUp()
+        } catch {
+            stop()
+            throw error
+        }
+    }
+
+    private static let sourceFile: String = #filePath
+
+    private static func locateBinaries(packageRoot: String) throws -> String {
+        let fm = FileManager.default
+        var candidates: [String] = []
+        if let dir = ProcessInfo.processInfo.environment["KNIT_BIN_DIR"], !dir.isEmpty {
+            candidates.append(dir)
+        } else {
+            // `swift test` runs the test bundle from the build directory that also holds the
+            // freshly built executables, whatever --scratch-path was used.
+            let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "").standardizedFileURL
+            var dir = exe.deletingLastPathComponent()
+            for _ in 0..<3 {
+                candidates.append(dir.path)
+                dir = dir.deletingLastPathComponent()
+            }
+            candidates.append(packageRoot + "/.build/debug")
+        }
+        for dir in candidates {
+            let all = ["knitd", "knit", "knitadm"].allSatisfy { fm.isExecutableFile(atPath: dir + "/" + $0) }
+            if all { return dir }
+        }
+        throw KnitTestingError(
+            "knitd, knit and knitadm not found in \(candidates.joined(separator: ", ")); "
+                + "run `swift build` first (or set KNIT_BIN_DIR)"
+        )
+    }
+
+    // MARK: - Start-up
+
+    private func setUp() throws {
+        let tls = try runProcess(
+            "/bin/bash",
+            [packageRoot + "/installer/make-tls.sh", root + "/tls", "127.0.0.1", "localhost"],
+            scratchDirectory: root
+        )
+        guard tls.status == 0 else { throw KnitTestingError("make-tls.sh failed: \(tls.stderr)") }
+
+        let initialised = knitadm(["init"])
+        guard initialised.status == 0 else {
+            throw KnitTestingError("knitadm init failed (\(initialised.status)): \(initialised.stderr)")
+        }
+        for user in options.users {
+            let dir = userDirectory(user.name)
+            try FileManager.default.createDirectory(atPath: dir + "/home", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dir + "/project", withIntermediateDirectories: true)
+            let added = knitadm([
+                "user", "add", user.name, "--role", user.role, "--handout", handoutPath(for: user.name),
+                "--api-root", apiRoot, "--ca", caPath,
+            ])
+            guard added.status == 0 else {
+                throw KnitTestingError("knitadm user add \(user.name) failed (\(added.status)): \(added.stderr)")
+            }
+        }
+
+        try renderNginxConfig()
+        try startKnitd()
+        let nginx = try BackgroundProcess(
+            "/usr/sbin/nginx",
+            ["-e", nginxErrorLogPath, "-p", nginxDir + "/", "-c", nginxDir + "/nginx.conf", "-g", "daemon off;"],
+            stdoutPath: root + "/log/nginx.out",
+            stderrPath: root + "/log/nginx.out"
+        )
+        lock.withLock { nginxProcess = nginx }
+        try waitUntilHealthy(timeout: 20)
+
+        for user in options.users {
+            let result = runKnit(["init", handoutPath(for: user.name)], user: user.name)
+            guard result.status == 0 else {
+                throw KnitTestingError("knit init for \(user.name) failed (\(result.status)): \(result.stderr)")
+            }
+        }
+    }
+
+    private func renderNginxConfig() throws {
+        let templatePath = packageRoot + "/nginx/knit.conf.template"
+        let template = try String(contentsOfFile: templatePath, encoding: .utf8)
+        let values: [String: String] = [
+            "@USER@": "root root",
+            "@PIDFILE@": nginxDir + "/nginx.pid",
+            "@LOGDIR@": root + "/log",
+            "@TEMPDIR@": nginxDir + "/tmp",
+            "@LISTEN@": "127.0.0.1:\(port)",
+            "@PORT@": String(port),
+            "@SERVER_NAMES@": "127.0.0.1 localhost",
+            "@CERT@": root + "/tls/server.crt",
+            "@KEY@": root + "/tls/server.key",
+            "@SOCKET@": socketPath,
+            "@WEBROOT@": packageRoot + "/nginx/www",
+            "@HOME@": home,
+            "@UPLOAD_LIMIT@": "0",
+        ]
+        let rendered = Self.render(template, values)
+        // Only comment lines may still mention a placeholder.
+        for line in rendered.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).hasPrefix("#") {
+            if line.contains(/@[A-Z_]+@/) {
+                throw KnitTestingError("unrendered placeholder in \(templatePath): \(line)")
+            }
+        }
+        try rendered.write(toFile: nginxDir + "/nginx.conf", atomically: true, encoding: .utf8)
+    }
+
+    static func render(_ template: String, _ values: [String: String]) -> String {
+        var text = template
+        for (key, value) in values { text = text.replacingOccurrences(of: key, with: value) }
+        return text
+    }
+
+    private func startKnitd() throws {
+        var arguments = [
+            "--home", home, "--socket", socketPath, "--socket-mode", "0666",
+            "--threads", String(options.threads), "--log-level", options.logLevel,
+        ]
+        if let slots = options.transferSlots { arguments += ["--transfer-slots", String(slots)] }
+        arguments += options.extraKnitdArguments
+        let process = try BackgroundProcess(
+            knitdPath,
+            arguments,
+            stdoutPath: knitdLogPath,
+            stderrPath: knitdLogPath
+        )
+        try String(process.pid).write(toFile: root + "/knitd.pid", atomically: true, encoding: .utf8)
+        lock.withLock { knitdProcess = process }
+    }
+
+    /// Polls `GET /api/health` until it answers 200.
+    public func waitUntilHealthy(timeout: Double) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        var last = ""
+        while Date() < deadline {
+            let (knitd, nginx) = lock.withLock { (knitdProcess, nginxProcess) }
+            if let knitd, !knitd.isRunning {
+                throw KnitTestingError("knitd exited with \(knitd.exitStatus ?? -1) during start-up\n" + logTails())
+            }
+            if let nginx, !nginx.isRunning {
+                throw KnitTestingError("nginx exited with \(nginx.exitStatus ?? -1) during start-up\n" + logTails())
+            }
+            let response = request("GET", "/api/health", user: nil, timeout: 2)
+            if response.status == 200 { return }
+            last = "HTTP \(response.status) \(response.text.prefix(200))"
+            usleep(100_000)
+        }
+        throw KnitTestingError("Knit did not become healthy within \(Int(timeout)) s (last: \(last))\n" + logTails())
+    }
+
+    /// The last lines of knitd's and nginx's logs, for error messages.
+    public func logTails(lines: Int = 25) -> String {
+        func tail(_ path: String) -> String {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no log)"
+            return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+        }
+        return "--- knitd log (\(knitdLogPath)):\n\(tail(knitdLogPath))\n"
+            + "--- nginx error log:\n\(tail(nginxErrorLogPath))\n\(tail(root + "/log/nginx.out"))"
+    }
+
+    // MARK: - Users
+
+    public func userDirectory(_ user: String) -> String { root + "/users/" + user }
+    public func handoutPath(for user: String) -> String { userDirectory(user) + "/knitprofile" }
+    /// The HOME the knit CLI runs with for this user.
+    public func userHome(_ user: String) -> String { userDirectory(user) + "/home" }
+    /// The project directory (cwd) where `knit init` was run for this user.
+    public func projectDirectory(_ user: String) -> String { userDirectory(user) + "/project" }
+
+    /// The user's API token, read from its handout.
+    public func token(for user: String) -> String {
+        guard let text = try? String(contentsOfFile: handoutPath(for: user), encoding: .utf8) else { return "" }
+        for line in text.split(separator: "\n") {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("token:") else { continue }
+            var value = trimmed.dropFirst("token:".count).trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                value = String(value.dropFirst().dropLast())
+            }
+            return value
+        }
+        return ""
+    }
+
+    // MARK: - Running things
+
+    /// Environment for child processes: ours, minus anything that would point knit elsewhere.
+    private func childEnvironment(home: String? = nil, extra: [String: String] = [:]) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("KNIT_") }
+        if let home { env["HOME"] = home }
+        env["LC_ALL"] = "C.UTF-8"
+        env.merge(extra) { _, new in new }
+        return env
+    }
+
+    /// Runs the `knit` CLI as `user` (its temporary HOME; cwd defaults to its project directory).
+    public func runKnit(
+        _ args: [String],
+        user: String = "alice",
+        cwd: String? = nil,
+        stdin: Data? = nil,
+        env: [String: String] = [:]
+    ) -> ProcessResult {
+        run(
+            knitPath,
+            args,
+            cwd: cwd ?? projectDirectory(user),
+            environment: childEnvironment(home: userHome(user), extra: env),
+            stdin: stdin
+        )
+    }
+
+    /// Runs `knitadm --home HOME ARGS…`.
+    public func knitadm(_ args: [String]) -> ProcessResult {
+        run(knitadmPath, ["--home", home] + args, cwd: root, environment: childEnvironment())
+    }
+
+    /// Runs /usr/bin/curl with this instance's CA (`-sS --cacert CA` prepended).
+    public func curl(_ args: [String], stdin: Data? = nil) -> ProcessResult {
+        run("/usr/bin/curl", ["-sS", "--cacert", caPath] + args, cwd: root, environment: childEnvironment(), stdin: stdin)
+    }
+
+    /// Runs any program with a clean-ish environment; never throws (status -1 when it cannot start).
+    public func run(
+        _ executable: String,
+        _ args: [String],
+        cwd: String? = nil,
+        environment: [String: String]? = nil,
+        stdin: Data? = nil
+    ) -> ProcessResult {
+        do {
+            return try runProcess(
+                executable,
+                args,
+                cwd: cwd ?? root,
+                environment: environment ?? childEnvironment(),
+                stdin: stdin,
+                scratchDirectory: root
+            )
+        } catch {
+            return ProcessResult(status: -1, stdout: Data(), stderr: "\(error)")
+        }
+    }
+
+    public struct HTTPResponse: Sendable {
+        /// HTTP status, or 0 when curl got no response at all.
+        public var status: Int
+        public var body: Data
+        public var curlStatus: Int32
+        public var curlError: String
+        public var text: String { String(decoding: body, as: UTF8.self) }
+        /// The body parsed as JSON (dictionary or array), nil when it is not JSON.
+        public var json: Any? { try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) }
+    }
+
+    /// One HTTP request through nginx with curl. `user` nil sends no credentials.
+    public func request(
+        _ method: String,
+        _ path: String,
+        user: String? = "alice",
+        headers: [String] = [],
+        body: Data? = nil,
+        bodyFile: String? = nil,
+        timeout: Double = 60
+    ) -> HTTPResponse {
+        let marker = "\n@@knit-status@@"
+        var args = ["-X", method, "--max-time", String(timeout), "-o", "-", "-w", marker + "%{http_code}"]
+        if let user { args += ["-H", "Authorization: Bearer \(token(for: user))"] }
+        for header in headers { args += ["-H", header] }
+        if let bodyFile {
+            args += ["--data-binary", "@" + bodyFile]
+        } else if body != nil {
+            args += ["--data-binary", "@-"]
+        }
+        args.append(baseURL + path)
+        let result = curl(args, stdin: body)
+        var data = result.stdout
+        var status = 0
+        if let range = data.range(of: Data(marker.utf8), options: .backwards) {
+            status = Int(String(decoding: data[range.upperBound...], as: UTF8.self)) ?? 0
+            data = data[..<range.lowerBound]
+        }
+        return HTTPResponse(status: status, body: Data(data), curlStatus: result.status, curlError: result.stderr)
+    }
+
+    /// Starts a background child owned by this instance (stopped by `stop()` at the latest).
+    public func background(
+        _ executable: String,
+        _ args: [String],
+        cwd: String? = nil,
+        env: [String: String] = [:],
+        stdinPath: String? = nil,
+        name: String = "child"
+    ) throws -> BackgroundProcess {
+        let base = root + "/log/\(name)-\(UUID().uuidString.prefix(8))"
+        let child = try BackgroundProcess(
+            executable,
+            args,
+            cwd: cwd ?? root,
+            environment: childEnvironment(extra: env),
+            stdinPath: stdinPath,
+            stdoutPath: base + ".out",
+            stderrPath: base + ".err"
+        )
+        lock.withLock { children.append(child) }
+        return child
+    }
+
+    // MARK: - knitd control
+
+    public var knitdPID: Int32? { lock.withLock { knitdProcess?.isRunning == true ? knitdProcess?.pid : nil } }
+    public var nginxPID: Int32? { lock.withLock { nginxProcess?.isRunning == true ? nginxProcess?.pid : nil } }
+
+    /// Sends `signal` to knitd and waits (up to `timeout` s) for it to exit; returns its exit status.
+    @discardableResult
+    public func killKnitd(signal sig: Int32 = SIGKILL, timeout: Double = 15) -> Int32? {
+        guard let process = lock.withLock({ knitdProcess }) else { return nil }
+        process.signal(sig)
+        guard process.wait(timeout: timeout) else { return nil }
+        return process.exitStatus
+    }
+
+    /// Stops knitd if it runs (SIGTERM), starts it again and waits until the API answers.
+    public func restartKnitd(timeout: Double = 20) throws {
+        if let process = lock.withLock({ knitdProcess }) { process.stop(signal: SIGTERM, grace: 15) }
+        try startKnitd()
+        try waitUntilHealthy(timeout: timeout)
+    }
+
+    // MARK: - Inspection
+
+    /// Names in a directory below the home (e.g. "staging", "data"); empty when it does not exist.
+    public func entries(_ relativePath: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: home + "/" + relativePath)) ?? []).sorted()
+    }
+
+    // MARK: - Shut-down
+
+    /// Stops every process this instance started (by pid: SIGTERM, wait, SIGKILL) and deletes
+    /// its directory (kept when KNIT_KEEP_TEST_DIRS=1, for post-mortems). Idempotent.
+    public func stop() {
+        let (knitd, nginx, kids, first) = lock.withLock {
+            defer { stopped = true }
+            return (knitdProcess, nginxProcess, children, !stopped)
+        }
+        for child in kids { child.stop(signal: SIGKILL, grace: 5) }
+        knitd?.stop(signal: SIGTERM, grace: 15)
+        nginx?.stop(signal: SIGTERM, grace: 10)
+        guard first else { return }
+        KnitInstanceRegistry.unregister(self)
+        if ProcessInfo.processInfo.environment["KNIT_KEEP_TEST_DIRS"] == "1" {
+            FileHandle.standardError.write(Data("KnitInstance: kept \(root)\n".utf8))
+        } else {
+            try? FileManager.default.removeItem(atPath: root)
+        }
+    }
+
+    deinit {
+        stop()
+    }
+}
+
+/// Backstops for instances that were never stopped: an `atexit` hook for a normal exit, and a
+/// reaper for directories left behind by a test process that crashed.
+enum KnitInstanceRegistry {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var live: [ObjectIdentifier: KnitInstance] = [:]
+    nonisolated(unsafe) private static var hooked = false
+
+    static func register(_ instance: KnitInstance) {
+        lock.withLock {
+            live[ObjectIdentifier(instance)] = instance
+            if !hooked {
+                hooked = true
+                atexit { KnitInstanceRegistry.stopAll() }
+            }
+        }
+    }
+
+    static func unregister(_ instance: KnitInstance) {
+        _ = lock.withLock { live.removeValue(forKey: ObjectIdentifier(instance)) }
+    }
+
+    static func stopAll() {
+        let instances = lock.withLock { Array(live.values) }
+        for instance in instances { instance.stop() }
+    }
+
+    /// Removes /tmp/knit-test-* directories whose owning test process is gone, after killing the
+    /// knitd/nginx they started. A pid is only signalled when its command line names that
+    /// directory, so a recycled pid of an unrelated process is never touched.
+    static func reapStale() {
+        let fm = FileManager.default
+        guard let names = try? fm.contentsOfDirectory(atPath: "/tmp") else { return }
+        for name in names where name.hasPrefix("knit-test-") {
+            let dir = "/tmp/" + name
+            guard let ownerText = try? String(contentsOfFile: dir + "/owner.pid", encoding: .utf8),
+                let owner = Int32(ownerText.trimmingCharacters(in: .whitespacesAndNewlines))
+            else { continue }
+            if kill(owner, 0) == 0 || errno == EPERM { continue }
+            // nginx gets SIGTERM so that its master takes its workers down with it.
+            for (pidFile, sig) in [(dir + "/knitd.pid", SIGKILL), (dir + "/nginx/nginx.pid", SIGTERM)] {
+                guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+                    let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                    let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+                else { continue }
+                let command = String(decoding: cmdline.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+                if command.contains(dir) {
+                    _ = kill(pid, sig)
+                    for _ in 0..<100 where kill(pid, 0) == 0 { usleep(50_000) }
+                }
+            }
+            try? fm.removeItem(atPath: dir)
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import KnitClient
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct DataPull: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pull",
+        abstract: "Download Data.",
+        discussion: """
+            Without --extract, writes DEST/<KNIT_ID>.tar.gz (the server is asked for tar+gzip; should it send \
+            another format, the extension says which: .tar.zst or .tar). With --extract, unpacks into \
+            DEST/<KNIT_ID>/, which is created and must not hold anything yet. DEST - writes the tar.gz to \
+            stdout. A checksum mismatch is reported on stderr; the Data is still saved.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(name: [.customShort("x"), .customLong("extract")], help: "Extract into DEST/<KNIT_ID>/ instead of saving the archive.")
+    var extract = false
+
+    @Argument(help: ArgumentHelp("The Data to download.", valueName: "KNIT_ID"))
+    var knitId: String
+
+    @Argument(help: ArgumentHelp("Where to put it; - for stdout.", valueName: "DEST"))
+    var destination: String = "."
+
+    func validate() throws {
+        if extract && destination == "-" { throw ValidationError("--extract cannot write to stdout (DEST -)") }
+        if knitId.isEmpty || knitId.contains("/") { throw ValidationError("'\(knitId)' is not a Knit Id") }
+    }
+
+    func run() throws {
+        try reportingErrors { () throws(KnitClientError) in
+            let client = try global.apiClient()
+            let bar = destination == "-" ? nil : ProgressBar.make("[knit data pull] \(knitId)")
+            let result: PullResult
+            if destination == "-" {
+                result = try client.pullTarGzip(knitId: knitId) { try Console.writeAll(1, $0) }
+            } else if extract {
+                let target = (destination.hasSuffix("/") ? destination : destination + "/") + knitId
+                try makeDirectory(destination, mustBeNew: false)
+                try makeDirectory(target, mustBeNew: false)
+                result = try client.pullData(knitId: knitId, extractInto: target, progress: bar.map { $0.update })
+                bar?.finish()
+                Console.error("[knit data pull] extracted: \(target)")
+            } else {
+                try makeDirectory(destination, mustBeNew: false)
+                result = try client.pullArchive(knitId: knitId, into: destination, progress: bar.map { $0.update })
+                bar?.finish()
+                Console.error("[knit data pull] saved: \(result.path ?? destination)")
+            }
+            if let warning = result.warning { Console.error(warning) }
+        }
+    }
+
+    private func makeDirectory(_ path: String, mustBeNew: Bool) throws(KnitClientError) {
+        if mkdir(path, 0o755) == 0 || (errno == EEXIST && !mustBeNew && isDirectory(path)) { return }
+        throw KnitClientError(.io, "cannot create directory \(path): \(String(cString: strerror(errno)))")
+    }
+}

@@ -1,0 +1,166 @@
+import KnitLMDB
+import Testing
+
+@Suite struct LMDBTests {
+    func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+    func text(_ raw: UnsafeRawBufferPointer) -> String { String(decoding: raw, as: UTF8.self) }
+
+    @Test func putGetCommitAndReopen() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+            let db = try env.openDatabase(name: "plain")
+            try env.write { txn in try txn.put(db, key: bytes("k1"), value: bytes("v1")) }
+            let value = try env.read { txn in try txn.get(db, key: bytes("k1")) }
+            #expect(value == bytes("v1"))
+            let absent = try env.read { txn in try txn.get(db, key: bytes("nope")) }
+            #expect(absent == nil)
+            let borrowed = try env.read { txn in try txn.withValue(db, key: bytes("k1")) { $0.map(text) } }
+            #expect(borrowed == "v1")
+            env.close()
+            env.close()  // idempotent
+        }
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "plain")
+        #expect(try env.read { txn in try txn.get(db, key: bytes("k1")) } == bytes("v1"))
+    }
+
+    @Test func abortDiscardsAndThrowingWriteRollsBack() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "plain")
+
+        let txn = try LMDBTransaction(environment: env, readOnly: false)
+        try txn.put(db, key: bytes("a"), value: bytes("1"))
+        #expect(try txn.get(db, key: bytes("a")) == bytes("1"))
+        txn.abort()
+        #expect(try env.read { try $0.get(db, key: bytes("a")) } == nil)
+
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try env.write { txn in
+                try txn.put(db, key: bytes("b"), value: bytes("2"))
+                throw Boom()
+            }
+        }
+        #expect(try env.read { try $0.get(db, key: bytes("b")) } == nil)
+
+        do {
+            // Dropped without commit: deinit aborts.
+            let dropped = try LMDBTransaction(environment: env, readOnly: false)
+            try dropped.put(db, key: bytes("c"), value: bytes("3"))
+        }
+        #expect(try env.read { try $0.get(db, key: bytes("c")) } == nil)
+    }
+
+    @Test func putFlagsAndDelete() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "plain")
+        try env.write { txn in try txn.put(db, key: bytes("k"), value: bytes("v")) }
+        let error = #expect(throws: LMDBError.self) {
+            try env.write { txn in try txn.put(db, key: bytes("k"), value: bytes("w"), flags: .noOverwrite) }
+        }
+        #expect(error?.code == .keyExists)
+        #expect(error?.message.contains("'plain'") == true)
+        let deleted = try env.write { txn in
+            (try txn.delete(db, key: bytes("k")), try txn.delete(db, key: bytes("k")))
+        }
+        #expect(deleted == (true, false))
+        #expect(try env.read { try $0.count(db) } == 0)
+    }
+
+    @Test func duplicateSortedIteration() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "dups", duplicateSort: true)
+        try env.write { txn in
+            for value in ["c", "a", "b"] { try txn.put(db, key: bytes("k"), value: bytes(value)) }
+            try txn.put(db, key: bytes("other"), value: bytes("z"))
+        }
+        try env.read { txn in
+            #expect(try txn.duplicates(db, key: bytes("k")) == [bytes("a"), bytes("b"), bytes("c")])
+            #expect(try txn.duplicateCount(db, key: bytes("k")) == 3)
+            #expect(try txn.duplicateCount(db, key: bytes("missing")) == 0)
+            #expect(try txn.contains(db, key: bytes("k"), value: bytes("b")))
+            #expect(try !txn.contains(db, key: bytes("k"), value: bytes("z")))
+            var firstTwo: [String] = []
+            try txn.forEachDuplicate(db, key: bytes("k")) { value in
+                firstTwo.append(text(value))
+                return firstTwo.count < 2
+            }
+            #expect(firstTwo == ["a", "b"])
+        }
+        try env.write { txn throws in
+            #expect(try txn.delete(db, key: bytes("k"), value: bytes("b")))
+            #expect(try !txn.delete(db, key: bytes("k"), value: bytes("b")))
+        }
+        #expect(try env.read { try $0.duplicates(db, key: bytes("k")) } == [bytes("a"), bytes("c")])
+        let error = #expect(throws: LMDBError.self) {
+            try env.write { txn in try txn.put(db, key: bytes("k"), value: bytes("a"), flags: .noDupData) }
+        }
+        #expect(error?.code == .keyExists)
+    }
+
+    @Test func rangeAndPrefixIteration() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "keys")
+        try env.write { txn in
+            for key in ["a1", "b1", "b2", "b3", "c1"] { try txn.put(db, key: bytes(key), value: bytes(key.uppercased())) }
+        }
+        try env.read { txn in
+            var all: [String] = []
+            try txn.forEach(db) { key, _ in
+                all.append(text(key))
+                return true
+            }
+            #expect(all == ["a1", "b1", "b2", "b3", "c1"])
+            var prefixed: [String] = []
+            try txn.forEach(db, prefix: bytes("b")) { key, value in
+                prefixed.append(text(key) + "=" + text(value))
+                return true
+            }
+            #expect(prefixed == ["b1=B1", "b2=B2", "b3=B3"])
+            var fromB2: [String] = []
+            try txn.forEach(db, from: bytes("b15")) { key, _ in
+                fromB2.append(text(key))
+                return fromB2.count < 2
+            }
+            #expect(fromB2 == ["b2", "b3"])
+            var none: [String] = []
+            try txn.forEach(db, prefix: bytes("zz")) { key, _ in
+                none.append(text(key))
+                return true
+            }
+            #expect(none.isEmpty)
+        }
+    }
+
+    @Test func mapFullIsReportedClearly() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 1 << 20)
+        let db = try env.openDatabase(name: "big")
+        let error = #expect(throws: LMDBError.self) {
+            try env.write { txn in
+                for index in 0..<1000 {
+                    try txn.put(db, key: bytes("key\(index)"), value: [UInt8](repeating: 7, count: 4096))
+                }
+            }
+        }
+        #expect(error?.code == .mapFull)
+        #expect(error?.message.contains("database is full") == true)
+        // The failed transaction left nothing behind.
+        #expect(try env.read { try $0.count(db) } == 0)
+    }
+
+    @Test func missingDirectoryFails() {
+        #expect(throws: LMDBError.self) { try LMDBEnvironment(path: "/tmp/knit-no-such-dir/x/y") }
+    }
+
+    @Test func readerCheckOnCleanEnvironment() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        #expect(env.readerCheck() == 0)
+    }
+}
