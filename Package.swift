@@ -106,7 +106,11 @@ let package = Package(
             dependencies: ["KnitArchive", "KnitDigest"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KnitAPITests", dependencies: ["KnitAPI", "KnitStore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KnitAPITests",
+            dependencies: ["KnitAPI", "KnitStore", "KnitArchive", "KnitCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KnitClientTests",
             dependencies: ["KnitClient", "KnitYAML", "KnitHTTP"],

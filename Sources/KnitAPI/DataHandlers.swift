@@ -302,5 +302,5 @@ extension String {
 
 extension ArchiveError {
     /// ENOSPC while writing the Data: the archive is fine, the server is not.
-    var isDiskFull: Bool { description.contains("disk full") || description.contains("No space left") }
+    var isDiskFull: Bool { errno == ENOSPC || errno == EDQUOT }
 }

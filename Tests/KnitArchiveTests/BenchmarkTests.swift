@@ -11,7 +11,7 @@ import KnitArchive
 
 /// Throughput of create and extract for ~200 MB of random data, per format; the numbers in README.md.
 /// Off by default (it writes ~1 GB): `KNIT_ARCHIVE_BENCH=1 swift test -c release --filter Benchmark`.
-@Suite("benchmark", .enabled(if: getenv("KNIT_ARCHIVE_BENCH") != nil))
+@Suite("benchmark", .serialized, .enabled(if: getenv("KNIT_ARCHIVE_BENCH") != nil))
 struct BenchmarkTests {
     private func seconds(_ body: () throws -> Void) rethrows -> Double {
         let start = ContinuousClock.now
@@ -25,9 +25,10 @@ struct BenchmarkTests {
         return String(Int(rate.rounded()))
     }
 
-    @Test("create + extract ~200 MB of random data")
-    func throughput() throws {
-        let temp = try TempDir()
+    /// On the disk (/tmp) and in memory (/dev/shm, which shows the library's own cost).
+    @Test("create + extract ~200 MB of random data", arguments: ["/tmp", "/dev/shm"])
+    func throughput(base: String) throws {
+        let temp = try TempDir(base: base)
         let source = try temp.mkdir("source")
         for index in 0..<3 { try writeFile(source + "/big\(index).bin", randomBytes(64 << 20)) }
         try temp.mkdir("source/small")
@@ -35,7 +36,7 @@ struct BenchmarkTests {
         let total = try treeSize(of: source, dereference: false)
 
         let copyTime = try seconds { #expect(system("cp -r \(source) \(temp.sub("cp-copy"))") == 0) }
-        print("bench baseline: cp -r \(mbps(total, copyTime)) MB/s (\(total) bytes)")
+        print("bench \(base) baseline: cp -r \(mbps(total, copyTime)) MB/s (\(total) bytes)")
 
         for format in ArchiveFormat.allCases {
             let file = temp.sub("bench." + format.fileExtension)
@@ -70,7 +71,7 @@ struct BenchmarkTests {
             #expect(summary.bytes == total)
             let ddTime = seconds { _ = system("dd if=\(file) of=\(temp.sub("dd.out")) bs=1M status=none") }
             print(
-                "bench \(format.rawValue): archive \(info.st_size) bytes; create \(mbps(total, createTime)) MB/s, "
+                "bench \(base) \(format.rawValue): archive \(info.st_size) bytes; create \(mbps(total, createTime)) MB/s, "
                     + "extract \(mbps(total, extractTime)) MB/s, dd of the archive \(mbps(Int64(info.st_size), ddTime)) MB/s")
             try FileManager.default.removeItem(atPath: target)
             try FileManager.default.removeItem(atPath: file)

@@ -13,8 +13,8 @@ import KnitArchive
 final class TempDir {
     let path: String
 
-    init() throws {
-        var template = Array("/tmp/knit-archive-test-XXXXXX".utf8CString)
+    init(base: String = "/tmp") throws {
+        var template = Array("\(base)/knit-archive-test-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         guard let made else { throw TestFailure("mkdtemp failed") }
         path = String(cString: made)

@@ -1,0 +1,154 @@
+import KnitAPI
+import KnitArchive
+import KnitCore
+import KnitStore
+import Logging
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real store in a temporary directory and the API on top of it, driven without sockets.
+final class APIHarness {
+    let home: String
+    let store: KnitStore
+    let api: KnitAPI
+    let tokens: [String: String]
+
+    init(transferSlots: Int = 4) throws {
+        var template = Array("/tmp/knit-api-test-XXXXXX".utf8CString)
+        home = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        store = try KnitStore(home: home, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        api = KnitAPI(store: store, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), transferSlots: transferSlots)
+        tokens = [
+            "alice": try store.addUser(name: "alice", role: .user),
+            "rita": try store.addUser(name: "rita", role: .reader),
+        ]
+    }
+
+    deinit {
+        store.close()
+        _ = run(["rm", "-rf", home])
+    }
+
+    func request(
+        _ method: String,
+        _ uri: String,
+        as user: String? = "alice",
+        headers: [String: String] = [:],
+        body: [UInt8] = []
+    ) -> APIResponse {
+        var allHeaders = headers
+        if let user, let token = tokens[user] { allHeaders["authorization"] = "Bearer \(token)" }
+        let request = APIRequest(method: method, uri: uri, headers: allHeaders)!
+        var offset = 0
+        return api.handle(request) { buffer in
+            let count = min(buffer.count, body.count - offset)
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.withUnsafeBytes { $0 }[offset..<offset + count]))
+            offset += count
+            return count
+        }
+    }
+
+    /// A request whose body fails after `failAfter` bytes, like a client that disconnects.
+    func requestFailingBody(_ uri: String, body: [UInt8], failAfter: Int) -> APIResponse {
+        let request = APIRequest(method: "POST", uri: uri, headers: ["authorization": "Bearer \(tokens["alice"]!)"])!
+        var offset = 0
+        return api.handle(request) { buffer in
+            if offset >= failAfter { throw ClientGone() }
+            let count = min(buffer.count, failAfter - offset, body.count - offset)
+            body.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
+            offset += count
+            return count
+        }
+    }
+
+    func stagingEntries() -> [String] { listDirectory(home + "/staging") }
+    func dataEntries() -> [String] { listDirectory(home + "/data") }
+}
+
+struct ClientGone: Error {}
+
+func json(_ response: APIResponse) throws -> JSONValue {
+    let bytes = try response.collectBody()
+    guard let value = JSONValue.parse(bytes) else {
+        throw TestFailure("not JSON: \(String(decoding: bytes, as: UTF8.self))")
+    }
+    return value
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A tar archive of a small tree made in a temporary directory.
+func makeArchive(format: ArchiveFormat, files: [String: String]) throws -> [UInt8] {
+    var template = Array("/tmp/knit-api-tree-XXXXXX".utf8CString)
+    let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    defer { _ = run(["rm", "-rf", root]) }
+    for (path, content) in files {
+        let full = root + "/" + path
+        if let slash = full.lastIndex(of: "/") { _ = run(["mkdir", "-p", String(full[..<slash])]) }
+        let fd = open(full, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        _ = content.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+    }
+    var bytes: [UInt8] = []
+    try writeArchive(of: root, format: format) { bytes.append(contentsOf: $0) }
+    return bytes
+}
+
+func extractToTemporary(_ bytes: [UInt8]) throws -> String {
+    var template = Array("/tmp/knit-api-out-XXXXXX".utf8CString)
+    let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    var offset = 0
+    _ = try extractArchive(into: root) { buffer in
+        let count = min(buffer.count, bytes.count - offset)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
+        offset += count
+        return count
+    }
+    return root
+}
+
+func readFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(fd, &buffer, buffer.count)
+        if count <= 0 { break }
+        bytes.append(contentsOf: buffer[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+func listDirectory(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}
+
+@discardableResult
+func run(_ arguments: [String]) -> Int32 {
+    var pid = pid_t()
+    let argv = arguments.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    guard posix_spawnp(&pid, arguments[0], nil, nil, argv, environ) == 0 else { return -1 }
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
+    return status
+}
