@@ -18,6 +18,10 @@ let package = Package(
         .executable(name: "knitd", targets: ["knitd"]),
         .executable(name: "knit", targets: ["knit"]),
         .executable(name: "knitadm", targets: ["knitadm"]),
+        // Libraries are products only so bench/ can measure the store and API in-process.
+        .library(name: "KnitCore", targets: ["KnitCore"]),
+        .library(name: "KnitStore", targets: ["KnitStore"]),
+        .library(name: "KnitAPI", targets: ["KnitAPI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -93,6 +97,7 @@ let package = Package(
             dependencies: [
                 "KnitStore", "KnitCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
