@@ -1,6 +1,7 @@
 internal import CKnitArchive
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Writes arbitrary entries, names taken verbatim: the hostile archives the extraction tests need (`../evil`,

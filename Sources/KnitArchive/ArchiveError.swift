@@ -34,7 +34,11 @@ public struct ArchiveError: Error, CustomStringConvertible {
     public var errno: Int32?
 
     public init(
-        code: Code, message: String, path: String? = nil, underlying: (any Error)? = nil, errno: Int32? = nil
+        code: Code,
+        message: String,
+        path: String? = nil,
+        underlying: (any Error)? = nil,
+        errno: Int32? = nil
     ) {
         self.code = code
         self.message = message

@@ -1,6 +1,7 @@
 internal import CKnitArchive
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Writes the tree under `directory` as an archive in `format`, streaming the bytes to `write`.
@@ -19,7 +20,7 @@ internal import Glibc
 ///   - compressionLevel: gzip 1...9 or zstd 1...19; default 1 for both (speed over ratio: most Data is
 ///     incompressible). Ignored for plain tar.
 ///   - progress: Called with the running total of file content bytes archived.
-///   - write: Receives the archive bytes, in blocks of up to 1 MiB; the buffer is valid only during the call.
+///   - write: Receives the archive bytes, in blocks of up to 256 KiB; the buffer is valid only during the call.
 ///     It may throw (the server went away); the call then fails with ``ArchiveError/Code/writeFailed``.
 ///
 /// #### Errors
@@ -102,7 +103,9 @@ final class ArchiveWriter {
         archive_write_set_bytes_per_block(handle, Int32(ioBlockSize))
         archive_write_set_bytes_in_last_block(handle, 1)
         let opened = archive_write_open(
-            handle, Unmanaged.passUnretained(sink).toOpaque(), nil,
+            handle,
+            Unmanaged.passUnretained(sink).toOpaque(),
+            nil,
             { _, client, buffer, length in
                 let sink = Unmanaged<WriteSink>.fromOpaque(client!).takeUnretainedValue()
                 do {
@@ -112,7 +115,9 @@ final class ArchiveWriter {
                     sink.failure = error
                     return -1
                 }
-            }, nil)
+            },
+            nil
+        )
         if opened != ARCHIVE_OK { throw failure("cannot start the archive", path: nil) }
     }
 
@@ -125,7 +130,9 @@ final class ArchiveWriter {
     private func option(_ module: String, _ key: String, _ value: String?) throws(ArchiveError) {
         if archive_write_set_filter_option(handle, module, key, value) != ARCHIVE_OK {
             throw ArchiveError(
-                code: .io, message: "archive: libarchive rejected \(module) option \(key): \(archiveMessage(handle))")
+                code: .io,
+                message: "archive: libarchive rejected \(module) option \(key): \(archiveMessage(handle))"
+            )
         }
     }
 
@@ -152,7 +159,9 @@ final class ArchiveWriter {
 
     /// Copies the content of a regular file, exactly as many bytes as its header announced.
     func copyFile(
-        _ node: TreeNode, buffer: UnsafeMutableRawBufferPointer, progress: (Int) -> Void
+        _ node: TreeNode,
+        buffer: UnsafeMutableRawBufferPointer,
+        progress: (Int) -> Void
     ) throws(ArchiveError) {
         let shown = display(node.path)
         let fd = withCString(node.name) { openat(node.parent, $0, O_RDONLY | O_CLOEXEC) }
@@ -169,7 +178,10 @@ final class ArchiveWriter {
             }
             if got == 0 {
                 throw ArchiveError(
-                    code: .io, message: "archive: \(shown) shrank while it was being archived", path: shown)
+                    code: .io,
+                    message: "archive: \(shown) shrank while it was being archived",
+                    path: shown
+                )
             }
             if archive_write_data(handle, buffer.baseAddress, got) < 0 {
                 throw failure("cannot write the content", path: shown)
@@ -190,8 +202,11 @@ final class ArchiveWriter {
         let at = path.map { " for \($0)" } ?? ""
         if let failure = sink.failure {
             return ArchiveError(
-                code: .writeFailed, message: "archive: sending the archive failed\(at): \(failure)", path: path,
-                underlying: failure)
+                code: .writeFailed,
+                message: "archive: sending the archive failed\(at): \(failure)",
+                path: path,
+                underlying: failure
+            )
         }
         return ArchiveError(code: .io, message: "archive: \(what)\(at): \(archiveMessage(handle))", path: path)
     }

@@ -1,6 +1,7 @@
 internal import CKnitArchive
+
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// Reads a tar, tar.gz or tar.zst archive from `read` and writes it under `directory`.
@@ -50,15 +51,21 @@ private func emptyDirectoryRoot(_ directory: String) throws(ArchiveError) -> [UI
     guard let resolved = realpath(directory, nil) else {
         let code = errno
         throw ArchiveError(
-            code: .io, message: "extract: cannot open target directory \(directory): \(errnoText(code))",
-            path: directory, errno: code)
+            code: .io,
+            message: "extract: cannot open target directory \(directory): \(errnoText(code))",
+            path: directory,
+            errno: code
+        )
     }
     defer { free(resolved) }
     guard let dir = opendir(resolved) else {
         let code = errno
         throw ArchiveError(
-            code: .io, message: "extract: cannot open target directory \(directory): \(errnoText(code))",
-            path: directory, errno: code)
+            code: .io,
+            message: "extract: cannot open target directory \(directory): \(errnoText(code))",
+            path: directory,
+            errno: code
+        )
     }
     defer { closedir(dir) }
     while let entry = readdir(dir) {
@@ -67,7 +74,10 @@ private func emptyDirectoryRoot(_ directory: String) throws(ArchiveError) -> [UI
         }
         if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] {
             throw ArchiveError(
-                code: .notEmpty, message: "extract: target directory \(directory) is not empty", path: directory)
+                code: .notEmpty,
+                message: "extract: target directory \(directory) is not empty",
+                path: directory
+            )
         }
     }
     return bytes(ofCString: resolved)
@@ -90,7 +100,10 @@ private final class ReadSource {
     func fill() -> Int {
         do {
             let count = try read(buffer)
-            precondition(count >= 0 && count <= buffer.count, "read closure returned \(count) for a \(buffer.count)-byte buffer")
+            precondition(
+                count >= 0 && count <= buffer.count,
+                "read closure returned \(count) for a \(buffer.count)-byte buffer"
+            )
             totalBytes += Int64(count)
             tail.append(contentsOf: buffer[max(0, count - 8)..<count])
             if tail.count > 8 { tail.removeFirst(tail.count - 8) }
@@ -110,29 +123,16 @@ private final class ReadSource {
 /// blocks are passed by pointer: no copy.
 private final class DecodedStream {
     let decoder: OpaquePointer
-    /// zlib's crc32(), already loaded with libarchive; nil (no check) if it cannot be found.
-    let crc32: (@convention(c) (UInt, UnsafePointer<UInt8>?, UInt32) -> UInt)?
+    /// Only gzip input is checksummed here; zstd checks its own frames and plain tar has nothing to check.
+    var checksumming = false
     var crc: UInt = 0
     var totalBytes: Int64 = 0
     var reachedEnd = false
     /// libarchive's message when decompression failed.
     var failure: String?
 
-    private let zlib: UnsafeMutableRawPointer?
-
     init(decoder: OpaquePointer) {
         self.decoder = decoder
-        // zlib has no module of ours; libarchive already loaded it, so this only takes a reference.
-        zlib = dlopen("libz.so.1", RTLD_LAZY)
-        if let zlib, let symbol = dlsym(zlib, "crc32") {
-            crc32 = unsafeBitCast(symbol, to: (@convention(c) (UInt, UnsafePointer<UInt8>?, UInt32) -> UInt).self)
-        } else {
-            crc32 = nil
-        }
-    }
-
-    deinit {
-        if let zlib { dlclose(zlib) }
     }
 
     /// One read callback of the tar reader: the next decompressed block.
@@ -149,11 +149,11 @@ private final class DecodedStream {
             failure = archiveMessage(decoder)
             return -1
         }
-        if let crc32, let block, size > 0 {
+        if checksumming, let block, size > 0 {
             var done = 0
             while done < size {
                 let chunk = min(size - done, Int(UInt32.max))
-                crc = crc32(crc, block.advanced(by: done).assumingMemoryBound(to: UInt8.self), UInt32(chunk))
+                crc = CKnitArchive.crc32(crc, block.advanced(by: done).assumingMemoryBound(to: UInt8.self), UInt32(chunk))
                 done += chunk
             }
         }
@@ -217,24 +217,33 @@ private struct Extractor {
             archive_write_free(disk)
         }
         let decoderOpened = archive_read_open(
-            decoder, Unmanaged.passUnretained(source).toOpaque(), nil,
+            decoder,
+            Unmanaged.passUnretained(source).toOpaque(),
+            nil,
             { _, client, buffer in
                 let source = Unmanaged<ReadSource>.fromOpaque(client!).takeUnretainedValue()
                 let count = source.fill()
                 buffer?.pointee = UnsafeRawPointer(source.buffer.baseAddress)
                 return count
-            }, nil)
+            },
+            nil
+        )
         var raw: OpaquePointer?
         if decoderOpened != ARCHIVE_OK || archive_read_next_header(decoder, &raw) != ARCHIVE_OK {
             decoded.failure = archiveMessage(decoder)
             throw readError(entry: nil)
         }
         let isGzip = archive_filter_code(decoder, 0) == ARCHIVE_FILTER_GZIP
+        decoded.checksumming = isGzip
         let opened = archive_read_open(
-            reader, Unmanaged.passUnretained(decoded).toOpaque(), nil,
+            reader,
+            Unmanaged.passUnretained(decoded).toOpaque(),
+            nil,
             { _, client, buffer in
                 Unmanaged<DecodedStream>.fromOpaque(client!).takeUnretainedValue().next(buffer)
-            }, nil)
+            },
+            nil
+        )
         if opened != ARCHIVE_OK { throw readError(entry: nil) }
 
         while true {
@@ -246,7 +255,9 @@ private struct Extractor {
                 // consumed the last entry's padding (< 512 bytes) plus, in a complete archive, zero blocks.
                 if archive_filter_bytes(reader, 0) - consumed < 512 {
                     throw ArchiveError(
-                        code: .corrupt, message: "extract: truncated archive: no end-of-archive marker")
+                        code: .corrupt,
+                        message: "extract: truncated archive: no end-of-archive marker"
+                    )
                 }
                 break
             }
@@ -261,7 +272,8 @@ private struct Extractor {
                 throw ArchiveError(
                     code: .linkEscapes,
                     message: "extract: symlink \(display(path)) -> \(display(target)) leads outside the Data root",
-                    path: display(path))
+                    path: display(path)
+                )
             }
         }
         // Directory permissions and times are applied here, deepest first, after their contents were written.
@@ -278,11 +290,17 @@ private struct Extractor {
         entryCount += 1
         if entryCount > limits.maxEntries {
             throw ArchiveError(
-                code: .tooLarge, message: "extract: more than \(limits.maxEntries) entries (at \(shown))", path: shown)
+                code: .tooLarge,
+                message: "extract: more than \(limits.maxEntries) entries (at \(shown))",
+                path: shown
+            )
         }
         if name.count > limits.maxPathBytes {
             throw ArchiveError(
-                code: .tooLarge, message: "extract: entry name longer than \(limits.maxPathBytes) bytes", path: shown)
+                code: .tooLarge,
+                message: "extract: entry name longer than \(limits.maxPathBytes) bytes",
+                path: shown
+            )
         }
         let parts = try safeComponents(name, shown: shown, what: "entry")
         let type = archive_entry_filetype(entry) & fileTypeMask
@@ -291,7 +309,11 @@ private struct Extractor {
         if parts.isEmpty {
             // "./" (as `tar -C dir .` writes it) is the root itself, which already exists.
             guard type == typeDirectory, hardlink == nil else {
-                throw ArchiveError(code: .unsafePath, message: "extract: entry \(shown) names the Data root", path: shown)
+                throw ArchiveError(
+                    code: .unsafePath,
+                    message: "extract: entry \(shown) names the Data root",
+                    path: shown
+                )
             }
             entryCount -= 1
             return
@@ -301,11 +323,15 @@ private struct Extractor {
             throw ArchiveError(
                 code: .unsafePath,
                 message: "extract: entry \(shown) goes through symlink \(display(EntryPath.join(parts[..<depth])))",
-                path: shown)
+                path: shown
+            )
         }
         if symlinks.isLink(joined) && !(type == typeSymlink && hardlink == nil) {
             throw ArchiveError(
-                code: .unsafePath, message: "extract: entry \(shown) replaces an extracted symlink", path: shown)
+                code: .unsafePath,
+                message: "extract: entry \(shown) replaces an extracted symlink",
+                path: shown
+            )
         }
 
         if let hardlink {
@@ -314,8 +340,10 @@ private struct Extractor {
             guard files.contains(targetPath) else {
                 throw ArchiveError(
                     code: .linkEscapes,
-                    message: "extract: hard link \(shown) -> \(display(hardlink)) does not point at a file extracted before it",
-                    path: shown)
+                    message: "extract: hard link \(shown) -> \(display(hardlink)) does not point at a file "
+                        + "extracted before it",
+                    path: shown
+                )
             }
             try withCString(root + [UInt8(ascii: "/")] + targetPath) { (path) throws(ArchiveError) in
                 archive_entry_copy_hardlink(entry, path)
@@ -328,7 +356,9 @@ private struct Extractor {
                 if overflow || sum > limits.maxTotalBytes {
                     throw ArchiveError(
                         code: .tooLarge,
-                        message: "extract: content exceeds \(limits.maxTotalBytes) bytes (at \(shown))", path: shown)
+                        message: "extract: content exceeds \(limits.maxTotalBytes) bytes (at \(shown))",
+                        path: shown
+                    )
                 }
                 declaredBytes = sum
             case typeDirectory:
@@ -341,7 +371,9 @@ private struct Extractor {
                 if target.isEmpty || target.count > limits.maxPathBytes {
                     throw ArchiveError(
                         code: target.isEmpty ? .corrupt : .tooLarge,
-                        message: "extract: symlink \(shown) has an empty or overlong target", path: shown)
+                        message: "extract: symlink \(shown) has an empty or overlong target",
+                        path: shown
+                    )
                 }
                 var next = symlinks
                 next.add(path: parts, target: target)
@@ -349,7 +381,8 @@ private struct Extractor {
                     throw ArchiveError(
                         code: .linkEscapes,
                         message: "extract: symlink \(shown) -> \(display(target)) leads outside the Data root",
-                        path: shown)
+                        path: shown
+                    )
                 }
             case typeCharDevice, typeBlockDevice, typeFifo, typeSocket:
                 let kind =
@@ -362,15 +395,21 @@ private struct Extractor {
                 throw ArchiveError(
                     code: .unsupportedEntry,
                     message: "extract: entry \(shown) is a \(kind); Data holds only files, directories and symlinks",
-                    path: shown)
+                    path: shown
+                )
             default:
                 throw ArchiveError(
-                    code: .unsupportedEntry, message: "extract: entry \(shown) has an unknown file type", path: shown)
+                    code: .unsupportedEntry,
+                    message: "extract: entry \(shown) has an unknown file type",
+                    path: shown
+                )
             }
         }
 
-        // No setuid, setgid or sticky bits from an upload.
-        archive_entry_set_perm(entry, archive_entry_perm(entry) & 0o777)
+        // No setuid, setgid or sticky bits from an upload. The owner (the server) keeps the access it needs to
+        // serve the Data and to delete it one day: rwx on directories, read on files.
+        let ownerNeeds: UInt32 = hardlink == nil && type == typeDirectory ? 0o700 : 0o400
+        archive_entry_set_perm(entry, (archive_entry_perm(entry) & 0o777) | ownerNeeds)
         try withCString(root + [UInt8(ascii: "/")] + joined) { (path) throws(ArchiveError) in
             archive_entry_copy_pathname(entry, path)
         }
@@ -407,8 +446,10 @@ private struct Extractor {
             summary.bytes += Int64(size)
             if summary.bytes > limits.maxTotalBytes {
                 throw ArchiveError(
-                    code: .tooLarge, message: "extract: content exceeds \(limits.maxTotalBytes) bytes (at \(shown))",
-                    path: shown)
+                    code: .tooLarge,
+                    message: "extract: content exceeds \(limits.maxTotalBytes) bytes (at \(shown))",
+                    path: shown
+                )
             }
             if archive_write_data_block(disk, block, size, offset) < ARCHIVE_WARN { throw diskError(entry: shown) }
         }
@@ -419,7 +460,7 @@ private struct Extractor {
     /// The trailer covers one member; input of several concatenated members (rare for tar.gz) is recognised by
     /// a length mismatch and then not checked, since the per-member sums are not visible from here.
     private func checkGzipTrailer() throws(ArchiveError) {
-        guard decoded.crc32 != nil, decoded.reachedEnd, source.tail.count == 8 else { return }
+        guard decoded.checksumming, decoded.reachedEnd, source.tail.count == 8 else { return }
         let tail = source.tail
         let storedCRC = UInt32(tail[0]) | UInt32(tail[1]) << 8 | UInt32(tail[2]) << 16 | UInt32(tail[3]) << 24
         let storedSize = UInt32(tail[4]) | UInt32(tail[5]) << 8 | UInt32(tail[6]) << 16 | UInt32(tail[7]) << 24
@@ -431,17 +472,26 @@ private struct Extractor {
 
     /// Components of an entry name or hard link target, refusing absolute names and `..`.
     private func safeComponents(
-        _ name: [UInt8], shown: String, what: String, code: ArchiveError.Code = .unsafePath
+        _ name: [UInt8],
+        shown: String,
+        what: String,
+        code: ArchiveError.Code = .unsafePath
     ) throws(ArchiveError) -> [[UInt8]] {
         switch EntryPath.components(name) {
         case .success(let parts):
             return parts
         case .failure(.absolute):
             throw ArchiveError(
-                code: code, message: "extract: \(what) \(display(name)) is an absolute path (entry \(shown))", path: shown)
+                code: code,
+                message: "extract: \(what) \(display(name)) is an absolute path (entry \(shown))",
+                path: shown
+            )
         case .failure(.dotDot):
             throw ArchiveError(
-                code: code, message: "extract: \(what) \(display(name)) contains \"..\" (entry \(shown))", path: shown)
+                code: code,
+                message: "extract: \(what) \(display(name)) contains \"..\" (entry \(shown))",
+                path: shown
+            )
         }
     }
 
@@ -450,18 +500,27 @@ private struct Extractor {
         let at = entry.map { " (in entry \($0))" } ?? ""
         if let failure = source.failure {
             return ArchiveError(
-                code: .readFailed, message: "extract: reading the archive failed\(at): \(failure)", path: entry,
-                underlying: failure)
+                code: .readFailed,
+                message: "extract: reading the archive failed\(at): \(failure)",
+                path: entry,
+                underlying: failure
+            )
         }
         if source.totalBytes == 0 {
             return ArchiveError(code: .corrupt, message: "extract: empty archive (0 bytes)", path: entry)
         }
         if let failure = decoded.failure {
             return ArchiveError(
-                code: .corrupt, message: "extract: corrupt or truncated archive\(at): \(failure)", path: entry)
+                code: .corrupt,
+                message: "extract: corrupt or truncated archive\(at): \(failure)",
+                path: entry
+            )
         }
         return ArchiveError(
-            code: .corrupt, message: "extract: corrupt or truncated archive\(at): \(archiveMessage(reader))", path: entry)
+            code: .corrupt,
+            message: "extract: corrupt or truncated archive\(at): \(archiveMessage(reader))",
+            path: entry
+        )
     }
 
     /// The error for a failed write to disk; ENOSPC reads "disk full".
@@ -470,6 +529,10 @@ private struct Extractor {
         let at = entry.map { " \($0)" } ?? ""
         let detail = code == ENOSPC ? "disk full" : archiveMessage(disk)
         return ArchiveError(
-            code: .io, message: "extract: writing\(at) failed: \(detail)", path: entry, errno: code == 0 ? nil : code)
+            code: .io,
+            message: "extract: writing\(at) failed: \(detail)",
+            path: entry,
+            errno: code == 0 ? nil : code
+        )
     }
 }

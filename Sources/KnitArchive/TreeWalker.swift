@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 /// One thing found under the tree root, handed to the visitor in archive order.
@@ -42,7 +42,10 @@ struct TreeWalker {
     private static func identity(_ info: stat) -> [UInt64] { [UInt64(info.st_dev), UInt64(info.st_ino)] }
 
     private func walkDirectory(
-        fd: Int32, path: [UInt8], ancestors: inout [[UInt64]], _ visit: (TreeNode) throws(ArchiveError) -> Void
+        fd: Int32,
+        path: [UInt8],
+        ancestors: inout [[UInt64]],
+        _ visit: (TreeNode) throws(ArchiveError) -> Void
     ) throws(ArchiveError) {
         for name in try Self.sortedNames(fd: fd, path: path) {
             let childPath = path.isEmpty ? name : path + [UInt8(ascii: "/")] + name

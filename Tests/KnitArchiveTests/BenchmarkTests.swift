@@ -1,13 +1,14 @@
+import KnitArchive
+import Testing
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Testing
-import KnitArchive
 
 /// Throughput of create and extract for ~200 MB of random data, per format; the numbers in README.md.
 /// Off by default (it writes ~1 GB): `KNIT_ARCHIVE_BENCH=1 swift test -c release --filter Benchmark`.
@@ -35,7 +36,7 @@ struct BenchmarkTests {
         for index in 0..<200 { try writeFile(source + "/small/f\(index)", randomBytes(40 << 10)) }
         let total = try treeSize(of: source, dereference: false)
 
-        let copyTime = try seconds { #expect(system("cp -r \(source) \(temp.sub("cp-copy"))") == 0) }
+        let copyTime = seconds { #expect(system("cp -r \(source) \(temp.sub("cp-copy"))") == 0) }
         print("bench \(base) baseline: cp -r \(mbps(total, copyTime)) MB/s (\(total) bytes)")
 
         for format in ArchiveFormat.allCases {
@@ -70,9 +71,12 @@ struct BenchmarkTests {
             close(input)
             #expect(summary.bytes == total)
             let ddTime = seconds { _ = system("dd if=\(file) of=\(temp.sub("dd.out")) bs=1M status=none") }
+            let dd = mbps(Int64(info.st_size), ddTime)
             print(
-                "bench \(base) \(format.rawValue): archive \(info.st_size) bytes; create \(mbps(total, createTime)) MB/s, "
-                    + "extract \(mbps(total, extractTime)) MB/s, dd of the archive \(mbps(Int64(info.st_size), ddTime)) MB/s")
+                "bench \(base) \(format.rawValue): archive \(info.st_size) bytes; "
+                    + "create \(mbps(total, createTime)) MB/s, extract \(mbps(total, extractTime)) MB/s, "
+                    + "dd of the archive \(dd) MB/s"
+            )
             try FileManager.default.removeItem(atPath: target)
             try FileManager.default.removeItem(atPath: file)
         }

@@ -1,13 +1,14 @@
+import KnitArchive
+import Testing
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Testing
-import KnitArchive
 
 /// Other tools' archives in, ours out: GNU tar, gzip and zstd as installed on the machines.
 @Suite("interop with GNU tar, gzip, zstd")
@@ -25,6 +26,7 @@ struct InteropTests {
 
     @Test("archives from GNU tar extract (with ./ prefixes and 10 KiB block padding)", arguments: ["", "-z", "--zstd"])
     func fromGNUTar(flag: String) throws {
+        if flag == "--zstd" && !hasZstdCLI { return }
         let temp = try TempDir()
         let source = try sampleTree(temp)
         let file = temp.sub("gnu.tar")
@@ -42,11 +44,12 @@ struct InteropTests {
         let file = temp.sub("ours." + format.fileExtension)
         try writeFile(file, try archive(source, format: format))
         let target = try temp.mkdir("target")
+        if format == .tarZstd && !hasZstdCLI { return }  // GNU tar runs the zstd program
         let decompress = format == .tarZstd ? "--zstd" : format == .tarGzip ? "-z" : ""
         #expect(sh("tar -x \(decompress) -f \(file) -C \(target)") == 0)
         #expect(try snapshot(target) == snapshot(source))
         if format == .tarGzip { #expect(sh("gzip -t \(file)") == 0) }
-        if format == .tarZstd { #expect(sh("zstd -q -t \(file)") == 0) }
+        if format == .tarZstd && hasZstdCLI { #expect(sh("zstd -q -t \(file)") == 0) }
     }
 
     @Test("a tar.gz of two concatenated gzip members extracts")
@@ -56,7 +59,8 @@ struct InteropTests {
             .build()
         try writeFile(temp.sub("part1"), Array(tar[..<30_000]))
         try writeFile(temp.sub("part2"), Array(tar[30_000...]))
-        #expect(sh("gzip -c \(temp.sub("part1")) > \(temp.sub("x.gz")) && gzip -c \(temp.sub("part2")) >> \(temp.sub("x.gz"))") == 0)
+        let (part1, part2, joined) = (temp.sub("part1"), temp.sub("part2"), temp.sub("x.gz"))
+        #expect(sh("gzip -c \(part1) > \(joined) && gzip -c \(part2) >> \(joined)") == 0)
         let target = try temp.mkdir("target")
         #expect(try extract(try readFile(temp.sub("x.gz")), into: target).bytes == 100_000)
         #expect(try readFile(target + "/b") == Array(tar[(512 + 50_176 + 512)...].prefix(50_000)))

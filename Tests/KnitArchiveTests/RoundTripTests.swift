@@ -1,13 +1,14 @@
+import KnitArchive
+import Testing
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Testing
-import KnitArchive
 
 /// A tree with every kind of thing Data may hold.
 private func makeSampleTree(_ root: String) throws -> Int64 {
@@ -46,7 +47,9 @@ struct RoundTripTests {
         #expect(actual["run.sh"] == .file(mode: 0o755, size: 18, bytes: Array("#!/bin/sh\necho hi\n".utf8)))
         #expect(actual["link-to-b"] == .symlink(target: "a/b"))
         #expect(actual["empty-dir"] == .directory(mode: 0o755))
-        #expect(summary == ExtractSummary(entries: 13, regularFiles: 6, directories: 4, symlinks: 3, bytes: contentBytes))
+        #expect(
+            summary == ExtractSummary(entries: 13, regularFiles: 6, directories: 4, symlinks: 3, bytes: contentBytes)
+        )
         #expect(try treeSize(of: source, dereference: false) == contentBytes)
     }
 
@@ -60,7 +63,8 @@ struct RoundTripTests {
             names == [
                 "a/", "a/b/", "a/b/c/", "a/b/c/deep.txt", "a/b/c/up-to-empty", "a/top.txt", "big.bin", "empty-dir/",
                 "empty.txt", "link-to-b", "run.sh", "self", "データ-ü.txt",
-            ])
+            ]
+        )
         // Same tree, same bytes: gzip carries no timestamp and the order is fixed.
         #expect(try archive(source, format: .tarGzip) == archive(source, format: .tarGzip))
     }
@@ -130,7 +134,7 @@ struct RoundTripTests {
         #expect(names == ["kept"])
     }
 
-    @Test("hard links to an extracted file, ./ prefixes and setuid bits")
+    @Test("hard links to an extracted file, ./ prefixes, setuid bits, owner access")
     func acceptedOddities() throws {
         let temp = try TempDir()
         let bytes = try ArchiveBuilder(
@@ -141,15 +145,20 @@ struct RoundTripTests {
                 .file("./d/f", [1, 2, 3], mode: 0o4755),
                 .hardlink("d/g", target: "./d/f"),
                 .symlink("here", target: "."),
+                .directory("locked", mode: 0o555),
+                .file("locked/unreadable", [7], mode: 0o000),
             ]
         ).build()
         let target = try temp.mkdir("target")
         let summary = try extract(bytes, into: target)
-        #expect(summary == ExtractSummary(entries: 4, regularFiles: 2, directories: 1, symlinks: 1, bytes: 3))
+        #expect(summary == ExtractSummary(entries: 6, regularFiles: 3, directories: 2, symlinks: 1, bytes: 4))
         let tree = try snapshot(target)
         #expect(tree["d/f"] == .file(mode: 0o755, size: 3, bytes: [1, 2, 3]))
         #expect(tree["d/g"] == .file(mode: 0o755, size: 3, bytes: [1, 2, 3]))
         #expect(tree["here"] == .symlink(target: "."))
+        // The owner keeps rwx on directories and read on files, so the Data can be served and deleted.
+        #expect(tree["locked"] == .directory(mode: 0o755))
+        #expect(tree["locked/unreadable"] == .file(mode: 0o400, size: 1, bytes: [7]))
         var f = stat(), g = stat()
         #expect(stat(target + "/d/f", &f) == 0 && stat(target + "/d/g", &g) == 0 && f.st_ino == g.st_ino)
     }

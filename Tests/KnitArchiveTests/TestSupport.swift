@@ -1,13 +1,14 @@
+import KnitArchive
+import Testing
+
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import Testing
-import KnitArchive
 
 /// A fresh directory under /tmp, removed when the test is done with it.
 final class TempDir {
@@ -45,7 +46,9 @@ func randomBytes(_ count: Int) -> [UInt8] {
         while offset < raw.count {
             var word = generator.next()
             let n = min(8, raw.count - offset)
-            withUnsafeBytes(of: &word) { raw.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: n) }
+            withUnsafeBytes(of: &word) {
+                raw.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: n)
+            }
             offset += n
         }
     }
@@ -104,7 +107,10 @@ func listing(_ path: String) throws -> [String] {
 
 /// Creates an archive of `directory` in memory.
 func archive(
-    _ directory: String, format: ArchiveFormat, dereference: Bool = false, level: Int? = nil
+    _ directory: String,
+    format: ArchiveFormat,
+    dereference: Bool = false,
+    level: Int? = nil
 ) throws -> [UInt8] {
     var output: [UInt8] = []
     try writeArchive(of: directory, format: format, dereference: dereference, compressionLevel: level) {
@@ -116,7 +122,10 @@ func archive(
 /// Extracts `bytes`, handing them over in `chunk`-sized reads as a network body would arrive.
 @discardableResult
 func extract(
-    _ bytes: [UInt8], into directory: String, limits: ArchiveLimits = .default, chunk: Int = 64 * 1024
+    _ bytes: [UInt8],
+    into directory: String,
+    limits: ArchiveLimits = .default,
+    chunk: Int = 64 * 1024
 ) throws(ArchiveError) -> ExtractSummary {
     var offset = 0
     return try extractArchive(into: directory, limits: limits) { buffer in
@@ -142,3 +151,7 @@ func archiveError(_ body: () throws -> Void) -> ArchiveError? {
         return nil
     }
 }
+
+/// The `zstd` program (Debian package zstd) is needed only to make archives libarchive cannot (with a content
+/// checksum) and for GNU tar's --zstd; tests that need it pass trivially without it.
+let hasZstdCLI = access("/usr/bin/zstd", X_OK) == 0
