@@ -122,6 +122,24 @@ extension KnitAPI {
         let ticket = try storeCall { () throws(StoreError) in try store.beginUpload(creator: caller.name) }
         var uploadLogger = logger
         uploadLogger[metadataKey: "data.id"] = "\(ticket.knitId)"
+        return try BodyPrefetcher.withPrefetching(readBody) { prefetched in
+            try receiveUpload(
+                ticket: ticket,
+                tags: tags,
+                expectedMD5: expectedMD5,
+                readBody: prefetched,
+                logger: uploadLogger
+            )
+        }
+    }
+
+    private func receiveUpload(
+        ticket: UploadTicket,
+        tags: [Tag],
+        expectedMD5: String?,
+        readBody: BodyReader,
+        logger uploadLogger: Logger
+    ) throws -> APIResponse {
         var digest: MD5Digest? = expectedMD5 == nil ? nil : MD5Digest()
         var received: Int64 = 0
         var transportFailure: (any Error)?
