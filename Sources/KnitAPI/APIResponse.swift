@@ -1,3 +1,5 @@
+import KnitCore
+
 /// What a handler answers: status, headers and a body that is either ready or streamed.
 public struct APIResponse: Sendable {
     public typealias Sink = (UnsafeRawBufferPointer) throws -> Void
@@ -24,7 +26,11 @@ public struct APIResponse: Sendable {
             let bytes = try KnitJSONBridge.encode(value)
             return APIResponse(status: status, headers: [("Content-Type", "application/json")], body: .bytes(bytes))
         } catch {
-            return APIResponse(status: 500, headers: [("Content-Type", "application/json")], body: .bytes(Array(#"{"message":"internal error"}"#.utf8)))
+            return APIResponse(
+                status: 500,
+                headers: [("Content-Type", "application/json")],
+                body: .bytes(Array(#"{"message":"internal error"}"#.utf8))
+            )
         }
     }
 
@@ -42,8 +48,6 @@ public struct APIResponse: Sendable {
         }
     }
 }
-
-import KnitCore
 
 enum KnitJSONBridge {
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] { try KnitJSON.encode(value) }

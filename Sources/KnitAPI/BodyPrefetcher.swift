@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Receives a request body on a second thread while the caller extracts it, so reading from nginx overlaps
@@ -43,7 +43,15 @@ final class BodyPrefetcher: @unchecked Sendable {  // all shared state guarded b
             let producer = Producer(prefetcher: prefetcher, read: escapingRead)
             var thread = pthread_t()
             let context = Unmanaged.passRetained(producer).toOpaque()
-            guard pthread_create(&thread, nil, { Unmanaged<Producer>.fromOpaque($0!).takeRetainedValue().run(); return nil }, context) == 0
+            guard
+                pthread_create(
+                    &thread,
+                    nil,
+                    {
+                        Unmanaged<Producer>.fromOpaque($0!).takeRetainedValue().run(); return nil
+                    },
+                    context
+                ) == 0
             else {
                 Unmanaged<Producer>.fromOpaque(context).release()
                 return try body(escapingRead)  // no thread: read inline

@@ -1,16 +1,17 @@
-#if canImport(FoundationEssentials)
-internal import FoundationEssentials
-#else
-internal import Foundation
-#endif
 import KnitArchive
 import KnitCore
 import KnitDigest
 import KnitStore
 import Logging
 
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Archive formats the server speaks, in the order clients should prefer them: zstd is fast and carries a
@@ -171,7 +172,10 @@ extension KnitAPI {
             }
             uploadLogger.info(
                 "upload done",
-                metadata: ["bytes.received": "\(received)", "bytes.content": "\(summary.bytes)", "entries": "\(summary.entries)"]
+                metadata: [
+                    "bytes.received": "\(received)", "bytes.content": "\(summary.bytes)",
+                    "entries": "\(summary.entries)",
+                ]
             )
             return .json(detail)
         } catch let error as ArchiveError {
@@ -185,7 +189,9 @@ extension KnitAPI {
         } catch {
             store.abandonUpload(ticket)
             if let apiError = error as? KnitAPIError { throw apiError }
-            if transportFailure != nil { throw KnitAPIError.badRequest("upload interrupted: the request body ended early") }
+            if transportFailure != nil {
+                throw KnitAPIError.badRequest("upload interrupted: the request body ended early")
+            }
             throw error
         }
     }
@@ -251,7 +257,11 @@ extension KnitAPI {
         switch error.code {
         case .io, .writeFailed:
             if error.isDiskFull {
-                return KnitAPIError(status: 507, reason: "the server's storage is full", advice: "ask your administrator")
+                return KnitAPIError(
+                    status: 507,
+                    reason: "the server's storage is full",
+                    advice: "ask your administrator"
+                )
             }
             logger.error("archive extraction failed on the server side", metadata: ["error": "\(error)"])
             return KnitAPIError(status: 500, reason: "internal error", advice: "see the server log")
@@ -305,7 +315,9 @@ private func directoryExists(_ path: String) -> Bool {
 /// A fresh empty directory, for streaming Data whose content is not there yet.
 private func emptyDirectory() -> String {
     var template = Array("/tmp/knit-empty-XXXXXX".utf8CString)
-    let path = template.withUnsafeMutableBufferPointer { buffer in mkdtemp(buffer.baseAddress!).map { String(cString: $0) } }
+    let path = template.withUnsafeMutableBufferPointer { buffer in
+        mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
+    }
     return path ?? "/nonexistent"
 }
 

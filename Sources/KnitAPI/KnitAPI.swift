@@ -3,7 +3,7 @@ import KnitStore
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Knit's REST API: routing, authentication and the handlers, independent of the transport.

@@ -153,7 +153,11 @@ private final class DecodedStream {
             var done = 0
             while done < size {
                 let chunk = min(size - done, Int(UInt32.max))
-                crc = CKnitArchive.crc32(crc, block.advanced(by: done).assumingMemoryBound(to: UInt8.self), UInt32(chunk))
+                crc = CKnitArchive.crc32(
+                    crc,
+                    block.advanced(by: done).assumingMemoryBound(to: UInt8.self),
+                    UInt32(chunk)
+                )
                 done += chunk
             }
         }

@@ -1,7 +1,7 @@
 #if canImport(FoundationEssentials)
-internal import FoundationEssentials
+    internal import FoundationEssentials
 #else
-internal import Foundation
+    internal import Foundation
 #endif
 
 /// Ids of Data, Runs and Plans: lower-case UUID v4 text, 36 characters, as Knitfab uses.

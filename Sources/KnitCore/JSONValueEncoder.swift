@@ -28,7 +28,8 @@ extension JSONValue {
         case .string(let text): return JSONValue.quoted(text)
         case .array(let items): return "[" + items.map { $0.renderedCompact() }.joined(separator: ",") + "]"
         case .object(let members):
-            return "{" + members.map { JSONValue.quoted($0.0) + ":" + $0.1.renderedCompact() }.joined(separator: ",") + "}"
+            return "{" + members.map { JSONValue.quoted($0.0) + ":" + $0.1.renderedCompact() }.joined(separator: ",")
+                + "}"
         }
     }
 }
@@ -185,7 +186,9 @@ private struct UnkeyedContainer: UnkeyedEncodingContainer {
     mutating func encode<T: Encodable>(_ value: T) throws {
         try encodeNested(value, into: array.append(), codingPath: codingPath)
     }
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<
+        NestedKey
+    > {
         TreeEncoder(box: array.append(), codingPath: codingPath).container(keyedBy: keyType)
     }
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {

@@ -44,14 +44,18 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
     public init(from decoder: any Decoder) throws {
         if let container = try? decoder.singleValueContainer(), let text = try? container.decode(String.self) {
             do { try self.init(parsing: text) } catch {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+                throw DecodingError.dataCorrupted(
+                    .init(codingPath: decoder.codingPath, debugDescription: error.description)
+                )
             }
             return
         }
         let object = try decoder.container(keyedBy: ObjectKeys.self)
         let key = Self.trimmed(Substring(try object.decode(String.self, forKey: .key)))
         guard !key.isEmpty else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "tag key is empty"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "tag key is empty")
+            )
         }
         self.init(key: key, value: Self.trimmed(Substring(try object.decode(String.self, forKey: .value))))
     }

@@ -59,7 +59,14 @@ public enum SHA256Digest {
         var length: UInt32 = 0
         let ok = input.withUnsafeBytes { inputBuffer in
             output.withUnsafeMutableBufferPointer { outputBuffer in
-                EVP_Digest(inputBuffer.baseAddress, inputBuffer.count, outputBuffer.baseAddress, &length, EVP_sha256(), nil)
+                EVP_Digest(
+                    inputBuffer.baseAddress,
+                    inputBuffer.count,
+                    outputBuffer.baseAddress,
+                    &length,
+                    EVP_sha256(),
+                    nil
+                )
             }
         }
         precondition(ok == 1, "EVP_Digest(sha256) failed")

@@ -1,7 +1,7 @@
 internal import CKnitFastCGI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The listening unix socket knitd serves FastCGI on.

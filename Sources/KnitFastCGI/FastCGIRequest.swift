@@ -1,7 +1,7 @@
 internal import CKnitFastCGI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One FastCGI request, from accept to finish.

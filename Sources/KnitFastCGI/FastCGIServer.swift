@@ -1,7 +1,7 @@
 internal import CKnitFastCGI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Serves a listener with a fixed pool of threads, each blocking in `FCGX_Accept_r`.

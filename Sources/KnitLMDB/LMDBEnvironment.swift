@@ -45,7 +45,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ) throws(LMDBError) {
         var env: OpaquePointer?
         try check(mdb_env_create(&env), "create environment for \(path)")
-        guard let env else { throw LMDBError(code: .invalid, message: "lmdb: mdb_env_create returned no handle", cause: 0) }
+        guard let env else {
+            throw LMDBError(code: .invalid, message: "lmdb: mdb_env_create returned no handle", cause: 0)
+        }
         do {
             try check(mdb_env_set_mapsize(env, mapSize), "set map size \(mapSize) for \(path)")
             try check(mdb_env_set_maxdbs(env, UInt32(maxDatabases)), "set max databases for \(path)")

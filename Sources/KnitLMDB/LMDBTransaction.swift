@@ -30,8 +30,13 @@ public struct LMDBTransaction: ~Copyable {
     public init(environment: LMDBEnvironment, readOnly: Bool) throws(LMDBError) {
         var txn: OpaquePointer?
         let flags: UInt32 = readOnly ? UInt32(MDB_RDONLY) : 0
-        try check(mdb_txn_begin(environment.handle, nil, flags, &txn), "begin \(readOnly ? "read" : "write") transaction")
-        guard let txn else { throw LMDBError(code: .invalid, message: "lmdb: mdb_txn_begin returned no handle", cause: 0) }
+        try check(
+            mdb_txn_begin(environment.handle, nil, flags, &txn),
+            "begin \(readOnly ? "read" : "write") transaction"
+        )
+        guard let txn else {
+            throw LMDBError(code: .invalid, message: "lmdb: mdb_txn_begin returned no handle", cause: 0)
+        }
         self.handle = txn
         self.isReadOnly = readOnly
     }
@@ -96,7 +101,8 @@ public struct LMDBTransaction: ~Copyable {
     /// Deletes `key` (all its values), or in a duplicate-sorted database only the pair `key`/`value`
     /// when `value` is given. Returns false when there was nothing to delete. Uses `mdb_del`.
     @discardableResult
-    public func delete(_ db: LMDBDatabase, key: some Collection<UInt8>, value: [UInt8]? = nil) throws(LMDBError) -> Bool {
+    public func delete(_ db: LMDBDatabase, key: some Collection<UInt8>, value: [UInt8]? = nil) throws(LMDBError) -> Bool
+    {
         let rc = withVal(key) { keyVal in
             if let value {
                 return withVal(value) { dataVal in mdb_del(handle, db.dbi, &keyVal, &dataVal) }
@@ -132,7 +138,9 @@ public struct LMDBTransaction: ~Copyable {
     }
 
     /// Whether the exact pair `key`/`value` exists. Uses `mdb_cursor_get(MDB_GET_BOTH)`.
-    public func contains(_ db: LMDBDatabase, key: some Collection<UInt8>, value: some Collection<UInt8>) throws(LMDBError) -> Bool {
+    public func contains(_ db: LMDBDatabase, key: some Collection<UInt8>, value: some Collection<UInt8>)
+        throws(LMDBError) -> Bool
+    {
         try withCursor(db) { cursor throws(LMDBError) in
             let rc = withVal(key) { keyVal in
                 withVal(value) { dataVal in mdb_cursor_get(cursor, &keyVal, &dataVal, MDB_GET_BOTH) }
@@ -224,11 +232,15 @@ public struct LMDBTransaction: ~Copyable {
     private func openCursor(_ db: LMDBDatabase) throws(LMDBError) -> OpaquePointer {
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(handle, db.dbi, &cursor), "open cursor on '\(db.name)'")
-        guard let cursor else { throw LMDBError(code: .invalid, message: "lmdb: mdb_cursor_open returned no cursor", cause: 0) }
+        guard let cursor else {
+            throw LMDBError(code: .invalid, message: "lmdb: mdb_cursor_open returned no cursor", cause: 0)
+        }
         return cursor
     }
 
-    private func withCursor<R>(_ db: LMDBDatabase, _ body: (OpaquePointer) throws(LMDBError) -> R) throws(LMDBError) -> R {
+    private func withCursor<R>(_ db: LMDBDatabase, _ body: (OpaquePointer) throws(LMDBError) -> R) throws(LMDBError)
+        -> R
+    {
         let cursor = try openCursor(db)
         defer { mdb_cursor_close(cursor) }
         return try body(cursor)

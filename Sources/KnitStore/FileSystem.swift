@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-internal import Glibc
+    internal import Glibc
 #endif
 
 // The few file operations the store needs, as thin throwing calls. Paths are always ours (home/…),

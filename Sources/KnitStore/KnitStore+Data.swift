@@ -29,7 +29,8 @@ extension KnitStore {
     /// or adding a present one is ignored.
     /// - Throws: `.invalid` when any tag or key is a `knit#` one (nothing changes), `.notFound`.
     public func updateTags(knitId: String, change: TagChangeJSON) throws(StoreError) -> DataDetailJSON {
-        let systemKeys = change.removeKey.filter { $0.hasPrefix(SystemTag.prefix) }
+        let systemKeys =
+            change.removeKey.filter { $0.hasPrefix(SystemTag.prefix) }
             + (change.add + change.remove).filter(\.isSystem).map(\.key)
         if let key = systemKeys.first {
             throw StoreError(.invalid, "system tag key '\(key)' cannot be added or removed")

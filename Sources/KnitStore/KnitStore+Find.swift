@@ -42,7 +42,9 @@ extension KnitStore {
                 case nil: break
                 }
                 if let window, !window.contains(record.timestampMs ?? producer.updatedAtMs) { continue }
-                out.append((record.timestampMs, Self.detail(record, run: producer, plan: try plan(txn, producer.planId))))
+                out.append(
+                    (record.timestampMs, Self.detail(record, run: producer, plan: try plan(txn, producer.planId)))
+                )
             }
             return out
         }

@@ -50,7 +50,8 @@ extension KnitStore {
     /// transaction marks the Run done and gives the Data its timestamp (the same instant), size and tags.
     /// - Throws: `.invalid` for `knit#` tags (nothing moved; abandon the upload), `.conflict` when the
     ///   upload was already finished or abandoned, `.io`/`.storageFull` on file or LMDB failures.
-    public func finishUpload(_ ticket: UploadTicket, tags: [Tag], sizeBytes: Int64) throws(StoreError) -> DataDetailJSON {
+    public func finishUpload(_ ticket: UploadTicket, tags: [Tag], sizeBytes: Int64) throws(StoreError) -> DataDetailJSON
+    {
         if let system = tags.first(where: \.isSystem) {
             throw StoreError(.invalid, "system tag '\(system)' cannot be set on upload")
         }
@@ -86,7 +87,10 @@ extension KnitStore {
         } catch {
             // The records still say "running"; put the content back so abandon or recovery finds it.
             do { try FileSystem.rename(target, to: ticket.stagingPath) } catch {
-                logger.error("cannot return content to staging", metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"])
+                logger.error(
+                    "cannot return content to staging",
+                    metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"]
+                )
             }
             throw error
         }
@@ -108,7 +112,10 @@ extension KnitStore {
                 logger.info("upload abandoned", metadata: ["knit.id": "\(ticket.knitId)"])
             }
         } catch {
-            logger.error("abandoning upload failed", metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"])
+            logger.error(
+                "abandoning upload failed",
+                metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"]
+            )
         }
     }
 
@@ -176,13 +183,23 @@ extension KnitStore {
                     let runId = KnitIdentifier.make()
                     let stamp = now - Int64(count - i)
                     let run = RunRecord(
-                        runId: runId, planId: uploadedPlan.planId, status: .done, updatedAtMs: stamp,
-                        exit: nil, outputs: [knitId], creator: "bench"
+                        runId: runId,
+                        planId: uploadedPlan.planId,
+                        status: .done,
+                        updatedAtMs: stamp,
+                        exit: nil,
+                        outputs: [knitId],
+                        creator: "bench"
                     )
                     let tags = TagSet(tagsFor(i)).tags
                     let data = DataRecord(
-                        knitId: knitId, runId: runId, outputPath: PseudoPlan.uploadPath, userTags: tags,
-                        timestampMs: stamp, sizeBytes: 0, creator: "bench"
+                        knitId: knitId,
+                        runId: runId,
+                        outputPath: PseudoPlan.uploadPath,
+                        userTags: tags,
+                        timestampMs: stamp,
+                        sizeBytes: 0,
+                        creator: "bench"
                     )
                     try txn.put(db.runs, key: Array(runId.utf8), value: run.encoded())
                     try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded())

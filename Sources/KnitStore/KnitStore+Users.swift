@@ -11,7 +11,10 @@ extension KnitStore {
     ///   user exists.
     public func addUser(name: String, role: Role) throws(StoreError) -> String {
         guard Self.isValidUserName(name) else {
-            throw StoreError(.invalid, "user name '\(name)' is invalid (use 1-63 of a-z 0-9 . _ -, starting with a letter or digit)")
+            throw StoreError(
+                .invalid,
+                "user name '\(name)' is invalid (use 1-63 of a-z 0-9 . _ -, starting with a letter or digit)"
+            )
         }
         let token = Self.newToken()
         let user = UserRecord(name: name, role: role, createdAtMs: clock())
@@ -79,7 +82,9 @@ extension KnitStore {
         guard (1...63).contains(bytes.count) else { return false }
         func isAlnum(_ b: UInt8) -> Bool { (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) }
         guard isAlnum(bytes[0]) else { return false }
-        return bytes.dropFirst().allSatisfy { isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+        return bytes.dropFirst().allSatisfy {
+            isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+        }
     }
 
     /// `knit_` + 32 random bytes in unpadded base64url (43 characters).

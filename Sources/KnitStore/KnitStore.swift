@@ -1,12 +1,13 @@
-#if canImport(FoundationEssentials)
-internal import FoundationEssentials
-#else
-internal import Foundation
-#endif
 internal import KnitCore
 internal import KnitDigest
 internal import KnitLMDB
 public import Logging
+
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
 
 /// The only owner of Knit's persistent state: the LMDB environment under `home/db` and the Data
 /// directories under `home/data` and `home/staging`.
@@ -110,7 +111,9 @@ public final class KnitStore: Sendable {
     static let schemaKey = Array("schema_version".utf8)
     static let uploadedPlanKey = Array("plan:\(PseudoPlan.uploaded)".utf8)
 
-    private static func checkSchema(env: LMDBEnvironment, db: Databases, logger: Logger) throws(StoreError) -> PlanRecord {
+    private static func checkSchema(env: LMDBEnvironment, db: Databases, logger: Logger) throws(StoreError)
+        -> PlanRecord
+    {
         do {
             return try env.write { txn throws -> PlanRecord in
                 if let version = try txn.get(db.meta, key: schemaKey) {

@@ -44,7 +44,10 @@ struct RecordReader {
         self.bytes = bytes
         self.what = what
         guard !bytes.isEmpty, bytes[0] == version else {
-            throw StoreError(.corrupted, "store: \(what) record has unknown format \(bytes.first.map(String.init) ?? "(empty)")")
+            throw StoreError(
+                .corrupted,
+                "store: \(what) record has unknown format \(bytes.first.map(String.init) ?? "(empty)")"
+            )
         }
         position = 1
     }
@@ -81,7 +84,9 @@ struct RecordReader {
     mutating func int() throws(StoreError) -> Int64 {
         guard position + 8 <= bytes.count else { throw truncated() }
         var value: Int64 = 0
-        withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[position..<position + 8])) }
+        withUnsafeMutableBytes(of: &value) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[position..<position + 8]))
+        }
         position += 8
         return Int64(littleEndian: value)
     }

@@ -34,7 +34,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     init(_ error: LMDBError) {
         switch error.code {
         case .mapFull: self.init(.storageFull, "store: \(error.message)")
-        case .other(let errno) where errno == 28 /* ENOSPC */: self.init(.storageFull, "store: disk is full: \(error.message)")
+        case .other(let errno) where errno == 28 /* ENOSPC */:
+            self.init(.storageFull, "store: disk is full: \(error.message)")
         case .corrupted, .versionMismatch, .invalid: self.init(.corrupted, "store: \(error.message)")
         case .notFound: self.init(.notFound, "store: \(error.message)")
         case .keyExists: self.init(.conflict, "store: \(error.message)")

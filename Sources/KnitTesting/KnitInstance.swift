@@ -19,15 +19,16 @@ public final class KnitInstance: @unchecked Sendable {
 
     public struct Options: Sendable {
         public var threads: Int
-        public var transferSlots: Int?
+        /// Must stay below `threads` (knitd refuses otherwise).
+        public var transferSlots: Int
         public var logLevel: String
         public var extraKnitdArguments: [String]
         /// (name, role) of the users to create; each gets a handout and an initialised project.
         public var users: [(name: String, role: String)]
 
         public init(
-            threads: Int = 8,
-            transferSlots: Int? = nil,
+            threads: Int = 16,
+            transferSlots: Int = 8,
             logLevel: String = "debug",
             extraKnitdArguments: [String] = [],
             users: [(name: String, role: String)] = [("admin", "admin"), ("alice", "user"), ("rita", "reader")]
@@ -219,9 +220,9 @@ public final class KnitInstance: @unchecked Sendable {
     private func startKnitd() throws {
         var arguments = [
             "--home", home, "--socket", socketPath, "--socket-mode", "0666",
-            "--threads", String(options.threads), "--log-level", options.logLevel,
+            "--threads", String(options.threads), "--transfer-slots", String(options.transferSlots),
+            "--log-level", options.logLevel,
         ]
-        if let slots = options.transferSlots { arguments += ["--transfer-slots", String(slots)] }
         arguments += options.extraKnitdArguments
         let process = try BackgroundProcess(
             knitdPath,

@@ -21,8 +21,89 @@ public struct KnitTestingError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// Runs a program to completion. Output goes to temporary files rather than pipes, so a child
-/// that writes megabytes to both streams can never deadlock against us.
+/// Starts a child with posix_spawn. Not Foundation's `Process`: a child spawned from a Swift
+/// Testing thread by `Process` inherits that thread's signal mask, which blocks SIGTERM and
+/// almost everything else, so a server under test would silently ignore SIGTERM. Here the child
+/// gets an empty mask and default dispositions. Output is appended to files (never pipes, so
+/// big outputs cannot deadlock).
+func spawnChild(
+    _ executable: String,
+    _ arguments: [String],
+    cwd: String?,
+    environment: [String: String],
+    stdinPath: String?,
+    stdoutPath: String,
+    stderrPath: String
+) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+
+    posix_spawn_file_actions_addopen(&actions, 0, stdinPath ?? "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    if stderrPath == stdoutPath {
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    }
+    var program = executable
+    var argv = [executable] + arguments
+    if let cwd {
+        if let addchdir = addChdirAction {
+            _ = cwd.withCString { addchdir(&actions, $0) }
+        } else {
+            // Older libc: let a shell change directory, then exec (the mask stays reset).
+            program = "/bin/sh"
+            argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, executable] + arguments
+        }
+    }
+
+    var emptyMask = sigset_t()
+    sigemptyset(&emptyMask)
+    posix_spawnattr_setsigmask(&attributes, &emptyMask)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM] {
+        sigaddset(&defaults, sig)
+    }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+    let cArguments = argv.map { strdup($0) } + [nil]
+    let cEnvironment = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+        for pointer in cArguments { free(pointer) }
+        for pointer in cEnvironment { free(pointer) }
+    }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, program, &actions, &attributes, cArguments, cEnvironment)
+    guard rc == 0 else {
+        throw KnitTestingError("cannot start \(executable): \(String(cString: strerror(rc)))")
+    }
+    return pid
+}
+
+/// glibc's posix_spawn_file_actions_addchdir_np, which the Glibc module does not import.
+private let addChdirAction: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32)? = {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addchdir_np") else {
+        return nil
+    }
+    return unsafeBitCast(
+        symbol,
+        to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self
+    )
+}()
+
+/// Decodes a waitpid status: the exit code, or 128 + signal like a shell.
+func decodeWaitStatus(_ status: Int32) -> Int32 {
+    let signal = status & 0x7f
+    return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+}
+
+/// Runs a program to completion (see `spawnChild` for why not `Process`).
 public func runProcess(
     _ executable: String,
     _ arguments: [String],
@@ -41,53 +122,39 @@ public func runProcess(
         try? fm.removeItem(atPath: errPath)
         try? fm.removeItem(atPath: inPath)
     }
-    guard fm.createFile(atPath: outPath, contents: nil), fm.createFile(atPath: errPath, contents: nil) else {
-        throw KnitTestingError("cannot create output files under \(scratchDirectory)")
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    if let environment { process.environment = environment }
-    let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    process.standardOutput = outHandle
-    process.standardError = errHandle
-    var inHandle: FileHandle?
     if let stdin {
         guard fm.createFile(atPath: inPath, contents: stdin) else {
             throw KnitTestingError("cannot create stdin file under \(scratchDirectory)")
         }
-        inHandle = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
-        process.standardInput = inHandle
-    } else {
-        process.standardInput = FileHandle.nullDevice
     }
-    do {
-        try process.run()
-    } catch {
-        throw KnitTestingError("cannot start \(executable): \(error)")
+    let pid = try spawnChild(
+        executable,
+        arguments,
+        cwd: cwd,
+        environment: environment ?? ProcessInfo.processInfo.environment,
+        stdinPath: stdin == nil ? nil : inPath,
+        stdoutPath: outPath,
+        stderrPath: errPath
+    )
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+        guard errno == EINTR else { throw KnitTestingError("waitpid(\(pid)) failed: errno \(errno)") }
     }
-    process.waitUntilExit()
-    try? outHandle.close()
-    try? errHandle.close()
-    try? inHandle?.close()
     let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
     let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-    var status = process.terminationStatus
-    if process.terminationReason == .uncaughtSignal { status = 128 + status }
-    return ProcessResult(status: status, stdout: out, stderr: err)
+    return ProcessResult(status: decodeWaitStatus(status), stdout: out, stderr: err)
 }
 
 /// A child process that keeps running in the background (a slow upload, a server), stopped by
-/// its pid. stdout and stderr go to files next to each other so they can be read afterwards.
+/// its pid. stdout and stderr are appended to files so they can be read afterwards.
 public final class BackgroundProcess: @unchecked Sendable {
-    // @unchecked: `process` is only mutated in init; Process itself is thread-safe for the
-    // isRunning / processIdentifier / terminationStatus reads done here.
-    private let process: Process
+    // @unchecked: the only mutable state, the reaped exit status, is guarded by `lock`, so
+    // exactly one caller reaps the pid and everyone else sees the cached status.
     public let stdoutPath: String
     public let stderrPath: String
     public let pid: Int32
+    private let lock = NSLock()
+    private var reapedStatus: Int32?
 
     public init(
         _ executable: String,
@@ -98,62 +165,48 @@ public final class BackgroundProcess: @unchecked Sendable {
         stdoutPath: String,
         stderrPath: String
     ) throws {
-        let fm = FileManager.default
-        if !fm.fileExists(atPath: stdoutPath) { _ = fm.createFile(atPath: stdoutPath, contents: nil) }
-        if !fm.fileExists(atPath: stderrPath) { _ = fm.createFile(atPath: stderrPath, contents: nil) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        if let environment { process.environment = environment }
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        try out.seekToEnd()
-        let err: FileHandle
-        if stderrPath == stdoutPath {
-            err = out
-        } else {
-            err = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
-            try err.seekToEnd()
-        }
-        process.standardOutput = out
-        process.standardError = err
-        if let stdinPath {
-            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: stdinPath))
-        } else {
-            process.standardInput = FileHandle.nullDevice
-        }
-        do {
-            try process.run()
-        } catch {
-            throw KnitTestingError("cannot start \(executable): \(error)")
-        }
-        // The child holds its own copies of the descriptors.
-        try? out.close()
-        if stderrPath != stdoutPath { try? err.close() }
-        self.process = process
         self.stdoutPath = stdoutPath
         self.stderrPath = stderrPath
-        self.pid = process.processIdentifier
+        pid = try spawnChild(
+            executable,
+            arguments,
+            cwd: cwd,
+            environment: environment ?? ProcessInfo.processInfo.environment,
+            stdinPath: stdinPath,
+            stdoutPath: stdoutPath,
+            stderrPath: stderrPath
+        )
     }
 
-    public var isRunning: Bool { process.isRunning }
+    /// Reaps the child if it has exited (never blocks).
+    private func poll() -> Int32? {
+        lock.withLock {
+            if let reapedStatus { return reapedStatus }
+            var status: Int32 = 0
+            let rc = waitpid(pid, &status, WNOHANG)
+            if rc == pid {
+                reapedStatus = decodeWaitStatus(status)
+            } else if rc < 0 && errno == ECHILD {
+                reapedStatus = -1
+            }
+            return reapedStatus
+        }
+    }
+
+    public var isRunning: Bool { poll() == nil }
 
     /// Exit status (128+signal when killed), or nil while it still runs.
-    public var exitStatus: Int32? {
-        if process.isRunning { return nil }
-        let status = process.terminationStatus
-        return process.terminationReason == .uncaughtSignal ? 128 + status : status
-    }
+    public var exitStatus: Int32? { poll() }
 
     public func signal(_ sig: Int32) {
-        if process.isRunning { _ = kill(pid, sig) }
+        if poll() == nil { _ = kill(pid, sig) }
     }
 
     /// Waits up to `timeout` seconds; true when the process has exited.
     @discardableResult
     public func wait(timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning {
+        while poll() == nil {
             if Date() >= deadline { return false }
             usleep(20_000)
         }
@@ -162,7 +215,7 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     /// SIGTERM (or `sig`), wait, then SIGKILL if it did not go.
     public func stop(signal sig: Int32 = SIGTERM, grace: Double = 10) {
-        guard process.isRunning else { return }
+        guard poll() == nil else { return }
         _ = kill(pid, sig)
         if !wait(timeout: grace) {
             _ = kill(pid, SIGKILL)
@@ -174,8 +227,10 @@ public final class BackgroundProcess: @unchecked Sendable {
     public var stderrText: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
 
     deinit {
-        if process.isRunning {
+        if poll() == nil {
             _ = kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
         }
     }
 }

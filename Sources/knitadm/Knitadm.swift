@@ -1,15 +1,16 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
 import KnitCore
 import KnitStore
 import Logging
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @main
 struct Knitadm: ParsableCommand {
@@ -52,7 +53,9 @@ struct HandoutOptions: ParsableArguments {
 
     func validate() throws {
         if handout != nil && apiRoot == nil { throw ValidationError("--handout needs --api-root") }
-        if handout == nil && (apiRoot != nil || ca != nil) { throw ValidationError("--api-root and --ca need --handout") }
+        if handout == nil && (apiRoot != nil || ca != nil) {
+            throw ValidationError("--api-root and --ca need --handout")
+        }
     }
 
     /// Prints the token, or writes the handout and prints its path on stderr.
@@ -79,7 +82,9 @@ struct HandoutOptions: ParsableArguments {
 }
 
 struct Init: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create the store (or open an existing one) and print its directory.")
+    static let configuration = CommandConfiguration(
+        abstract: "Create the store (or open an existing one) and print its directory."
+    )
     @ParentCommand var root: Knitadm
     var home: HomeOption { root.home }
 
@@ -99,7 +104,7 @@ struct User: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a user and issue their first token.")
         @ParentCommand var root: Knitadm
-    var home: HomeOption { root.home }
+        var home: HomeOption { root.home }
         @Argument(help: "User name: 1-63 of a-z 0-9 . _ -, starting with a letter or digit.")
         var name: String
         @Option(help: "admin, user or reader.")
@@ -121,7 +126,7 @@ struct User: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print users as a JSON array of {name, role}.")
         @ParentCommand var root: Knitadm
-    var home: HomeOption { root.home }
+        var home: HomeOption { root.home }
 
         func run() throws {
             let store = try home.openStore()
@@ -134,9 +139,11 @@ struct User: ParsableCommand {
     }
 
     struct Token: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Issue another token for a user (older tokens stay valid).")
+        static let configuration = CommandConfiguration(
+            abstract: "Issue another token for a user (older tokens stay valid)."
+        )
         @ParentCommand var root: Knitadm
-    var home: HomeOption { root.home }
+        var home: HomeOption { root.home }
         @Argument(help: "User name.")
         var name: String
         @OptionGroup var handout: HandoutOptions
@@ -168,7 +175,9 @@ func writePrivateFile(_ path: String, _ text: String) throws(StoreError) {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw StoreError(.io, "cannot write \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
-    guard fchmod(fd, 0o600) == 0 else { throw StoreError(.io, "cannot chmod \(path): \(String(cString: strerror(errno)))") }
+    guard fchmod(fd, 0o600) == 0 else {
+        throw StoreError(.io, "cannot chmod \(path): \(String(cString: strerror(errno)))")
+    }
     let bytes = Array(text.utf8)
     var written = 0
     while written < bytes.count {

@@ -5,7 +5,7 @@ import KnitStore
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// knitd: Knit's API server, FastCGI behind nginx. Wiring only; the API lives in KnitAPI.
@@ -38,12 +38,20 @@ struct Knitd: ParsableCommand {
     var logLevel: String = "info"
 
     func validate() throws {
-        guard threads > 0, transferSlots > 0 else { throw ValidationError("--threads and --transfer-slots must be positive") }
-        guard transferSlots < threads else {
-            throw ValidationError("--transfer-slots must be below --threads, or slow transfers can starve other requests")
+        guard threads > 0, transferSlots > 0 else {
+            throw ValidationError("--threads and --transfer-slots must be positive")
         }
-        guard mode_t(socketMode, radix: 8) != nil else { throw ValidationError("--socket-mode must be octal, e.g. 0660") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard transferSlots < threads else {
+            throw ValidationError(
+                "--transfer-slots must be below --threads, or slow transfers can starve other requests"
+            )
+        }
+        guard mode_t(socketMode, radix: 8) != nil else {
+            throw ValidationError("--socket-mode must be octal, e.g. 0660")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("unknown --log-level '\(logLevel)'")
+        }
     }
 
     func run() throws {

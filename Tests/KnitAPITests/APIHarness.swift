@@ -5,12 +5,12 @@ import KnitStore
 import Logging
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real store in a temporary directory and the API on top of it, driven without sockets.
@@ -24,7 +24,11 @@ final class APIHarness {
         var template = Array("/tmp/knit-api-test-XXXXXX".utf8CString)
         home = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         store = try KnitStore(home: home, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        api = KnitAPI(store: store, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), transferSlots: transferSlots)
+        api = KnitAPI(
+            store: store,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            transferSlots: transferSlots
+        )
         tokens = [
             "alice": try store.addUser(name: "alice", role: .user),
             "rita": try store.addUser(name: "rita", role: .reader),
@@ -49,7 +53,9 @@ final class APIHarness {
         var offset = 0
         return api.handle(request) { buffer in
             let count = min(buffer.count, body.count - offset)
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: body.withUnsafeBytes { $0 }[offset..<offset + count]))
+            buffer.copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: body.withUnsafeBytes { $0 }[offset..<offset + count])
+            )
             offset += count
             return count
         }
@@ -62,7 +68,9 @@ final class APIHarness {
         return api.handle(request) { buffer in
             if offset >= failAfter { throw ClientGone() }
             let count = min(buffer.count, failAfter - offset, body.count - offset)
-            body.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
+            body.withUnsafeBytes {
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count]))
+            }
             offset += count
             return count
         }

@@ -141,7 +141,8 @@ import Testing
         let harness = try APIHarness()
         let archive = try makeArchive(format: .tarGzip, files: ["a": "1"])
         let knitId = try #require(
-            try json(harness.request("POST", "/api/data/?tag=a:1&tag=b:2&tag=b:3", body: archive))["knitId"]?.stringValue
+            try json(harness.request("POST", "/api/data/?tag=a:1&tag=b:2&tag=b:3", body: archive))["knitId"]?
+                .stringValue
         )
         let changed = try json(
             harness.request(
@@ -157,7 +158,9 @@ import Testing
         #expect(harness.request("PUT", "/api/data/\(knitId)/", body: Array("{not json".utf8)).status == 400)
         #expect(harness.request("PUT", "/api/data/\(knitId)/", as: "rita", body: Array("{}".utf8)).status == 403)
         let after = try json(harness.request("GET", "/api/data/?tag=knit%23id:\(knitId)"))
-        let afterTags = after.arrayValue?.first?["tags"]?.arrayValue?.compactMap(\.stringValue).filter { !$0.hasPrefix("knit#") }
+        let afterTags = after.arrayValue?.first?["tags"]?.arrayValue?.compactMap(\.stringValue).filter {
+            !$0.hasPrefix("knit#")
+        }
         #expect(afterTags == ["a:1", "c:4"])
     }
 

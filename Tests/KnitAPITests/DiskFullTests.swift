@@ -6,7 +6,7 @@ import Logging
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The store on a tiny tmpfs, so an upload runs out of disk for real.
@@ -51,7 +51,9 @@ import Glibc
         var offset = 0
         return api.handle(request) { buffer in
             let count = min(buffer.count, body.count - offset)
-            body.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
+            body.withUnsafeBytes {
+                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count]))
+            }
             offset += count
             return count
         }

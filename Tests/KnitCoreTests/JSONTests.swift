@@ -2,9 +2,9 @@ import KnitCore
 import Testing
 
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+    import FoundationEssentials
 #else
-import Foundation
+    import Foundation
 #endif
 
 enum JSONDecoderShim {

@@ -31,7 +31,9 @@ import Testing
     }
 
     @Test func tagSetSortsByteOrderAndDeduplicates() throws {
-        let set = TagSet(try ["mode:x", "knit#id:1", "format:y", "mode:x", "Mode:z"].map { try KnitCore.Tag(parsing: $0) })
+        let set = TagSet(
+            try ["mode:x", "knit#id:1", "format:y", "mode:x", "Mode:z"].map { try KnitCore.Tag(parsing: $0) }
+        )
         #expect(set.tags.map(\.description) == ["Mode:z", "format:y", "knit#id:1", "mode:x"])
         var copy = set
         copy.removeKey("mode")

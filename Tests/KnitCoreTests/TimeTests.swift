@@ -23,8 +23,10 @@ import Testing
         #expect(try KnitTime(rfc3339: a.description) == a)
     }
 
-    @Test(arguments: ["2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-01-01", "yesterday", "2024-01-01T00:00:00",
-        "2024-01-01T25:00:00Z", ""])
+    @Test(arguments: [
+        "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-01-01", "yesterday", "2024-01-01T00:00:00",
+        "2024-01-01T25:00:00Z", "",
+    ])
     func rejectsInvalidRFC3339(text: String) {
         #expect(throws: TimeParseError.self) { try KnitTime(rfc3339: text) }
     }
@@ -34,8 +36,13 @@ import Testing
         #expect(utc.description == "2024-01-01T00:00:00+00:00")
         let hour = try #require(KnitTime.parseLoose("2024-01-01 12", defaultOffsetMinutes: 60))
         #expect(hour.description == "2024-01-01T11:00:00+00:00")
-        #expect(KnitTime.parseLoose("2024-01-01T12:30", defaultOffsetMinutes: 0)?.description == "2024-01-01T12:30:00+00:00")
-        #expect(KnitTime.parseLoose("2024-01-01T12:30Z", defaultOffsetMinutes: 600)?.description == "2024-01-01T12:30:00+00:00")
+        #expect(
+            KnitTime.parseLoose("2024-01-01T12:30", defaultOffsetMinutes: 0)?.description == "2024-01-01T12:30:00+00:00"
+        )
+        #expect(
+            KnitTime.parseLoose("2024-01-01T12:30Z", defaultOffsetMinutes: 600)?.description
+                == "2024-01-01T12:30:00+00:00"
+        )
         #expect(KnitTime.parseLoose("soon", defaultOffsetMinutes: 0) == nil)
     }
 

@@ -1,13 +1,19 @@
 import KnitCore
 import KnitLMDB
-@testable import KnitStore
 import Testing
+
+@testable import KnitStore
 
 @Suite struct StoreInternalsTests {
     @Test func recordCodecRoundTripAndTruncation() throws {
         let data = DataRecord(
-            knitId: "k", runId: "r", outputPath: "/upload", userTags: [Tag(key: "a", value: "b:c"), Tag(key: "é", value: "")],
-            timestampMs: -5, sizeBytes: nil, creator: "alice"
+            knitId: "k",
+            runId: "r",
+            outputPath: "/upload",
+            userTags: [Tag(key: "a", value: "b:c"), Tag(key: "é", value: "")],
+            timestampMs: -5,
+            sizeBytes: nil,
+            creator: "alice"
         )
         let bytes = data.encoded()
         let decoded = try bytes.withUnsafeBytes { try DataRecord(decoding: $0) }
@@ -15,8 +21,13 @@ import Testing
         #expect(decoded.creator == "alice" && decoded.outputPath == "/upload")
 
         let run = RunRecord(
-            runId: "r", planId: "p", status: .failed, updatedAtMs: 42, exit: RunExitJSON(code: 253, message: "aborted"),
-            outputs: ["k1", "k2"], creator: "bob"
+            runId: "r",
+            planId: "p",
+            status: .failed,
+            updatedAtMs: 42,
+            exit: RunExitJSON(code: 253, message: "aborted"),
+            outputs: ["k1", "k2"],
+            creator: "bob"
         )
         let runBack = try run.encoded().withUnsafeBytes { try RunRecord(decoding: $0) }
         #expect(runBack.exit == run.exit && runBack.outputs == run.outputs && runBack.status == .failed)
@@ -53,7 +64,9 @@ import Testing
             for _ in 0..<4 {
                 group.addTask {
                     var total = 0
-                    for _ in 0..<50 { total += try store.findData(tags: [tag("group:1")], since: nil, durationMs: nil).count }
+                    for _ in 0..<50 {
+                        total += try store.findData(tags: [tag("group:1")], since: nil, durationMs: nil).count
+                    }
                     return total
                 }
             }

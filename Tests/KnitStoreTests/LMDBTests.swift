@@ -107,7 +107,9 @@ import Testing
         let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
         let db = try env.openDatabase(name: "keys")
         try env.write { txn in
-            for key in ["a1", "b1", "b2", "b3", "c1"] { try txn.put(db, key: bytes(key), value: bytes(key.uppercased())) }
+            for key in ["a1", "b1", "b2", "b3", "c1"] {
+                try txn.put(db, key: bytes(key), value: bytes(key.uppercased()))
+            }
         }
         try env.read { txn in
             var all: [String] = []

@@ -43,7 +43,9 @@ import Testing
     @Test func unknownDataIsNotFound() throws {
         let dir = TemporaryDirectory()
         let store = try openStore(dir.path)
-        let error = #expect(throws: StoreError.self) { try store.dataDetail(knitId: "00000000-0000-4000-8000-000000000000") }
+        let error = #expect(throws: StoreError.self) {
+            try store.dataDetail(knitId: "00000000-0000-4000-8000-000000000000")
+        }
         #expect(error?.code == .notFound)
         #expect(error?.message.contains("00000000-0000-4000-8000-000000000000") == true)
     }
@@ -287,7 +289,9 @@ import Testing
         let missing = #expect(throws: StoreError.self) { try store.issueToken(name: "carol") }
         #expect(missing?.code == .notFound)
 
-        #expect(try store.users() == [StoreUser(name: "alice", role: .admin), StoreUser(name: "bob.b-1", role: .reader)])
+        #expect(
+            try store.users() == [StoreUser(name: "alice", role: .admin), StoreUser(name: "bob.b-1", role: .reader)]
+        )
 
         store.close()
         let file = readFileBytes(dir.path + "/db/data.mdb")

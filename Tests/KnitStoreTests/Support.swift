@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import KnitCore
 import KnitStore
 import Logging
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A fresh directory under /tmp, removed by `remove()`.
 struct TemporaryDirectory: ~Copyable {
