@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds once (release, scratch .build-bench), then runs every benchmark in turn and keeps each
+# script's full output in bench/out/ (git-ignored). About 6-8 minutes on 2 cores.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+build_products knitd knitadm knit
+build_bench_helper
+mkdir -p "$BENCH_DIR/out"
+export KNIT_BENCH_NO_BUILD=1
+for bench in startup query transfer; do
+    log "== $bench.sh"
+    "$BENCH_DIR/$bench.sh" 2>"$BENCH_DIR/out/$bench.log" | tee "$BENCH_DIR/out/$bench.txt"
+done
