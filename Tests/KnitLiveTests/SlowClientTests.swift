@@ -74,9 +74,23 @@ extension Live {
         }
     }
 
-    /// knitd (and knitadm) refuse to open a store whose schema is newer than they understand.
+    /// Process lifecycle: clean exit on SIGTERM, refusal of a future schema.
     @Suite(.knitInstance())
-    struct Schema {
+    struct Lifecycle {
+        @Test func knitdExitsCleanlyOnSIGTERMAndRestarts() throws {
+            let knit = try LiveKnit.instance()
+            let status = knit.killKnitd(signal: SIGTERM, timeout: 15)
+            #expect(status == 0, "knitd did not exit 0 on SIGTERM within 15 s (status \(String(describing: status)))")
+            #expect(knit.knitdPID == nil)
+            // nginx answers for a missing knitd with a JSON 502.
+            let down = knit.request("GET", "/api/health", user: nil)
+            #expect(down.status == 502, "with knitd down: \(down.status) \(down.text)")
+            #expect(errorMessage(down) != nil, "no JSON message: \(down.text)")
+            try knit.restartKnitd()
+            #expect(knit.request("GET", "/api/health", user: nil).status == 200)
+        }
+
+        /// knitd (and knitadm) refuse to open a store whose schema is newer than they understand.
         @Test func knitdRefusesUnknownSchemaVersion() throws {
             let knit = try LiveKnit.instance()
             let home = try makeScratchDirectory(knit, "future-home")
