@@ -118,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KnitClientTests",
-            dependencies: ["KnitClient", "KnitYAML", "KnitHTTP"],
+            dependencies: ["KnitClient", "KnitYAML", "KnitHTTP", "KnitArchive", "KnitCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

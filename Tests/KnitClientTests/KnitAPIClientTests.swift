@@ -1,0 +1,222 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import KnitArchive
+import KnitClient
+import KnitCore
+import Testing
+
+@Suite(.serialized) struct KnitAPIClientTests {
+    private func client(_ server: PythonServer, token: String? = "tok") throws -> KnitAPIClient {
+        KnitAPIClient(profile: try KnitProfile(apiRoot: server.base + "/api", caBase64: nil, token: token))
+    }
+
+    private func log(_ server: PythonServer) throws -> [JSONValue] {
+        let raw = capture(["/usr/bin/curl", "-s", server.base + "/api/_log"])
+        return try #require(JSONValue.parse(Array(raw.utf8))?.arrayValue)
+    }
+
+    /// A small tree: two files, a nested one, an empty directory and a symlink.
+    private func makeTree(_ dir: TemporaryDirectory) -> String {
+        dir.mkdir("src")
+        dir.mkdir("src/sub")
+        dir.mkdir("src/empty")
+        dir.write("src/a.txt", "alpha\n")
+        dir.write("src/sub/b.bin", String(repeating: "0123456789", count: 50_000))
+        symlink("a.txt", dir.file("src/link"))
+        return dir.file("src")
+    }
+
+    @Test func healthAndFormatNegotiation() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/tar+gzip", "application/x-tar"])
+        defer { server.stop() }
+        let info = try client(server).health()
+        #expect(info.status == "ok")
+        #expect(info.version == "fake")
+        #expect(info.formats == [.tarGzip, .tar])
+        #expect(try client(server).negotiatedFormats() == [.tar, .tarGzip])
+
+        let knitfab = try PythonServer(script: fakeKnitScript, arguments: ["knitfab"])
+        defer { knitfab.stop() }
+        #expect(try client(knitfab).negotiatedFormats() == [.tarGzip])
+    }
+
+    @Test func pushSendsTagsInTheQueryAndTheChecksumAsTrailer() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar", "application/tar+gzip"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let tags = [Tag(key: "project", value: "a:b c+d&e%f#g"), Tag(key: "名前", value: "データ")]
+        var progressCalls = 0
+        var lastProgress: TransferProgress?
+        let record = try client(server).pushData(directory: makeTree(dir), tags: tags) {
+            progressCalls += 1
+            lastProgress = $0
+        }
+        #expect(record.detail.knitId == "data-1")
+        #expect(record.detail.tags.contains(tags[0]) && record.detail.tags.contains(tags[1]))
+        #expect(record.json["knitId"]?.stringValue == "data-1")
+        #expect(progressCalls > 0)
+        #expect(lastProgress?.total == 500_006)
+
+        let requests = try log(server)
+        let post = try #require(requests.first { $0["method"]?.stringValue == "POST" })
+        #expect(post["contentType"]?.stringValue == "application/x-tar")
+        #expect(post["query"]?["tag"] == .array(tags.map { .string($0.description) }))
+        #expect(post["trailers"]?["x-checksum-md5"]?.stringValue?.count == 32)
+        #expect(post["names"]?.arrayValue?.compactMap(\.stringValue) == ["a.txt", "empty", "link", "sub", "sub/b.bin"])
+        #expect(!requests.contains { $0["method"]?.stringValue == "PUT" })
+    }
+
+    @Test func pushToAServerIgnoringQueryTagsFollowsUpWithPut() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knitfab"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let record = try client(server).pushData(directory: makeTree(dir), tags: [Tag(key: "name", value: "src")])
+        #expect(record.detail.tags.contains(Tag(key: "name", value: "src")))
+        let requests = try log(server)
+        #expect(requests.compactMap { $0["method"]?.stringValue } == ["GET", "POST", "PUT"])
+        #expect(requests[1]["contentType"]?.stringValue == "application/tar+gzip")
+        #expect(requests[2]["path"]?.stringValue == "/api/data/data-1/")
+        #expect(requests[2]["body"]?["add"] == .array([.string("name:src")]))
+    }
+
+    @Test func pushOfAMissingDirectoryFailsBeforeSendingAnything() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
+        defer { server.stop() }
+        let error = #expect(throws: KnitClientError.self) {
+            try client(server).pushData(directory: "/nonexistent/knit-test", tags: [])
+        }
+        #expect(error?.code == .archive)
+        #expect(error?.description.hasPrefix("/nonexistent/knit-test: ") == true)
+    }
+
+    @Test func pullExtractsAndSavesArchives() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar", "application/tar+gzip"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let api = try client(server)
+        let knitId = try api.pushData(directory: makeTree(dir), tags: []).detail.knitId
+
+        dir.mkdir("out")
+        let extracted = try api.pullData(knitId: knitId, extractInto: dir.file("out"))
+        #expect(extracted.format == .tar)
+        #expect(extracted.warning == nil)
+        #expect(dir.read("out/a.txt") == "alpha\n")
+        #expect(dir.read("out/sub/b.bin") == String(repeating: "0123456789", count: 50_000))
+        #expect(dir.read("out/link") == "alpha\n")
+        let requests = try log(server)
+        #expect(requests.last?["accept"]?.stringValue == "application/x-tar, application/tar+gzip;q=0.9")
+
+        dir.mkdir("files")
+        let saved = try api.pullArchive(knitId: knitId, into: dir.file("files"))
+        #expect(saved.path == dir.file("files/\(knitId).tar.gz"))
+        #expect(saved.format == .tarGzip)
+        #expect(saved.warning == nil)
+        #expect(capture(["/bin/ls", "-A", dir.file("files")]) == "\(knitId).tar.gz\n")
+        #expect(capture(["/bin/tar", "-tzf", dir.file("files/\(knitId).tar.gz")]).split(separator: "\n").sorted()
+            == ["a.txt", "empty/", "link", "sub/", "sub/b.bin"])
+        #expect(try log(server).last?["accept"]?.stringValue == "application/tar+gzip")
+
+        var streamed: [UInt8] = []
+        let raw = try api.pullTarGzip(knitId: knitId) { streamed.append(contentsOf: $0) }
+        #expect(raw.bytes == Int64(streamed.count))
+        #expect(streamed.prefix(2) == [0x1F, 0x8B])
+    }
+
+    @Test func checksumMismatchIsAWarningNotAFailure() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let api = try client(server)
+        let knitId = try api.pushData(directory: makeTree(dir), tags: [Tag(key: "test", value: "corrupt-md5")]).detail.knitId
+        dir.mkdir("out")
+        let result = try api.pullData(knitId: knitId, extractInto: dir.file("out"))
+        #expect(result.warning == "[WARN] checksum unmatch: Your Data is saved, but it may be corrupted")
+        #expect(dir.read("out/a.txt") == "alpha\n")
+    }
+
+    @Test func pullOfUnknownDataReportsTheServersReason() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.mkdir("out")
+        let error = #expect(throws: KnitClientError.self) {
+            try client(server).pullData(knitId: "nope", extractInto: dir.file("out"))
+        }
+        #expect(error?.description == "404: data 'nope' not found")
+        #expect(error?.status == 404)
+        let file = #expect(throws: KnitClientError.self) { try client(server).pullArchive(knitId: "nope", into: dir.path) }
+        #expect(file?.status == 404)
+        #expect(capture(["/bin/ls", "-A", dir.path]) == "out\n")  // no partial download left behind
+    }
+
+    @Test func findPassesTagsSinceAndDurationAndFiltersTransient() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let api = try client(server)
+        let tree = makeTree(dir)
+        _ = try api.pushData(directory: tree, tags: [Tag(key: "p", value: "x y")])
+        _ = try api.pushData(directory: tree, tags: [Tag(key: "p", value: "x y"), Tag(key: "test", value: "transient")])
+        _ = try api.pushData(directory: tree, tags: [Tag(key: "p", value: "other")])
+
+        #expect(try api.findData(tags: [Tag(key: "p", value: "x y")]).map(\.detail.knitId) == ["data-1", "data-2"])
+        #expect(try api.findData(tags: [Tag(key: "p", value: "x y")], transient: .yes).map(\.detail.knitId) == ["data-2"])
+        #expect(try api.findData(tags: [Tag(key: "p", value: "x y")], transient: .no).map(\.detail.knitId) == ["data-1"])
+        #expect(try api.findData(tags: [Tag(key: "knit#id", value: "data-3")]).map(\.detail.knitId) == ["data-3"])
+
+        let since = try #require(KnitTime.parseLoose("2024-05-17T13:00", defaultOffsetMinutes: 9 * 60))
+        let none = try api.findData(tags: [], since: since, duration: "1h30m")
+        #expect(none.count == 3)  // the fake server does not filter by time; it records the query
+        let query = try #require(try log(server).last?["query"])
+        #expect(query["since"] == .array([.string("2024-05-17T04:00:00+00:00")]))
+        #expect(query["duration"] == .array([.string("1h30m")]))
+
+        let usage = #expect(throws: KnitClientError.self) { try api.findData(tags: [], duration: "1h") }
+        #expect(usage?.code == .usage)
+    }
+
+    @Test func tagChangesAndServerErrors() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let api = try client(server)
+        let knitId = try api.pushData(directory: makeTree(dir), tags: [Tag(key: "a", value: "1"), Tag(key: "b", value: "2")]).detail.knitId
+        let changed = try api.updateTags(
+            knitId: knitId,
+            change: TagChangeJSON(add: [Tag(key: "c", value: "3")], remove: [Tag(key: "a", value: "1")], removeKey: ["b"]))
+        let user = changed.detail.tags.filter { !$0.isSystem }
+        #expect(user == [Tag(key: "c", value: "3")])
+        let body = try #require(try log(server).last?["body"])
+        #expect(body["add"] == .array([.string("c:3")]))
+        #expect(body["remove"] == .array([.string("a:1")]))
+        #expect(body["remove_key"] == .array([.string("b")]))
+
+        let missing = #expect(throws: KnitClientError.self) {
+            try api.updateTags(knitId: "ghost", change: TagChangeJSON(add: [Tag(key: "x", value: "y")]))
+        }
+        #expect(missing?.description == "404: data 'ghost' not found")
+
+        let unauthorized = #expect(throws: KnitClientError.self) { try client(server, token: "wrong").findData(tags: []) }
+        #expect(unauthorized?.description == "401: missing or wrong token (ask your administrator)")
+    }
+
+    @Test func unreachableServerIsATransportError() throws {
+        let api = KnitAPIClient(profile: try KnitProfile(apiRoot: "http://127.0.0.1:1/api", caBase64: nil, token: nil))
+        let error = #expect(throws: KnitClientError.self) { try api.findData(tags: []) }
+        #expect(error?.code == .transport)
+        #expect(error?.description.hasPrefix("GET http://127.0.0.1:1/api/data/: ") == true)
+    }
+}
