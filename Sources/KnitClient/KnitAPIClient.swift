@@ -221,9 +221,13 @@ public struct KnitAPIClient: Sendable {
             defer { scratch.deallocate() }
             while (try? reader.read(into: scratch)) ?? 0 > 0 {}
         }
+        // curl delivers ~16 KiB at a time; batching to 256 KiB keeps thread hand-offs off the profile.
+        var batcher = ChunkWriter(queue)
         let result = Result { () throws(KnitClientError) -> PullResult in
-            try pullData(knitId: knitId, progress: progress) { bytes in try queue.push(Array(bytes)) }
+            try pullData(knitId: knitId, progress: progress) { bytes in try batcher.write(bytes) }
         }
+        // flush only throws when the extractor gave up, and then its error is the one reported below.
+        if case .success = result { try? batcher.flush() }
         queue.finish(error: result.failureValue)
         extractor.join()
         // A failure of the download itself explains a broken archive better than the archive does.
