@@ -47,59 +47,149 @@ public indirect enum JSONValue: Equatable, Sendable {
 
     /// Renders with `indent` spaces per level, as Go's `json.MarshalIndent(v, "", "    ")` does.
     public func rendered(indent: Int = 4) -> String {
-        if indent == 0 { return renderedCompact() }
-        var out = ""
-        render(into: &out, level: 0, indent: String(repeating: " ", count: indent))
-        return out
+        var out = JSONOutput()
+        if indent == 0 {
+            render(into: &out)
+        } else {
+            render(into: &out, level: 0, indent: indent)
+        }
+        return String(decoding: out.bytes, as: UTF8.self)
     }
 
-    private func render(into out: inout String, level: Int, indent: String) {
+    /// Compact UTF-8 bytes, appended to `out`.
+    func render(into out: inout JSONOutput) {
         switch self {
-        case .null: out += "null"
-        case .bool(let value): out += value ? "true" : "false"
-        case .number(let text): out += text
-        case .string(let text): out += JSONValue.quoted(text)
+        case .null: out.append("null")
+        case .bool(let value): out.append(value ? "true" : "false")
+        case .number(let text): out.appendRaw(text)
+        case .string(let text): out.quote(text)
         case .array(let items):
-            guard !items.isEmpty else { return out += "[]" }
-            out += "[\n"
+            out.append(UInt8(ascii: "["))
             for (index, item) in items.enumerated() {
-                out += String(repeating: indent, count: level + 1)
-                item.render(into: &out, level: level + 1, indent: indent)
-                out += index == items.count - 1 ? "\n" : ",\n"
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                item.render(into: &out)
             }
-            out += String(repeating: indent, count: level) + "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
-            guard !members.isEmpty else { return out += "{}" }
-            out += "{\n"
+            out.append(UInt8(ascii: "{"))
             for (index, (key, value)) in members.enumerated() {
-                out += String(repeating: indent, count: level + 1) + JSONValue.quoted(key) + ": "
-                value.render(into: &out, level: level + 1, indent: indent)
-                out += index == members.count - 1 ? "\n" : ",\n"
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                out.quote(key)
+                out.append(UInt8(ascii: ":"))
+                value.render(into: &out)
             }
-            out += String(repeating: indent, count: level) + "}"
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    private func render(into out: inout JSONOutput, level: Int, indent: Int) {
+        switch self {
+        case .array(let items):
+            guard !items.isEmpty else { return out.append("[]") }
+            out.append("[\n")
+            for (index, item) in items.enumerated() {
+                out.spaces((level + 1) * indent)
+                item.render(into: &out, level: level + 1, indent: indent)
+                out.append(index == items.count - 1 ? "\n" : ",\n")
+            }
+            out.spaces(level * indent)
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            guard !members.isEmpty else { return out.append("{}") }
+            out.append("{\n")
+            for (index, (key, value)) in members.enumerated() {
+                out.spaces((level + 1) * indent)
+                out.quote(key)
+                out.append(": ")
+                value.render(into: &out, level: level + 1, indent: indent)
+                out.append(index == members.count - 1 ? "\n" : ",\n")
+            }
+            out.spaces(level * indent)
+            out.append(UInt8(ascii: "}"))
+        default:
+            render(into: &out)
         }
     }
 
     /// JSON string literal for `text`.
     public static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
+        var out = JSONOutput()
+        out.quote(text)
+        return String(decoding: out.bytes, as: UTF8.self)
+    }
+}
+
+/// A growing buffer of JSON text. Strings are escaped a run at a time: bytes that need no escape (all of
+/// printable ASCII but `"` and `\`, and every byte of a multi-byte UTF-8 sequence) are copied in bulk.
+/// `/` is not escaped, control characters other than `\n`, `\r`, `\t` become `\u00xx` (lower-case hex).
+struct JSONOutput {
+    var bytes: [UInt8] = []
+
+    init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
+
+    @inline(__always) mutating func append(_ byte: UInt8) { bytes.append(byte) }
+
+    /// Appends ASCII punctuation or a keyword.
+    mutating func append(_ text: StaticString) {
+        text.withUTF8Buffer { bytes.append(contentsOf: $0) }
+    }
+
+    /// Appends `text` unescaped (numbers, already valid JSON).
+    mutating func appendRaw(_ text: String) { bytes.append(contentsOf: text.utf8) }
+
+    mutating func spaces(_ count: Int) {
+        if count > 0 { bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: count)) }
+    }
+
+    mutating func int(_ value: Int64) {
+        if value >= 0 && value < 10 { return bytes.append(UInt8(ascii: "0") &+ UInt8(value)) }
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    /// `"text"` with JSON escapes.
+    mutating func quote(_ text: String) {
+        bytes.append(UInt8(ascii: "\""))
+        escape(text)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// The inside of a string literal: `text` with JSON escapes, no quotes.
+    mutating func escape(_ text: String) {
+        let done: Void? = text.utf8.withContiguousStorageIfAvailable { escape($0) }
+        if done == nil {
+            var copy = text
+            copy.makeContiguousUTF8()
+            copy.utf8.withContiguousStorageIfAvailable { escape($0) }
         }
-        return out + "\""
+    }
+
+    private mutating func escape(_ source: UnsafeBufferPointer<UInt8>) {
+        var runStart = 0
+        var index = 0
+        let end = source.count
+        while index < end {
+            let byte = source[index]
+            if byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
+                index += 1
+                continue
+            }
+            if runStart < index { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: source[runStart..<index])) }
+            switch byte {
+            case UInt8(ascii: "\""): append("\\\"")
+            case UInt8(ascii: "\\"): append("\\\\")
+            case UInt8(ascii: "\n"): append("\\n")
+            case UInt8(ascii: "\r"): append("\\r")
+            case UInt8(ascii: "\t"): append("\\t")
+            default:
+                let hex: StaticString = "0123456789abcdef"
+                append("\\u00")
+                bytes.append(hex.utf8Start[Int(byte >> 4)])
+                bytes.append(hex.utf8Start[Int(byte & 0x0F)])
+            }
+            index += 1
+            runStart = index
+        }
+        if runStart < end { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: source[runStart..<end])) }
     }
 }
 

@@ -1,9 +1,18 @@
-/// Encodes `Encodable` values into ``JSONValue`` keeping fields in declaration order, so responses read like
-/// Knitfab's (`knitId`, `tags`, `upstream`, …). Foundation's JSONEncoder on Linux reorders keys and escapes `/`.
+/// Encodes `Encodable` values keeping fields in declaration order, so responses read like Knitfab's
+/// (`knitId`, `tags`, `upstream`, …). Foundation's JSONEncoder on Linux reorders keys and escapes `/`.
 public enum KnitJSON {
     /// Compact UTF-8 JSON of `value`.
+    ///
+    /// Written straight into a byte buffer by a streaming encoder. A value whose `encode(to:)` uses the
+    /// containers in a way a stream cannot follow (super encoders, writing to a container after a sibling
+    /// was started) is encoded again through the ``JSONValue`` tree, which gives the same text.
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        Array(try encodeValue(value).rendered(indent: 0).utf8)
+        let stream = JSONStream()
+        try stream.writeTopLevel(value)
+        if !stream.unsupported { return stream.out.bytes }
+        var out = JSONOutput()
+        try encodeValue(value).render(into: &out)
+        return out.bytes
     }
 
     /// Pretty JSON with Knitfab CLI's 4-space indent.
@@ -15,22 +24,6 @@ public enum KnitJSON {
         let box = ValueBox()
         try value.encode(to: TreeEncoder(box: box, codingPath: []))
         return box.value ?? .null
-    }
-}
-
-extension JSONValue {
-    /// Compact rendering when `indent` is 0.
-    func renderedCompact() -> String {
-        switch self {
-        case .null: return "null"
-        case .bool(let value): return value ? "true" : "false"
-        case .number(let text): return text
-        case .string(let text): return JSONValue.quoted(text)
-        case .array(let items): return "[" + items.map { $0.renderedCompact() }.joined(separator: ",") + "]"
-        case .object(let members):
-            return "{" + members.map { JSONValue.quoted($0.0) + ":" + $0.1.renderedCompact() }.joined(separator: ",")
-                + "}"
-        }
     }
 }
 
@@ -108,7 +101,8 @@ private struct TreeEncoder: Encoder {
     }
 }
 
-private func primitive<T: Encodable>(_ value: T) -> JSONValue? {
+/// Scalars both encoders write themselves rather than asking the value to encode itself.
+func primitive<T: Encodable>(_ value: T) -> JSONValue? {
     switch value {
     case let v as String: return .string(v)
     case let v as Bool: return .bool(v)
@@ -118,6 +112,11 @@ private func primitive<T: Encodable>(_ value: T) -> JSONValue? {
     case let v as UInt: return .number(String(v))
     case let v as UInt64: return .number(String(v))
     case let v as UInt8: return .number(String(v))
+    case let v as UInt32: return .number(String(v))
+    case let v as UInt16: return .number(String(v))
+    case let v as Int16: return .number(String(v))
+    case let v as Int8: return .number(String(v))
+    case let v as Float: return v.isFinite ? .number(formatDouble(Double(v))) : .null
     case let v as Double: return v.isFinite ? .number(formatDouble(v)) : .null
     default: return nil
     }

@@ -131,6 +131,13 @@ public struct TagSet: Hashable, Sendable, Sequence, Codable, ExpressibleByArrayL
 
     public init(arrayLiteral elements: Tag...) { self.init(elements) }
 
+    /// Takes `tags` as they are: the caller guarantees they are sorted and unique (checked in debug builds),
+    /// e.g. tags read back from the store, so queries skip hashing and sorting them again.
+    package init(normalized tags: [Tag]) {
+        assert(zip(tags, tags.dropFirst()).allSatisfy { $0 < $1 }, "TagSet(normalized:) needs sorted, unique tags")
+        self.tags = tags
+    }
+
     public init() { tags = [] }
 
     public func makeIterator() -> IndexingIterator<[Tag]> { tags.makeIterator() }

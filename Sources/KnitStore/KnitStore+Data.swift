@@ -92,45 +92,82 @@ extension KnitStore {
         return run
     }
 
-    /// The Data record under `knitId` (as text or bytes), decoded straight from the map.
-    func dataRecord(_ txn: borrowing LMDBTransaction, _ knitId: some Collection<UInt8>) throws -> DataRecord? {
-        try txn.withValue(db.data, key: knitId) { bytes throws(StoreError) in
-            try bytes.map { bytes throws(StoreError) in try DataRecord(decoding: bytes) }
+    /// Writes `run` and brings the producer copy in each of its output Data records up to date. Every
+    /// change to a Run goes through here, so a Data record never shows a stale status.
+    func putRun(_ txn: borrowing LMDBTransaction, _ run: RunRecord) throws {
+        try txn.put(db.runs, key: Array(run.runId.utf8), value: run.encoded())
+        let snapshot = run.snapshot
+        for knitId in run.outputs {
+            let key = Array(knitId.utf8)
+            guard var record = try dataRecord(txn, key), record.producer != snapshot else { continue }
+            record.producer = snapshot
+            try txn.put(db.data, key: key, value: record.encoded())
         }
     }
 
-    func detail(_ txn: borrowing LMDBTransaction, _ record: DataRecord) throws -> DataDetailJSON {
-        let producer = try run(txn, record.runId)
-        return try Self.detail(record, run: producer, plan: plan(txn, producer.planId))
+    /// The Data record under `knitId` (as text or bytes), decoded straight from the map, with its
+    /// producer filled in from the Run when the record predates the copy (format 1).
+    func dataRecord(_ txn: borrowing LMDBTransaction, _ knitId: some Collection<UInt8>) throws -> DataRecord? {
+        let record = try txn.withValue(db.data, key: knitId) { bytes throws(StoreError) in
+            try bytes.map { bytes throws(StoreError) in try DataRecord(decoding: bytes) }
+        }
+        guard let record else { return nil }
+        return try resolved(txn, record)
     }
 
-    static func detail(_ record: DataRecord, run: RunRecord, plan: PlanRecord) -> DataDetailJSON {
-        DataDetailJSON(
+    func resolved(_ txn: borrowing LMDBTransaction, _ record: DataRecord) throws -> DataRecord {
+        guard record.producer == nil else { return record }
+        var record = record
+        record.producer = try run(txn, record.runId).snapshot
+        return record
+    }
+
+    func detail(_ txn: borrowing LMDBTransaction, _ record: DataRecord) throws -> DataDetailJSON {
+        let record = try resolved(txn, record)
+        return try Self.detail(record, plan: plan(txn, record.producer!.planId))
+    }
+
+    /// The API's view of a resolved record (`producer` set) whose producing Run follows `plan`.
+    static func detail(_ record: DataRecord, plan: PlanRecord) -> DataDetailJSON {
+        guard let producer = record.producer else { preconditionFailure("data \(record.knitId) is not resolved") }
+        let updatedAt = KnitTime(milliseconds: producer.updatedAtMs).description
+        // An upload's timestamp is its Run's last update; render that instant once.
+        let timestamp = record.timestampMs.map {
+            $0 == producer.updatedAtMs ? updatedAt : KnitTime(milliseconds: $0).description
+        }
+        return DataDetailJSON(
             knitId: record.knitId,
-            tags: TagSet(record.userTags + systemTags(record, status: run.status)),
+            tags: tagSet(record, timestamp: timestamp, status: producer.status),
             upstream: DataUpstreamJSON(
                 mountpoint: MountpointJSON(path: record.outputPath, tags: []),
                 run: RunSummaryJSON(
-                    runId: run.runId,
-                    status: run.status.rawValue,
-                    updatedAt: KnitTime(milliseconds: run.updatedAtMs).description,
-                    exit: run.exit,
+                    runId: record.runId,
+                    status: producer.status.rawValue,
+                    updatedAt: updatedAt,
+                    exit: producer.exit,
                     plan: plan.summary
                 )
             )
         )
     }
 
-    static func systemTags(_ record: DataRecord, status: RunStatus) -> [Tag] {
-        var tags = [Tag(key: SystemTag.id, value: record.knitId)]
-        if let timestamp = record.timestampMs {
-            tags.append(Tag(key: SystemTag.timestamp, value: KnitTime(milliseconds: timestamp).description))
-        }
+    /// User tags plus system tags, in TagSet order without sorting again: user tags are stored sorted and
+    /// never have a `knit#` key, so the system tags (built in key order) form one block among them, just
+    /// before the first user tag that sorts after the `knit#` prefix.
+    static func tagSet(_ record: DataRecord, timestamp: String?, status: RunStatus) -> TagSet {
+        var tags: [Tag] = []
+        tags.reserveCapacity(record.userTags.count + 3)
+        let boundary = Tag(key: SystemTag.prefix, value: "")
+        let cut = record.userTags.firstIndex { boundary < $0 } ?? record.userTags.count
+        tags.append(contentsOf: record.userTags[..<cut])
+        tags.append(Tag(key: SystemTag.id, value: record.knitId))
+        if let timestamp { tags.append(Tag(key: SystemTag.timestamp, value: timestamp)) }
         if status.isProcessing {
             tags.append(Tag(key: SystemTag.transient, value: SystemTag.processing))
         } else if status == .failed || status == .invalidated {
             tags.append(Tag(key: SystemTag.transient, value: SystemTag.failed))
         }
-        return tags
+        tags.append(contentsOf: record.userTags[cut...])
+        return TagSet(normalized: tags)
     }
 }

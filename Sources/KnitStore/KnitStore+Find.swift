@@ -33,18 +33,18 @@ extension KnitStore {
                 }
             }
             var out: [(timestamp: Int64?, detail: DataDetailJSON)] = []
+            out.reserveCapacity(records.count)
             for record in records {
                 if let instant = query.timestamp, record.timestampMs != instant { continue }
-                let producer = try run(txn, record.runId)
+                let record = try resolved(txn, record)
+                let producer = record.producer!
                 switch query.transient {
                 case .processing?: guard producer.status.isProcessing else { continue }
                 case .failed?: guard producer.status == .failed || producer.status == .invalidated else { continue }
                 case nil: break
                 }
                 if let window, !window.contains(record.timestampMs ?? producer.updatedAtMs) { continue }
-                out.append(
-                    (record.timestampMs, Self.detail(record, run: producer, plan: try plan(txn, producer.planId)))
-                )
+                out.append((record.timestampMs, Self.detail(record, plan: try plan(txn, producer.planId))))
             }
             return out
         }

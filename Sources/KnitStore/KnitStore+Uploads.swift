@@ -32,7 +32,8 @@ extension KnitStore {
                     userTags: [],
                     timestampMs: nil,
                     sizeBytes: nil,
-                    creator: creator
+                    creator: creator,
+                    producer: run.snapshot
                 )
                 try txn.put(db.runs, key: Array(runId.utf8), value: run.encoded(), flags: .noOverwrite)
                 try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded(), flags: .noOverwrite)
@@ -77,10 +78,11 @@ extension KnitStore {
                 let userTags = TagSet(tags).tags
                 try reindex(txn, knitId: ticket.knitId, from: record.userTags, to: userTags)
                 record.userTags = userTags
-                try txn.put(db.runs, key: runKey, value: run.encoded())
+                record.producer = run.snapshot
                 try txn.put(db.data, key: dataKey, value: record.encoded())
+                try putRun(txn, run)
                 try txn.delete(db.openUploads, key: runKey)
-                return Self.detail(record, run: run, plan: uploadedPlan)
+                return Self.detail(record, plan: uploadedPlan)
             }
             logger.info("upload finished", metadata: ["knit.id": "\(ticket.knitId)", "knit.bytes": "\(sizeBytes)"])
             return detail
@@ -199,7 +201,8 @@ extension KnitStore {
                         userTags: tags,
                         timestampMs: stamp,
                         sizeBytes: 0,
-                        creator: "bench"
+                        creator: "bench",
+                        producer: run.snapshot
                     )
                     try txn.put(db.runs, key: Array(runId.utf8), value: run.encoded())
                     try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded())

@@ -3,7 +3,8 @@ internal import KnitCore
 // Data and Run records are read on every query, so they use a compact binary form instead of JSON:
 // decoding JSON (and re-parsing every tag) cost ~10 µs per record, most of a tag query's budget.
 // Layout: one version byte, then fields in order; strings and lists are LEB128-length-prefixed,
-// integers little-endian Int64, optionals a 0/1 byte then the value. A new field means a new version.
+// integers little-endian Int64, optionals a 0/1 byte then the value. A new field means a new version;
+// readers keep accepting the older versions, so the store's schema version does not change.
 
 struct RecordWriter {
     private(set) var bytes: [UInt8] = []
@@ -39,16 +40,20 @@ struct RecordReader {
     private var position = 0
     let what: String
 
-    /// Starts reading `bytes`; throws unless the version byte is `version`.
-    init(_ bytes: UnsafeRawBufferPointer, version: UInt8, what: String) throws(StoreError) {
+    /// The record's format version, one of those passed to `init`.
+    let version: UInt8
+
+    /// Starts reading `bytes`; throws unless the version byte is in `versions`.
+    init(_ bytes: UnsafeRawBufferPointer, versions: ClosedRange<UInt8>, what: String) throws(StoreError) {
         self.bytes = bytes
         self.what = what
-        guard !bytes.isEmpty, bytes[0] == version else {
+        guard let first = bytes.first, versions.contains(first) else {
             throw StoreError(
                 .corrupted,
                 "store: \(what) record has unknown format \(bytes.first.map(String.init) ?? "(empty)")"
             )
         }
+        version = first
         position = 1
     }
 
@@ -97,9 +102,11 @@ struct RecordReader {
 }
 
 extension DataRecord {
-    static let formatVersion: UInt8 = 1
+    /// 1: without `producer`; 2: with it (status, updatedAtMs, planId, optional exit code + message).
+    static let formatVersion: UInt8 = 2
 
     func encoded() -> [UInt8] {
+        guard let producer else { preconditionFailure("data record \(knitId) is written without its producer") }
         var writer = RecordWriter(version: Self.formatVersion)
         writer.string(knitId)
         writer.string(runId)
@@ -112,11 +119,15 @@ extension DataRecord {
         writer.optionalInt(timestampMs)
         writer.optionalInt(sizeBytes)
         writer.string(creator)
+        writer.status(producer.status)
+        writer.int(producer.updatedAtMs)
+        writer.string(producer.planId)
+        writer.exit(producer.exit)
         return writer.bytes
     }
 
     init(decoding bytes: UnsafeRawBufferPointer) throws(StoreError) {
-        var reader = try RecordReader(bytes, version: Self.formatVersion, what: "data")
+        var reader = try RecordReader(bytes, versions: 1...Self.formatVersion, what: "data")
         knitId = try reader.string()
         runId = try reader.string()
         outputPath = try reader.string()
@@ -128,6 +139,16 @@ extension DataRecord {
         timestampMs = try reader.optionalInt()
         sizeBytes = try reader.optionalInt()
         creator = try reader.string()
+        if reader.version >= 2 {
+            producer = ProducerSnapshot(
+                status: try reader.status(),
+                updatedAtMs: try reader.int(),
+                planId: try reader.string(),
+                exit: try reader.exit()
+            )
+        } else {
+            producer = nil
+        }
     }
 }
 
@@ -138,10 +159,9 @@ extension RunRecord {
         var writer = RecordWriter(version: Self.formatVersion)
         writer.string(runId)
         writer.string(planId)
-        writer.string(status.rawValue)
+        writer.status(status)
         writer.int(updatedAtMs)
-        writer.optionalInt(exit.map { Int64($0.code) })
-        if let exit { writer.string(exit.message) }
+        writer.exit(exit)
         writer.count(outputs.count)
         for output in outputs { writer.string(output) }
         writer.string(creator)
@@ -149,24 +169,41 @@ extension RunRecord {
     }
 
     init(decoding bytes: UnsafeRawBufferPointer) throws(StoreError) {
-        var reader = try RecordReader(bytes, version: Self.formatVersion, what: "run")
+        var reader = try RecordReader(bytes, versions: Self.formatVersion...Self.formatVersion, what: "run")
         runId = try reader.string()
         planId = try reader.string()
-        let statusText = try reader.string()
-        guard let status = RunStatus(rawValue: statusText) else {
-            throw StoreError(.corrupted, "store: run \(runId) has unknown status '\(statusText)'")
-        }
-        self.status = status
+        status = try reader.status()
         updatedAtMs = try reader.int()
-        if let code = try reader.optionalInt() {
-            exit = RunExitJSON(code: Int(code), message: try reader.string())
-        } else {
-            exit = nil
-        }
+        exit = try reader.exit()
         let outputCount = try reader.count()
         var outputs: [String] = []
         for _ in 0..<outputCount { outputs.append(try reader.string()) }
         self.outputs = outputs
         creator = try reader.string()
+    }
+}
+
+// Run status is its API spelling; an exit is an optional code followed by its message.
+extension RecordWriter {
+    mutating func status(_ status: RunStatus) { string(status.rawValue) }
+
+    mutating func exit(_ exit: RunExitJSON?) {
+        optionalInt(exit.map { Int64($0.code) })
+        if let exit { string(exit.message) }
+    }
+}
+
+extension RecordReader {
+    mutating func status() throws(StoreError) -> RunStatus {
+        let text = try string()
+        guard let status = RunStatus(rawValue: text) else {
+            throw StoreError(.corrupted, "store: \(what) record has unknown run status '\(text)'")
+        }
+        return status
+    }
+
+    mutating func exit() throws(StoreError) -> RunExitJSON? {
+        guard let code = try optionalInt() else { return nil }
+        return RunExitJSON(code: Int(code), message: try string())
     }
 }

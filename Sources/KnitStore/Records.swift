@@ -9,10 +9,24 @@ struct DataRecord: Sendable {
     var knitId: String
     var runId: String
     var outputPath: String
+    /// Sorted and unique (as `TagSet` keeps them).
     var userTags: [Tag]
     var timestampMs: Int64?
     var sizeBytes: Int64?
     var creator: String
+    /// A copy of what the Data's detail shows of its producing Run, so a query reads one record per Data
+    /// instead of two random B-tree lookups. Nil only in a record of format 1, before it is resolved
+    /// against the Run (``KnitStore/dataRecord(_:_:)`` does that).
+    var producer: ProducerSnapshot?
+}
+
+/// The producing Run's fields a Data detail needs. Kept equal to the Run's by ``KnitStore/putRun(_:_:)``,
+/// the one way a Run record is written.
+struct ProducerSnapshot: Sendable, Equatable {
+    var status: RunStatus
+    var updatedAtMs: Int64
+    var planId: String
+    var exit: RunExitJSON?
 }
 
 /// `runs`: runId → the Run's state.
@@ -24,6 +38,10 @@ struct RunRecord: Sendable {
     var exit: RunExitJSON?
     var outputs: [String]
     var creator: String
+
+    var snapshot: ProducerSnapshot {
+        ProducerSnapshot(status: status, updatedAtMs: updatedAtMs, planId: planId, exit: exit)
+    }
 }
 
 /// `plans`: planId → the Plan. Pseudo plans have `pseudoName` and no image.

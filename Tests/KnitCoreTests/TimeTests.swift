@@ -1,5 +1,6 @@
-import KnitCore
 import Testing
+
+@testable import KnitCore
 
 @Suite struct KnitTimeTests {
     @Test(arguments: [
@@ -56,5 +57,33 @@ import Testing
         #expect(parseGoDuration("1d") == nil)
         #expect(parseGoDuration("h") == nil)
         #expect(parseGoDuration("") == nil)
+    }
+
+    @Test func fastRenderingMatchesGeneralRendering() {
+        var samples: [Int64] = [
+            0, 1, 10, 100, 120, 999, 1000, -1, -999, -1000, -1001, 951_782_400_000, 1_715_919_573_325,
+            1_715_919_573_300, 1_715_919_573_000, 253_402_300_799_999, 253_402_300_800_000, -62_167_219_200_000,
+            -62_167_219_200_001, 4_102_444_800_000, 68_169_600_000, 951_868_799_999,
+        ]
+        var state: UInt64 = 0x1234_5678_9ABC_DEF1
+        for _ in 0..<20_000 {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            samples.append(Int64(bitPattern: state % 400_000_000_000_000) - 100_000_000_000_000)
+        }
+        for milliseconds in samples {
+            for offset in [0, 540, -90] {
+                let time = KnitTime(milliseconds: milliseconds)
+                let expected = time.renderGeneral(offsetMinutes: offset)
+                let got = time.render(offsetMinutes: offset)
+                if got != expected {
+                    Issue.record("\(milliseconds)@\(offset): \(got) != \(expected)")
+                    return
+                }
+            }
+        }
+        #expect(KnitTime(milliseconds: 1_715_919_573_320).description == "2024-05-17T04:19:33.32+00:00")
+        #expect(KnitTime(milliseconds: 1_715_919_573_000).description == "2024-05-17T04:19:33+00:00")
     }
 }

@@ -13,12 +13,25 @@ import Testing
             userTags: [Tag(key: "a", value: "b:c"), Tag(key: "é", value: "")],
             timestampMs: -5,
             sizeBytes: nil,
-            creator: "alice"
+            creator: "alice",
+            producer: ProducerSnapshot(
+                status: .failed,
+                updatedAtMs: 7,
+                planId: "p",
+                exit: RunExitJSON(code: 1, message: "oom ✗")
+            )
         )
         let bytes = data.encoded()
+        #expect(bytes.first == 2)
         let decoded = try bytes.withUnsafeBytes { try DataRecord(decoding: $0) }
         #expect(decoded.userTags == data.userTags && decoded.timestampMs == -5 && decoded.sizeBytes == nil)
         #expect(decoded.creator == "alice" && decoded.outputPath == "/upload")
+        #expect(decoded.producer == data.producer)
+        var noExit = data
+        noExit.producer?.exit = nil
+        noExit.producer?.status = .running
+        let noExitBack = try noExit.encoded().withUnsafeBytes { try DataRecord(decoding: $0) }
+        #expect(noExitBack.producer == noExit.producer && noExitBack.creator == "alice")
 
         let run = RunRecord(
             runId: "r",
@@ -46,9 +59,15 @@ import Testing
         try store.env.write { txn in
             var run = try store.run(txn, done.upstream.run.runId)
             run.status = .failed
-            try txn.put(store.db.runs, key: Array(run.runId.utf8), value: run.encoded())
+            run.updatedAtMs += 5
+            run.exit = RunExitJSON(code: 137, message: "killed")
+            try store.putRun(txn, run)
         }
         let detail = try store.dataDetail(knitId: done.knitId)
+        #expect(detail.upstream.run.status == "failed")
+        #expect(detail.upstream.run.exit == RunExitJSON(code: 137, message: "killed"))
+        #expect(detail.upstream.run.updatedAt != done.upstream.run.updatedAt)
+        #expect(detail.tags.values(of: "knit#timestamp") == done.tags.values(of: "knit#timestamp"))
         #expect(detail.tags.contains(tag("knit#transient:failed")))
         #expect(!detail.tags.contains(tag("knit#transient:processing")))
         let found = try store.findData(tags: [tag("knit#transient:failed"), tag("a:1")], since: nil, durationMs: nil)
@@ -79,5 +98,75 @@ import Testing
             #expect(sum == 4 * 50 * 10)
         }
         #expect(store.dataCount() == 25)
+    }
+
+    @Test func formatOneRecordsAreReadAndResolvedFromTheirRun() throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir.path)
+        let current = try upload(store, tags: ["b:2", "a:1"])
+        // Rewrite the Data record in format 1 (no producer copy), as a store written before format 2 has it.
+        try store.env.write { txn in
+            let record = try #require(try store.dataRecord(txn, Array(current.knitId.utf8)))
+            var writer = RecordWriter(version: 1)
+            writer.string(record.knitId)
+            writer.string(record.runId)
+            writer.string(record.outputPath)
+            writer.count(record.userTags.count)
+            for tag in record.userTags {
+                writer.string(tag.key)
+                writer.string(tag.value)
+            }
+            writer.optionalInt(record.timestampMs)
+            writer.optionalInt(record.sizeBytes)
+            writer.string(record.creator)
+            let old = try writer.bytes.withUnsafeBytes { try DataRecord(decoding: $0) }
+            #expect(old.producer == nil && old.userTags == record.userTags && old.creator == record.creator)
+            try txn.put(store.db.data, key: Array(current.knitId.utf8), value: writer.bytes)
+        }
+        #expect(try store.dataDetail(knitId: current.knitId) == current)
+        #expect(try store.findData(tags: [tag("a:1")], since: nil, durationMs: nil) == [current])
+        // A later change writes it back in the current format.
+        let changed = try store.updateTags(knitId: current.knitId, change: TagChangeJSON(add: [tag("c:3")]))
+        #expect(changed.upstream == current.upstream)
+        let format = try store.env.read { txn in try txn.get(store.db.data, key: Array(current.knitId.utf8))?.first }
+        #expect(format == 2)
+    }
+
+    @Test func putRunUpdatesEveryOutputOfTheRun() throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir.path)
+        let first = try upload(store, tags: ["x:1"])
+        let second = try upload(store, tags: ["x:2"])
+        let outsider = try upload(store, tags: ["x:3"])
+        try store.env.write { txn in
+            // One Run with two outputs, as a Plan's Run will have.
+            var run = try store.run(txn, first.upstream.run.runId)
+            run.outputs = [first.knitId, second.knitId]
+            run.status = .running
+            try store.putRun(txn, run)
+        }
+        for knitId in [first.knitId, second.knitId] {
+            let detail = try store.dataDetail(knitId: knitId)
+            #expect(detail.upstream.run.status == "running")
+            #expect(detail.tags.contains(tag("knit#transient:processing")))
+        }
+        #expect(try store.dataDetail(knitId: outsider.knitId) == outsider)
+        let processing = try store.findData(tags: [tag("knit#transient:processing")], since: nil, durationMs: nil)
+        #expect(Set(processing.map(\.knitId)) == [first.knitId, second.knitId])
+    }
+
+    @Test func systemTagsAreMergedInTagSetOrder() throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir.path)
+        let keys = ["a", "kn", "knit", "knit\"", "knit$", "knita", "knit#".uppercased(), "z", "é", "Knit"]
+        let detail = try upload(store, tags: keys.map { "\($0):v" })
+        #expect(detail.tags.tags == TagSet(Array(detail.tags.tags.reversed())).tags)
+        #expect(detail.tags.count == keys.count + 2)
+        let onlySystem = try upload(store, tags: [])
+        #expect(onlySystem.tags.tags.map(\.key) == ["knit#id", "knit#timestamp"])
+        let early = try upload(store, tags: ["a:1"])
+        #expect(early.tags.tags.map(\.key) == ["a", "knit#id", "knit#timestamp"])
+        let late = try upload(store, tags: ["z:1"])
+        #expect(late.tags.tags.map(\.key) == ["knit#id", "knit#timestamp", "z"])
     }
 }

@@ -2,6 +2,7 @@
 //
 //   knit-bench-store load  --home H [--count 1000000] [--shards 100000]
 //   knit-bench-store query --home H [--queries 20000] [--shards 100000] [--seed 1]
+//   knit-bench-store json  [--iterations 20000]   (KnitJSON.encode of 10 DataDetailJSON, as GET /api/data sends)
 //
 // Data i gets the tags shard:<i % shards> and batch:<i / 1000>, so one shard tag matches count/shards Data.
 // Output lines of the form `key=value` are read by bench/query.sh; everything else is for people.
@@ -81,8 +82,56 @@ func measure(_ label: String, store: KnitStore, queries: [[Tag]]) throws {
     )
 }
 
+/// Ten Data as one tag query returns them: uploaded, done, four tags each.
+func sampleDetails() -> [DataDetailJSON] {
+    (0..<10).map { i in
+        let knitId = "3f1c2b9e-7d4a-4e8b-9c1d-\(String(100_000_000_000 + i))"
+        return DataDetailJSON(
+            knitId: knitId,
+            tags: TagSet([
+                Tag(key: "batch", value: "\(i)"), Tag(key: "knit#id", value: knitId),
+                Tag(key: "knit#timestamp", value: "2024-05-17T04:19:33.325+00:00"), Tag(key: "shard", value: "\(i * 7)"),
+            ]),
+            upstream: DataUpstreamJSON(
+                mountpoint: MountpointJSON(path: "/upload", tags: []),
+                run: RunSummaryJSON(
+                    runId: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6\(i)",
+                    status: "done",
+                    updatedAt: "2024-05-17T04:19:33.325+00:00",
+                    plan: PlanSummaryJSON(planId: "0d1e2f3a-4b5c-4d6e-8f7a-8b9c0d1e2f3a", name: "knit#uploaded")
+                )
+            )
+        )
+    }
+}
+
+/// Times `KnitJSON.encode` of `sampleDetails()`, the response body of one tag query.
+func measureJSON(iterations: Int) throws {
+    let details = sampleDetails()
+    var samples: [UInt64] = []
+    samples.reserveCapacity(iterations)
+    var bytes = 0
+    for _ in 0..<2000 { bytes = try KnitJSON.encode(details).count }
+    for _ in 0..<iterations {
+        let before = nowNanoseconds()
+        bytes = try KnitJSON.encode(details).count
+        samples.append(nowNanoseconds() - before)
+    }
+    samples.sort()
+    print(
+        "json_p50_us=\(format(percentile(samples, 50))) json_p90_us=\(format(percentile(samples, 90))) "
+            + "json_p99_us=\(format(percentile(samples, 99))) json_bytes=\(bytes)"
+    )
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
-guard let command = arguments.first else { fail("usage: knit-bench-store load|query --home DIR [options]") }
+guard let command = arguments.first else { fail("usage: knit-bench-store load|query|json [options]") }
+if command == "json" {
+    do { try measureJSON(iterations: intOption("--iterations", arguments, default: 20_000)) } catch {
+        fail("encoding failed: \(error)")
+    }
+    exit(0)
+}
 guard let home = option("--home", arguments) else { fail("--home DIR is required") }
 let shards = intOption("--shards", arguments, default: 100_000)
 
