@@ -209,23 +209,7 @@ private struct StreamKeyed<Key: CodingKey>: KeyedEncodingContainerProtocol {
         guard stream.beginMember(level: level, id: id, key: key.stringValue) else { return }
         try stream.write(value)
     }
-    // Optionals are omitted when nil, as Go's omitempty does for the fields Knitfab marks so.
-    mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
-    mutating func encodeIfPresent(_ value: String?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
-    mutating func encodeIfPresent(_ value: Int?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
-    mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
+    // Optionals are omitted when nil (as Go's omitempty does) by the protocol's default encodeIfPresent.
     mutating func nestedContainer<NestedKey: CodingKey>(
         keyedBy keyType: NestedKey.Type,
         forKey key: Key

@@ -144,23 +144,7 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
         try encodeNested(value, into: object.box(for: key.stringValue), codingPath: codingPath + [key])
     }
-    // Optionals are omitted when nil, as Go's omitempty does for the fields Knitfab marks so.
-    mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
-    mutating func encodeIfPresent(_ value: String?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
-    mutating func encodeIfPresent(_ value: Int?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
-    mutating func encodeIfPresent(_ value: Bool?, forKey key: Key) throws {
-        guard let value else { return }
-        try encode(value, forKey: key)
-    }
+    // Optionals are omitted when nil (as Go's omitempty does) by the protocol's default encodeIfPresent.
     mutating func nestedContainer<NestedKey: CodingKey>(
         keyedBy keyType: NestedKey.Type,
         forKey key: Key
