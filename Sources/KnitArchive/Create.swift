@@ -27,7 +27,8 @@ internal import CKnitArchive
 /// ``ArchiveError/Code/io`` for unreadable files (or a file that shrank while being read),
 /// ``ArchiveError/Code/writeFailed`` when `write` threw.
 ///
-/// Uses libarchive's `archive_write_*` with the pax (restricted) format and the gzip or zstd filter.
+/// Uses libarchive's `archive_write_*` with the pax (restricted) format and the gzip filter; zstd is written
+/// with libzstd directly, content checksum on.
 public func writeArchive(
     of directory: String,
     format: ArchiveFormat,
@@ -38,8 +39,17 @@ public func writeArchive(
 ) throws(ArchiveError) {
     try withUTF8Locale { () throws(ArchiveError) in
         try withoutActuallyEscaping(write) { (write) throws(ArchiveError) in
-            let sink = WriteSink(write: write)
-            let writer = try ArchiveWriter(format: format, compressionLevel: compressionLevel, sink: sink)
+            // zstd is compressed here rather than by libarchive, so the frame carries a checksum.
+            let zstd =
+                format == .tarZstd
+                ? try ZstdCompressor(level: compressionLevel ?? 1, workers: ArchiveWriter.zstdThreads, write: write)
+                : nil
+            let sink = WriteSink(write: zstd.map { compressor in { try compressor.compress($0) } } ?? write)
+            let writer = try ArchiveWriter(
+                format: zstd == nil ? format : .tar,
+                compressionLevel: compressionLevel,
+                sink: sink
+            )
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ioBlockSize, alignment: 16)
             defer { buffer.deallocate() }
             var archived: Int64 = 0
@@ -53,6 +63,11 @@ public func writeArchive(
                 }
             }
             try writer.finish()
+            if let zstd {
+                do { try zstd.finish() } catch let error as ArchiveError { throw error } catch {
+                    throw ArchiveError(code: .writeFailed, message: "archive: cannot send the archive", underlying: error)
+                }
+            }
         }
     }
 }
@@ -96,9 +111,8 @@ final class ArchiveWriter {
             // No timestamp in the gzip header: the same tree gives the same bytes.
             try option("gzip", "timestamp", nil)
         case .tarZstd:
-            archive_write_add_filter_zstd(handle)
-            try option("zstd", "compression-level", String(compressionLevel ?? 1))
-            try option("zstd", "threads", String(Self.zstdThreads))
+            // Compressed outside libarchive (ZstdCompressor) so the frame carries a checksum.
+            break
         }
         archive_write_set_bytes_per_block(handle, Int32(ioBlockSize))
         archive_write_set_bytes_in_last_block(handle, 1)

@@ -1,0 +1,67 @@
+internal import CKnitArchive
+
+/// Compresses a byte stream into one zstd frame with a content checksum, passing the output on.
+///
+/// libarchive 3.6.2's zstd filter only knows `compression-level` and `threads`, so archives it writes carry
+/// no checksum and a receiver cannot tell a damaged upload from a good one. Knit writes the tar itself with
+/// libarchive and compresses it here with libzstd, checksum on.
+final class ZstdCompressor {
+    private let context: OpaquePointer
+    private let output: UnsafeMutableRawBufferPointer
+    private let write: (UnsafeRawBufferPointer) throws -> Void
+
+    /// - Parameters:
+    ///   - level: zstd level (1 is fast and still shrinks compressible data a lot).
+    ///   - workers: compression threads inside libzstd; reading files overlaps with compressing.
+    init(level: Int, workers: Int, write: @escaping (UnsafeRawBufferPointer) throws -> Void) throws(ArchiveError) {
+        guard let context = ZSTD_createCCtx() else {
+            throw ArchiveError(code: .io, message: "archive: out of memory creating a zstd compressor")
+        }
+        self.context = context
+        self.write = write
+        output = UnsafeMutableRawBufferPointer.allocate(byteCount: ZSTD_CStreamOutSize(), alignment: 16)
+        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level)), "level")
+        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "checksum")
+        // A libzstd built without threads refuses workers; single-threaded is still correct.
+        _ = ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(workers))
+    }
+
+    deinit {
+        ZSTD_freeCCtx(context)
+        output.deallocate()
+    }
+
+    /// Compresses `bytes`, writing whatever output is ready.
+    func compress(_ bytes: UnsafeRawBufferPointer) throws {
+        var input = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+        while input.pos < input.size {
+            try step(&input, ZSTD_e_continue)
+        }
+    }
+
+    /// Ends the frame: flushes everything and writes the checksum.
+    func finish() throws {
+        var input = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        while try step(&input, ZSTD_e_end) != 0 {}
+    }
+
+    @discardableResult
+    private func step(_ input: inout ZSTD_inBuffer, _ directive: ZSTD_EndDirective) throws -> Int {
+        var out = ZSTD_outBuffer(dst: output.baseAddress, size: output.count, pos: 0)
+        let remaining = ZSTD_compressStream2(context, &out, &input, directive)
+        if ZSTD_isError(remaining) != 0 {
+            throw ArchiveError(code: .io, message: "archive: zstd: \(String(cString: ZSTD_getErrorName(remaining)))")
+        }
+        if out.pos > 0 { try write(UnsafeRawBufferPointer(start: output.baseAddress, count: out.pos)) }
+        return remaining
+    }
+
+    private func check(_ result: Int, _ what: String) throws(ArchiveError) {
+        if ZSTD_isError(result) != 0 {
+            throw ArchiveError(
+                code: .io,
+                message: "archive: zstd rejected its \(what) setting: \(String(cString: ZSTD_getErrorName(result)))"
+            )
+        }
+    }
+}
