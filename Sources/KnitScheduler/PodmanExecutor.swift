@@ -1,0 +1,542 @@
+internal import Glibc
+public import Logging
+internal import Synchronization
+
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
+
+/// The local ``Executor``: one podman container per Run, driven through the `podman` binary.
+///
+/// Containers are started detached (`podman run -d`) with `--log-driver passthrough` and with
+/// podman's own stdout and stderr pointing at the Run's log file, so the container process
+/// inherits that one open file as both its stdout and stderr. That gives what the log Data
+/// needs and the other drivers do not: stdout and stderr merged in exactly the order written
+/// (one shared file offset, no copier in between), plain text (k8s-file prefixes every line
+/// with a timestamp and stream and splits long lines), readable and followable while the
+/// container runs, and independent of this process (nothing to pump, nothing lost when the
+/// scheduler restarts). The cost: `podman logs` shows nothing, and podman's own error text for a
+/// failed start lands in that file too — ``start(_:)`` moves it into the thrown error and
+/// truncates the log back.
+///
+/// Facts about podman 4.3 with runc on a cgroup v1 host (see
+/// shared/reference/kubernetes-and-podman.md §5) that shape this type:
+/// * `State.OOMKilled` is never set, although conmon notices the kill: it drops an empty file
+///   named `oom` into its working directory, which is the directory podman was started in. So
+///   each Run's `podman run` starts in its own directory under
+///   ``Configuration/runDirectory``, and that file is the OOM evidence (it outlives the cgroup
+///   and this process). Backups: the memory cgroup's `oom_kill` counter, sampled whenever a
+///   limited container is seen running, and "exit 137 with a memory limit, not stopped by this
+///   executor".
+/// * `podman run --timeout` ends with exit -1, so timeouts are the caller's `stop(runId:grace:)`.
+/// * a missing image with `--pull=never` is exit 125 "image not known".
+public final class PodmanExecutor: Executor {
+    public struct Configuration: Sendable {
+        /// Absolute path of the podman binary (see ``PodmanExecutor/findPodman(searchPath:)``).
+        public var podmanPath: String
+        /// A containers.conf given to podman as `CONTAINERS_CONF` (Knit ships
+        /// `containers/containers.conf`); nil keeps whatever the environment says.
+        public var containersConf: String?
+        public var runtime: String
+        public var cgroupManager: String
+        /// `--network` of every container; "none" unless a deployment decides otherwise.
+        public var network: String
+        /// Value of the `knit.executor` label: one host can serve several Knit installations
+        /// (or test runs), and ``PodmanExecutor/list()`` sees only its own.
+        public var instance: String
+        /// Upper bound for one quick podman command (inspect, rm, ps).
+        public var commandTimeout: Duration
+        /// Upper bound for `podman run -d` (image layers may need mounting the first time).
+        public var startTimeout: Duration
+        /// Working directories of the podman commands: one subdirectory per Run (where conmon
+        /// leaves its `oom` marker), removed by ``PodmanExecutor/cleanup(runId:)``. Must survive
+        /// a scheduler restart; `KNIT_HOME/executor` is the natural place.
+        public var runDirectory: String
+
+        public init(
+            podmanPath: String,
+            containersConf: String? = nil,
+            runtime: String = "runc",
+            cgroupManager: String = "cgroupfs",
+            network: String = "none",
+            instance: String = "knit",
+            commandTimeout: Duration = .seconds(30),
+            startTimeout: Duration = .seconds(120),
+            runDirectory: String? = nil
+        ) {
+            self.podmanPath = podmanPath
+            self.containersConf = containersConf
+            self.runtime = runtime
+            self.cgroupManager = cgroupManager
+            self.network = network
+            self.instance = instance
+            self.commandTimeout = commandTimeout
+            self.startTimeout = startTimeout
+            self.runDirectory = runDirectory ?? "/tmp/knit-executor-\(instance)"
+        }
+    }
+
+    /// What this process remembers about a Run between calls. Losing it (a restart) only
+    /// weakens OOM inference for containers this process stopped.
+    private struct RunMemory {
+        var oomKills = 0
+        var stoppedByExecutor = false
+    }
+
+    public let configuration: Configuration
+    private let environment: [String]
+    private let logger: Logger
+    private let runs = Mutex<[String: RunMemory]>([:])
+
+    public init(configuration: Configuration, logger: Logger = Logger(label: "knit.executor.podman")) {
+        self.configuration = configuration
+        self.logger = logger
+        var environment: [String] = []
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if !(configuration.containersConf != nil && text.hasPrefix("CONTAINERS_CONF=")) {
+                environment.append(text)
+            }
+            entry += 1
+        }
+        if let conf = configuration.containersConf { environment.append("CONTAINERS_CONF=\(conf)") }
+        self.environment = environment
+    }
+
+    /// The first executable `podman` on `searchPath` (default: `$PATH`), or nil.
+    public static func findPodman(searchPath: String? = nil) -> String? {
+        let path = searchPath ?? getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        for directory in path.split(separator: ":") where !directory.isEmpty {
+            let candidate = "\(directory)/podman"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }
+
+    /// The container name of a Run.
+    public static func containerName(runId: String) -> String { "knit-run-\(runId)" }
+
+    // MARK: - Executor
+
+    public func start(_ launch: RunLaunch) async throws {
+        try Self.validate(launch)
+        let name = Self.containerName(runId: launch.runId)
+        // Caught here, a second start never reaches podman, whose complaint would land in the
+        // log file the first container is writing.
+        guard runs.withLock({ $0[launch.runId] }) == nil else {
+            throw ExecutorError(.alreadyExists, "run \(launch.runId): container \(name) was started already")
+        }
+        var arguments = [
+            "run", "--detach", "--name", name,
+            "--label", "knit.run=\(launch.runId)", "--label", "knit.executor=\(configuration.instance)",
+            "--pull=never", "--network", configuration.network,
+            "--log-driver", launch.logPath == nil ? "none" : "passthrough",
+        ]
+        for mount in launch.inputs {
+            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):ro"]
+        }
+        for mount in launch.outputs {
+            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):rw"]
+        }
+        if let millis = launch.cpuMillis {
+            arguments += ["--cpus", Self.cpuText(millis: millis)]
+        }
+        if let bytes = launch.memoryBytes {
+            // Equal limits mean "no swap at all"; podman's default would allow 2× the limit.
+            arguments += ["--memory", "\(bytes)", "--memory-swap", "\(bytes)"]
+        }
+        for (key, value) in launch.environment.sorted(by: { $0.key < $1.key }) {
+            arguments += ["--env", "\(key)=\(value)"]
+        }
+        if let entrypoint = launch.entrypoint, !entrypoint.isEmpty {
+            // The JSON form keeps each element one argv entry; a plain string would be split.
+            let json = String(decoding: try JSONEncoder().encode(entrypoint), as: UTF8.self)
+            arguments += ["--entrypoint", json]
+        }
+        arguments.append(launch.image)
+        arguments += launch.args ?? []
+        let directory = try prepareRunDirectory(runId: launch.runId)
+
+        let result: CommandOutput
+        if let logPath = launch.logPath {
+            // Read-write only so a failed start can take podman's complaint back out of the file.
+            let fd = open(logPath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else {
+                throw ExecutorError(
+                    .invalidLaunch,
+                    "run \(launch.runId): cannot open log file \(logPath): \(errnoText(errno))"
+                )
+            }
+            defer { close(fd) }
+            let offset = lseek(fd, 0, SEEK_END)
+            var output = try await podman(
+                arguments,
+                output: .descriptor(fd),
+                directory: directory,
+                timeout: configuration.startTimeout
+            )
+            if output.status != 0 {
+                output.stderr = readAll(fd, from: Int(offset))
+                // The container never ran, so only podman wrote there: take that back out. Not
+                // when the name is taken, though: that container may be writing this very file.
+                if !output.stderr.contains("already in use") { _ = ftruncate(fd, offset) }
+            }
+            result = output
+        } else {
+            result = try await podman(arguments, directory: directory, timeout: configuration.startTimeout)
+        }
+        guard result.status != 0 else {
+            runs.withLock { $0[launch.runId] = RunMemory() }
+            logger.debug(
+                "container started",
+                metadata: ["run.id": "\(launch.runId)", "container.image": "\(launch.image)"]
+            )
+            return
+        }
+
+        let detail = Self.podmanError(result.stderr)
+        if detail.contains("already in use") {
+            throw ExecutorError(
+                .alreadyExists,
+                "run \(launch.runId): container \(name) exists already: \(detail)",
+                exitCode: result.status
+            )
+        }
+        // 126/127 leave a created container behind; the name must be free for a retry.
+        _ = try? await podman(
+            ["rm", "--force", "--ignore", "--time", "0", name],
+            timeout: configuration.commandTimeout
+        )
+        try? FileManager.default.removeItem(atPath: directory)
+        if detail.contains("image not known") {
+            throw ExecutorError(
+                .imageNotFound,
+                "run \(launch.runId): image \(launch.image) is not in the local image store "
+                    + "(load or build it first; Knit never pulls): \(detail)",
+                exitCode: result.status
+            )
+        }
+        throw ExecutorError(
+            .startFailed,
+            "run \(launch.runId): cannot start image \(launch.image) (podman exit \(result.status)): \(detail)",
+            exitCode: result.status
+        )
+    }
+
+    public func observe(runId: String) async throws -> ExecutorObservation {
+        try Self.checkRunId(runId)
+        let name = Self.containerName(runId: runId)
+        let result = try await podman(["container", "inspect", name], timeout: configuration.commandTimeout)
+        guard result.status == 0 else {
+            if result.stderr.contains("no such container") { return .notFound }
+            throw commandError("inspect", runId: runId, result)
+        }
+        let container: InspectedContainer
+        do {
+            guard let first = try JSONDecoder().decode([InspectedContainer].self, from: Data(result.stdout.utf8)).first
+            else { return .notFound }
+            container = first
+        } catch {
+            throw ExecutorError(.commandFailed, "run \(runId): unreadable podman inspect output: \(error)")
+        }
+        let memoryLimit = container.hostConfig?.memory ?? 0
+        switch container.state.status {
+        case "created", "configured", "initialized", "unknown":
+            return .starting
+        case "running", "paused", "stopping":
+            if memoryLimit > 0, container.state.pid > 0,
+                let kills = CgroupMemory.oomKillCount(pid: container.state.pid), kills > 0
+            {
+                runs.withLock { $0[runId, default: RunMemory()].oomKills = kills }
+            }
+            return .running
+        case "removing":
+            return .notFound
+        default:
+            let memory = runs.withLock { $0[runId] } ?? RunMemory()
+            let code = container.state.exitCode
+            let oomKilled =
+                container.state.oomKilled || access(runDirectory(runId: runId) + "/oom", F_OK) == 0
+                || memory.oomKills > 0 || (code == 137 && memoryLimit > 0 && !memory.stoppedByExecutor)
+            return .exited(
+                code: code,
+                oomKilled: oomKilled,
+                message: Self.exitMessage(
+                    code: code,
+                    oomKilled: oomKilled,
+                    memoryLimit: memoryLimit,
+                    stopped: memory.stoppedByExecutor,
+                    runtimeError: container.state.error ?? ""
+                )
+            )
+        }
+    }
+
+    public func stop(runId: String, grace: Duration) async throws {
+        try Self.checkRunId(runId)
+        let name = Self.containerName(runId: runId)
+        runs.withLock { $0[runId, default: RunMemory()].stoppedByExecutor = true }
+        let seconds = max(0, grace.components.seconds + (grace.components.attoseconds > 0 ? 1 : 0))
+        do {
+            let result = try await podman(
+                ["stop", "--ignore", "--time", "\(seconds)", name],
+                timeout: .seconds(seconds) + configuration.commandTimeout
+            )
+            if result.status == 0 || result.stderr.contains("no such container") { return }
+            logger.info(
+                "container did not stop, killing it",
+                metadata: ["run.id": "\(runId)", "podman.error": "\(Self.podmanError(result.stderr))"]
+            )
+        } catch let error as ExecutorError where error.code == .timedOut {
+            logger.info("container did not stop, killing it", metadata: ["run.id": "\(runId)"])
+        }
+        let killed = try await podman(["kill", "--signal", "KILL", name], timeout: configuration.commandTimeout)
+        if killed.status != 0 && !killed.stderr.contains("no such container") {
+            // "not running" is the only other benign answer: it exited meanwhile.
+            if !killed.stderr.contains("not running") { throw commandError("kill", runId: runId, killed) }
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: configuration.commandTimeout)
+        while clock.now < deadline {
+            switch try await observe(runId: runId) {
+            case .exited, .notFound: return
+            case .starting, .running: try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        throw ExecutorError(.timedOut, "run \(runId): container \(name) still runs after SIGKILL")
+    }
+
+    public func cleanup(runId: String) async throws {
+        try Self.checkRunId(runId)
+        let name = Self.containerName(runId: runId)
+        let result = try await podman(
+            ["rm", "--force", "--ignore", "--time", "0", name],
+            timeout: configuration.commandTimeout
+        )
+        guard result.status == 0 || result.stderr.contains("no such container") else {
+            throw commandError("rm", runId: runId, result)
+        }
+        runs.withLock { _ = $0.removeValue(forKey: runId) }
+        try? FileManager.default.removeItem(atPath: runDirectory(runId: runId))
+        logger.debug("container removed", metadata: ["run.id": "\(runId)"])
+    }
+
+    public func list() async throws -> [String] {
+        let result = try await podman(
+            ["ps", "--all", "--filter", "label=knit.executor=\(configuration.instance)", "--format", "json"],
+            timeout: configuration.commandTimeout
+        )
+        guard result.status == 0 else { throw commandError("ps", runId: nil, result) }
+        do {
+            let listed = try JSONDecoder().decode([ListedContainer].self, from: Data(result.stdout.utf8))
+            return Set(listed.compactMap { $0.labels?["knit.run"] }).sorted()
+        } catch {
+            throw ExecutorError(.commandFailed, "unreadable podman ps output: \(error)")
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func podman(
+        _ arguments: [String],
+        output: ChildOutput = .capture,
+        directory: String? = nil,
+        timeout: Duration
+    ) async throws -> CommandOutput {
+        let argv =
+            [
+                configuration.podmanPath, "--runtime", configuration.runtime, "--cgroup-manager",
+                configuration.cgroupManager,
+            ]
+            + arguments
+        let directory = try directory ?? prepareRunDirectory(runId: nil)
+        return try await runChild(
+            argv,
+            environment: environment,
+            directory: directory,
+            output: output,
+            timeout: timeout
+        )
+    }
+
+    private func runDirectory(runId: String) -> String {
+        configuration.runDirectory + "/" + runId
+    }
+
+    /// Creates (if needed) the working directory of a Run's podman commands, or the base
+    /// directory for commands about no Run in particular. A stale `oom` marker cannot be there:
+    /// cleanup removes the directory, and without a cleanup the start fails (name in use).
+    private func prepareRunDirectory(runId: String?) throws -> String {
+        let path = runId.map(runDirectory(runId:)) ?? configuration.runDirectory
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw ExecutorError(.commandFailed, "cannot create the executor's directory \(path): \(error)")
+        }
+        return path
+    }
+
+    private func commandError(_ verb: String, runId: String?, _ result: CommandOutput) -> ExecutorError {
+        let subject = runId.map { "run \($0): " } ?? ""
+        return ExecutorError(
+            .commandFailed,
+            "\(subject)podman \(verb) failed (exit \(result.status)): \(Self.podmanError(result.stderr))",
+            exitCode: result.status
+        )
+    }
+
+    /// podman's complaint without log noise: its `Error:` lines, else all of its output.
+    static func podmanError(_ text: String) -> String {
+        let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        let lines = text.split(separator: "\n").map { line in
+            String(String(line.drop(while: isBlank).reversed().drop(while: isBlank)).reversed())
+        }
+        let errors = lines.filter { $0.hasPrefix("Error: ") }.map { String($0.dropFirst("Error: ".count)) }
+        let chosen = errors.isEmpty ? lines.filter { !$0.isEmpty } : errors
+        return chosen.isEmpty ? "(no output)" : chosen.joined(separator: "; ")
+    }
+
+    /// Run ids become container names and directory names: nothing but `[A-Za-z0-9_.-]`, not
+    /// starting with a dot.
+    static func checkRunId(_ id: String) throws {
+        let idIsSafe =
+            !id.isEmpty && id.count <= 200 && !id.hasPrefix(".")
+            && id.utf8.allSatisfy { byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+            }
+        guard idIsSafe else {
+            throw ExecutorError(.invalidLaunch, "run id \"\(id)\" cannot name a container (use [A-Za-z0-9_.-])")
+        }
+    }
+
+    static func validate(_ launch: RunLaunch) throws {
+        let id = launch.runId
+        try checkRunId(id)
+        guard !launch.image.isEmpty, !launch.image.hasPrefix("-") else {
+            throw ExecutorError(.invalidLaunch, "run \(id): image name \"\(launch.image)\" is not usable")
+        }
+        for mount in launch.inputs + launch.outputs {
+            // `--volume` separates its fields with ':' and options with ','.
+            guard !mount.hostPath.contains(":"), !mount.containerPath.contains(":"),
+                !mount.hostPath.contains(","), !mount.containerPath.contains(","),
+                mount.hostPath.hasPrefix("/"), mount.containerPath.hasPrefix("/")
+            else {
+                throw ExecutorError(
+                    .invalidLaunch,
+                    "run \(id): mount \(mount.hostPath) → \(mount.containerPath) needs absolute paths without ':' or ','"
+                )
+            }
+        }
+        for mount in launch.inputs {
+            var info = stat()
+            guard stat(mount.hostPath, &info) == 0 else {
+                throw ExecutorError(
+                    .invalidLaunch,
+                    "run \(id): input \(mount.containerPath): \(mount.hostPath): \(errnoText(errno))"
+                )
+            }
+        }
+        for mount in launch.outputs {
+            var info = stat()
+            guard stat(mount.hostPath, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                throw ExecutorError(
+                    .invalidLaunch,
+                    "run \(id): output \(mount.containerPath): \(mount.hostPath) is not a directory"
+                )
+            }
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: mount.hostPath)) ?? ["?"]
+            guard entries.isEmpty else {
+                throw ExecutorError(
+                    .invalidLaunch,
+                    "run \(id): output \(mount.containerPath): \(mount.hostPath) is not empty"
+                )
+            }
+        }
+        for key in launch.environment.keys where key.isEmpty || key.contains("=") || key.contains("\0") {
+            throw ExecutorError(.invalidLaunch, "run \(id): environment variable name \"\(key)\" is not usable")
+        }
+        if let millis = launch.cpuMillis, millis <= 0 {
+            throw ExecutorError(.invalidLaunch, "run \(id): cpu limit must be positive, got \(millis)m")
+        }
+        // podman refuses less than 6 MiB.
+        if let bytes = launch.memoryBytes, bytes < 6 << 20 {
+            throw ExecutorError(.invalidLaunch, "run \(id): memory limit must be at least 6 MiB, got \(bytes) bytes")
+        }
+    }
+
+    /// `--cpus` text: 1500 → "1.5", 250 → "0.25", 2000 → "2".
+    static func cpuText(millis: Int) -> String {
+        let whole = millis / 1000
+        var fraction = String(millis % 1000)
+        guard fraction != "0" else { return String(whole) }
+        while fraction.count < 3 { fraction = "0" + fraction }
+        while fraction.hasSuffix("0") { fraction.removeLast() }
+        return "\(whole).\(fraction)"
+    }
+
+    static func exitMessage(
+        code: Int32,
+        oomKilled: Bool,
+        memoryLimit: Int64,
+        stopped: Bool,
+        runtimeError: String
+    ) -> String {
+        var message: String
+        if oomKilled {
+            message = "OOMKilled: exceeded its memory limit of \(byteText(memoryLimit))"
+        } else {
+            switch code {
+            case 0: message = "completed"
+            case 137: message = stopped ? "stopped: killed (SIGKILL) after the grace period" : "killed by SIGKILL"
+            case 143: message = stopped ? "stopped: terminated by SIGTERM" : "terminated by SIGTERM"
+            case 129...192: message = "killed by signal \(code - 128)"
+            default: message = "exited with code \(code)"
+            }
+        }
+        if !runtimeError.isEmpty { message += " (runtime: \(runtimeError))" }
+        return message
+    }
+
+    static func byteText(_ bytes: Int64) -> String {
+        if bytes > 0 && bytes % (1 << 30) == 0 { return "\(bytes >> 30) GiB" }
+        if bytes > 0 && bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
+        return "\(bytes) bytes"
+    }
+}
+
+/// The parts of `podman container inspect` the executor reads.
+private struct InspectedContainer: Decodable {
+    struct State: Decodable {
+        var status: String
+        var exitCode: Int32
+        var oomKilled: Bool
+        var pid: Int32
+        var error: String?
+
+        enum CodingKeys: String, CodingKey {
+            case status = "Status", exitCode = "ExitCode", oomKilled = "OOMKilled", pid = "Pid", error = "Error"
+        }
+    }
+
+    struct HostConfig: Decodable {
+        var memory: Int64?
+        enum CodingKeys: String, CodingKey { case memory = "Memory" }
+    }
+
+    var state: State
+    var hostConfig: HostConfig?
+
+    enum CodingKeys: String, CodingKey {
+        case state = "State", hostConfig = "HostConfig"
+    }
+}
+
+/// The parts of `podman ps --format json` the executor reads.
+private struct ListedContainer: Decodable {
+    var labels: [String: String]?
+    enum CodingKeys: String, CodingKey { case labels = "Labels" }
+}
