@@ -70,6 +70,12 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "KnitScheduler",
+            dependencies: ["KnitCore", .product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "KnitTesting", dependencies: ["KnitCore"], exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // Thin executables.
@@ -104,6 +110,11 @@ let package = Package(
         ),
 
         // Tests.
+        .testTarget(
+            name: "KnitSchedulerTests",
+            dependencies: ["KnitScheduler", "KnitCore"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "KnitCoreTests", dependencies: ["KnitCore"], swiftSettings: swiftSettings),
         .testTarget(name: "KnitStoreTests", dependencies: ["KnitStore", "KnitLMDB"], swiftSettings: swiftSettings),
         .testTarget(
