@@ -73,6 +73,8 @@ public final class KnitAPI: Sendable {
             return try updateTags(knitId: segments[1], readBody: readBody)
         case (_, 1, "data"), (_, 2, "data"):
             throw methodNotAllowed(request)
+        case (_, _, "plans"):
+            return try routePlans(request, segments: segments, caller: caller, readBody: readBody)
         default:
             throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
         }

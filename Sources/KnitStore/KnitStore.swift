@@ -37,6 +37,11 @@ public final class KnitStore: Sendable {
         let tagIndex: LMDBDatabase
         let runs: LMDBDatabase
         let plans: LMDBDatabase
+        /// SHA-256 hex of a plan's identity bytes → planId (DUPSORT, so a hash collision cannot hide a plan).
+        let planByHash: LMDBDatabase
+        /// `key\0value` of every user tag an input asks for → planId (DUPSORT), so a Data looks only at
+        /// plans that can take it.
+        let inputTagIndex: LMDBDatabase
         let users: LMDBDatabase
         let tokens: LMDBDatabase
         /// runId → knitId of uploads begun and neither finished nor abandoned, so start-up recovery
@@ -81,6 +86,8 @@ public final class KnitStore: Sendable {
                 tagIndex: try env.openDatabase(name: "tag_index", duplicateSort: true),
                 runs: try env.openDatabase(name: "runs"),
                 plans: try env.openDatabase(name: "plans"),
+                planByHash: try env.openDatabase(name: "plan_by_hash", duplicateSort: true),
+                inputTagIndex: try env.openDatabase(name: "input_tag_index", duplicateSort: true),
                 users: try env.openDatabase(name: "users"),
                 tokens: try env.openDatabase(name: "tokens"),
                 openUploads: try env.openDatabase(name: "open_uploads")

@@ -45,6 +45,11 @@ struct RunRecord: Sendable {
 }
 
 /// `plans`: planId → the Plan. Pseudo plans have `pseudoName` and no image.
+///
+/// An image plan also keeps its normalized spec (``Plan/spec``, whose `resources` are the plan's exact
+/// resources: an unset `cpu` stays unset) with who registered it and when. `image`, `entrypoint`, `args`
+/// and `annotations` repeat the spec's, so the summary embedded in Data and Run details needs no
+/// re-validation.
 struct PlanRecord: Codable, Sendable {
     var planId: String
     var pseudoName: String?
@@ -52,6 +57,9 @@ struct PlanRecord: Codable, Sendable {
     var entrypoint: [String]?
     var args: [String]?
     var annotations: [String]?
+    var spec: PlanSpecJSON?
+    var creator: String?
+    var createdAtMs: Int64?
 
     var summary: PlanSummaryJSON {
         PlanSummaryJSON(

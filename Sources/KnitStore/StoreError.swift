@@ -22,10 +22,14 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// The id of the thing a conflict is with (the existing plan an equivalent spec matches), so the API
+    /// can send it as `see`.
+    public var see: String?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, see: String? = nil) {
         self.code = code
         self.message = message
+        self.see = see
     }
 
     public var description: String { message }
