@@ -41,7 +41,7 @@ public struct ArchiveEntryHeader: Sendable, Equatable {
 public struct ArchiveEntryReader: ~Copyable {
     private let handle: OpaquePointer
     /// Keeps the caller's closure and the read buffer alive for the callbacks (nil for file descriptors).
-    private let source: EntrySource?
+    private let source: ClosureSource?
     private var current: ArchiveEntryHeader?
     private var finished = false
 
@@ -63,23 +63,17 @@ public struct ArchiveEntryReader: ~Copyable {
     /// throws, the walk fails with ``ArchiveError/Code/readFailed`` carrying that error.
     public init(read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) throws(ArchiveError) {
         let handle = try Self.newHandle()
-        let source = EntrySource(read: read)
+        let source = ClosureSource(read: read)
         let opened = archive_read_open(
             handle,
             Unmanaged.passUnretained(source).toOpaque(),
             nil,
-            { _, client, buffer in
-                let source = Unmanaged<EntrySource>.fromOpaque(client!).takeUnretainedValue()
-                let count = source.fill()
-                buffer?.pointee = UnsafeRawPointer(source.buffer.baseAddress)
-                return count
-            },
+            readFromClosureSource,
             nil
         )
         if opened != ARCHIVE_OK {
             let error = source.error(libarchive: archiveMessage(handle))
             archive_read_free(handle)
-            source.buffer.deallocate()
             throw error
         }
         self.handle = handle
@@ -88,7 +82,6 @@ public struct ArchiveEntryReader: ~Copyable {
 
     deinit {
         archive_read_free(handle)
-        source?.buffer.deallocate()
     }
 
     private static func newHandle() throws(ArchiveError) -> OpaquePointer {
@@ -189,30 +182,7 @@ public struct ArchiveEntryReader: ~Copyable {
     }
 }
 
-/// The caller's byte source for ``ArchiveEntryReader/init(read:)`` and its libarchive buffer.
-private final class EntrySource {
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ioBlockSize, alignment: 16)
-    let read: (UnsafeMutableRawBufferPointer) throws -> Int
-    var failure: (any Error)?
-
-    init(read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
-        self.read = read
-    }
-
-    func fill() -> Int {
-        do {
-            let count = try read(buffer)
-            precondition(
-                count >= 0 && count <= buffer.count,
-                "read closure returned \(count) for a \(buffer.count)-byte buffer"
-            )
-            return count
-        } catch {
-            failure = error
-            return -1
-        }
-    }
-
+extension ClosureSource {
     /// The error for a libarchive failure: the closure's own error when it caused it.
     func error(libarchive message: String) -> ArchiveError {
         if let failure {

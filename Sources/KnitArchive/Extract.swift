@@ -35,8 +35,7 @@ public func extractArchive(
     let root = try emptyDirectoryRoot(directory)
     return try withUTF8Locale { () throws(ArchiveError) -> ExtractSummary in
         try withoutActuallyEscaping(read) { (read) throws(ArchiveError) -> ExtractSummary in
-            let source = ReadSource(read: read)
-            defer { source.buffer.deallocate() }
+            let source = ClosureSource(read: read)
             var extractor = try Extractor(root: root, limits: limits, source: source)
             return try extractor.run()
         }
@@ -81,38 +80,6 @@ private func emptyDirectoryRoot(_ directory: String) throws(ArchiveError) -> [UI
         }
     }
     return bytes(ofCString: resolved)
-}
-
-/// Owns the input buffer libarchive reads from and remembers what the caller's closure did.
-private final class ReadSource {
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: ioBlockSize, alignment: 16)
-    let read: (UnsafeMutableRawBufferPointer) throws -> Int
-    var failure: (any Error)?
-    var totalBytes: Int64 = 0
-    /// The last 8 input bytes: a gzip member's trailer (CRC32, ISIZE) when the input is gzip.
-    var tail: [UInt8] = []
-
-    init(read: @escaping (UnsafeMutableRawBufferPointer) throws -> Int) {
-        self.read = read
-    }
-
-    /// One libarchive read callback: the bytes read, 0 at end, -1 after the closure threw.
-    func fill() -> Int {
-        do {
-            let count = try read(buffer)
-            precondition(
-                count >= 0 && count <= buffer.count,
-                "read closure returned \(count) for a \(buffer.count)-byte buffer"
-            )
-            totalBytes += Int64(count)
-            tail.append(contentsOf: buffer[max(0, count - 8)..<count])
-            if tail.count > 8 { tail.removeFirst(tail.count - 8) }
-            return count
-        } catch {
-            failure = error
-            return -1
-        }
-    }
 }
 
 /// The decompressed stream between the two libarchive readers, with the gzip CRC32 libarchive does not check.
@@ -170,7 +137,7 @@ private final class DecodedStream {
 private struct Extractor {
     let root: [UInt8]
     let limits: ArchiveLimits
-    let source: ReadSource
+    let source: ClosureSource
     /// Compressed input to tar bytes: gzip and zstd filters with the "raw" format.
     let decoder: OpaquePointer
     let decoded: DecodedStream
@@ -185,7 +152,7 @@ private struct Extractor {
     /// Regular files extracted so far: the only valid hard link targets.
     var files = Set<[UInt8]>()
 
-    init(root: [UInt8], limits: ArchiveLimits, source: ReadSource) throws(ArchiveError) {
+    init(root: [UInt8], limits: ArchiveLimits, source: ClosureSource) throws(ArchiveError) {
         self.root = root
         self.limits = limits
         self.source = source
@@ -224,12 +191,7 @@ private struct Extractor {
             decoder,
             Unmanaged.passUnretained(source).toOpaque(),
             nil,
-            { _, client, buffer in
-                let source = Unmanaged<ReadSource>.fromOpaque(client!).takeUnretainedValue()
-                let count = source.fill()
-                buffer?.pointee = UnsafeRawPointer(source.buffer.baseAddress)
-                return count
-            },
+            readFromClosureSource,
             nil
         )
         var raw: OpaquePointer?
