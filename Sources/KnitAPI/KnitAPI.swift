@@ -75,6 +75,8 @@ public final class KnitAPI: Sendable {
             throw methodNotAllowed(request)
         case (_, _, "plans"):
             return try routePlans(request, segments: segments, caller: caller, readBody: readBody)
+        case (_, _, "runs"):
+            return try routeRuns(request, segments: segments)
         default:
             throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
         }

@@ -13,7 +13,7 @@ extension KnitStore {
             guard let record = try dataRecord(txn, Array(knitId.utf8)) else {
                 throw StoreError(.notFound, "data \(knitId) not found")
             }
-            return try detail(txn, record)
+            return try linkedDetail(txn, record, PlanCache())
         }
     }
 
@@ -35,6 +35,7 @@ extension KnitStore {
         if let key = systemKeys.first {
             throw StoreError(.invalid, "system tag key '\(key)' cannot be added or removed")
         }
+        let now = clock()
         return try write("update tags") { txn in
             let key = Array(knitId.utf8)
             guard var record = try dataRecord(txn, key) else {
@@ -47,7 +48,11 @@ extension KnitStore {
             try reindex(txn, knitId: knitId, from: record.userTags, to: tags.tags)
             record.userTags = tags.tags
             try txn.put(db.data, key: key, value: record.encoded())
-            return try detail(txn, record)
+            let cache = PlanCache()
+            let resolvedRecord = try resolved(txn, record)
+            // Removed tags never remove Runs; new matches run their new combinations only.
+            try projectData(txn, resolvedRecord, now: now, cache: cache)
+            return try linkedDetail(txn, resolvedRecord, cache)
         }
     }
 
@@ -95,7 +100,20 @@ extension KnitStore {
     /// Writes `run` and brings the producer copy in each of its output Data records up to date. Every
     /// change to a Run goes through here, so a Data record never shows a stale status.
     func putRun(_ txn: borrowing LMDBTransaction, _ run: RunRecord) throws {
-        try txn.put(db.runs, key: Array(run.runId.utf8), value: run.encoded())
+        let id = Array(run.runId.utf8)
+        let old = try txn.withValue(db.runs, key: id) { bytes throws(StoreError) in
+            try bytes.map { bytes throws(StoreError) in try RunRecord(decoding: bytes) }
+        }
+        try txn.put(db.runs, key: id, value: run.encoded())
+        if let old {
+            if old.status != run.status {
+                try txn.delete(db.runsByStatus, key: Array(old.status.rawValue.utf8), value: id)
+                try txn.put(db.runsByStatus, key: Array(run.status.rawValue.utf8), value: id)
+            }
+        } else {
+            try txn.put(db.runsByPlan, key: Array(run.planId.utf8), value: id)
+            try txn.put(db.runsByStatus, key: Array(run.status.rawValue.utf8), value: id)
+        }
         let snapshot = run.snapshot
         for knitId in run.outputs {
             let key = Array(knitId.utf8)
@@ -127,6 +145,57 @@ extension KnitStore {
         return try Self.detail(record, plan: plan(txn, record.producer!.planId))
     }
 
+    /// ``detail(_:plan:)`` plus the Data's links: the Runs consuming it (tombstones hidden), each with the
+    /// input it is mounted on, and the plan inputs it is assignable to now.
+    func linkedDetail(_ txn: borrowing LMDBTransaction, _ record: DataRecord, _ cache: PlanCache) throws
+        -> DataDetailJSON
+    {
+        let record = try resolved(txn, record)
+        var detail = Self.detail(record, plan: try cache.record(self, txn, record.producer!.planId))
+        if cache.linkCounts == nil {
+            cache.linkCounts = (
+                try txn.count(db.consumers), try txn.count(db.inputTagIndex), try txn.count(db.untaggedInputPlans)
+            )
+        }
+        let counts = cache.linkCounts!
+        if counts.consumers == 0 && counts.inputIndex == 0 && counts.untagged == 0 { return detail }
+        for id in try txn.duplicates(db.consumers, key: Array(record.knitId.utf8)) {
+            let consumer = try run(txn, String(decoding: id, as: UTF8.self))
+            guard consumer.status != .invalidated else { continue }
+            let summary = Self.runSummary(consumer, plan: try cache.record(self, txn, consumer.planId))
+            for assignment in consumer.assignments where assignment.knitId == record.knitId {
+                detail.downstreams.append(
+                    DataDownstreamJSON(
+                        mountpoint: MountpointJSON(path: assignment.path, tags: TagSet(normalized: assignment.tags)),
+                        run: summary
+                    )
+                )
+            }
+        }
+        for nomination in try nominations(txn, record, cache) {
+            guard let plan = try cache.plan(self, txn, nomination.planId) else { continue }
+            let input = plan.inputs[nomination.inputIndex]
+            detail.nomination.append(
+                NominationJSON(
+                    path: input.path,
+                    tags: input.tags,
+                    plan: try cache.record(self, txn, nomination.planId).summary
+                )
+            )
+        }
+        return detail
+    }
+
+    static func runSummary(_ run: RunRecord, plan: PlanRecord) -> RunSummaryJSON {
+        RunSummaryJSON(
+            runId: run.runId,
+            status: run.status.rawValue,
+            updatedAt: KnitTime(milliseconds: run.updatedAtMs).description,
+            exit: run.exit,
+            plan: plan.summary
+        )
+    }
+
     /// The API's view of a resolved record (`producer` set) whose producing Run follows `plan`.
     static func detail(_ record: DataRecord, plan: PlanRecord) -> DataDetailJSON {
         guard let producer = record.producer else { preconditionFailure("data \(record.knitId) is not resolved") }
@@ -139,7 +208,9 @@ extension KnitStore {
             knitId: record.knitId,
             tags: tagSet(record, timestamp: timestamp, status: producer.status),
             upstream: DataUpstreamJSON(
-                mountpoint: MountpointJSON(path: record.outputPath, tags: []),
+                mountpoint: record.isLog
+                    ? nil : MountpointJSON(path: record.outputPath, tags: TagSet(normalized: record.mountpointTags)),
+                log: record.isLog ? LogPointJSON(tags: TagSet(normalized: record.mountpointTags)) : nil,
                 run: RunSummaryJSON(
                     runId: record.runId,
                     status: producer.status.rawValue,

@@ -32,6 +32,7 @@ extension KnitStore {
                     }
                 }
             }
+            let cache = PlanCache()
             var out: [(timestamp: Int64?, detail: DataDetailJSON)] = []
             out.reserveCapacity(records.count)
             for record in records {
@@ -44,7 +45,7 @@ extension KnitStore {
                 case nil: break
                 }
                 if let window, !window.contains(record.timestampMs ?? producer.updatedAtMs) { continue }
-                out.append((record.timestampMs, Self.detail(record, plan: try plan(txn, producer.planId))))
+                out.append((record.timestampMs, try linkedDetail(txn, record, cache)))
             }
             return out
         }

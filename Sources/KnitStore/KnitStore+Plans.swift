@@ -43,7 +43,16 @@ extension KnitStore {
             for tag in Set(plan.inputs.flatMap(\.userTags)) {
                 try txn.put(db.inputTagIndex, key: Self.indexKey(tag), value: Array(planId.utf8))
             }
-            logger.info("plan registered", metadata: ["plan.id": "\(planId)", "plan.image": "\(plan.imageReference)"])
+            if plan.inputs.contains(where: \.userTags.isEmpty) {
+                try txn.put(db.untaggedInputPlans, key: Array(planId.utf8), value: [0])
+            }
+            let created = try projectPlan(txn, planRecord: record, plan: plan, now: now)
+            logger.info(
+                "plan registered",
+                metadata: [
+                    "plan.id": "\(planId)", "plan.image": "\(plan.imageReference)", "plan.runs_created": "\(created)",
+                ]
+            )
             return PlanDetailJSON(planId: planId, plan: plan, others: others)
         }
     }
@@ -105,12 +114,15 @@ extension KnitStore {
     /// Activates or deactivates `planId`. A pseudo plan is always active and cannot change.
     /// - Throws: `.notFound`; `.invalid` for a pseudo plan.
     public func setPlanActive(planId: String, active: Bool) throws(StoreError) -> PlanDetailJSON {
-        try changePlan(planId, operation: "set plan active") { plan throws(StoreError) in
-            plan.active = active
-            // Runs are not projected yet. When they are, this transaction must also move the plan's
-            // `waiting` Runs to `deactivated` (deactivating) or its `deactivated` Runs back to `waiting`
-            // (activating), each through `putRun`, so the scheduler never starts a Run of an inactive plan.
-        }
+        let now = clock()
+        // The same transaction parks the plan's waiting Runs (or wakes its deactivated ones), so the
+        // scheduler never starts a Run of an inactive plan.
+        return try changePlan(
+            planId,
+            operation: "set plan active",
+            { plan throws(StoreError) in plan.active = active },
+            then: { txn in try applyPlanActive(txn, planId: planId, active: active, now: now) }
+        )
     }
 
     /// Applies `PUT /api/plans/{id}/resources`: `set`, then `unset` (unset wins for the same key).
@@ -153,7 +165,8 @@ extension KnitStore {
     private func changePlan(
         _ planId: String,
         operation: String,
-        _ change: (inout Plan) throws(StoreError) -> Void
+        _ change: (inout Plan) throws(StoreError) -> Void,
+        then: (borrowing LMDBTransaction) throws -> Void = { _ in }
     ) throws(StoreError) -> PlanDetailJSON {
         try write(operation) { txn in
             if planId == uploadedPlan.planId {
@@ -167,6 +180,7 @@ extension KnitStore {
             try change(&plan)
             record.update(from: plan)
             try txn.put(db.plans, key: Array(planId.utf8), value: Self.encode(record))
+            try then(txn)
             others[index] = IdentifiedPlan(planId: planId, plan: plan)
             return PlanDetailJSON(planId: planId, plan: plan, others: others)
         }

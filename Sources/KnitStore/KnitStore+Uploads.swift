@@ -35,7 +35,7 @@ extension KnitStore {
                     creator: creator,
                     producer: run.snapshot
                 )
-                try txn.put(db.runs, key: Array(runId.utf8), value: run.encoded(), flags: .noOverwrite)
+                try insertRun(txn, run)
                 try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded(), flags: .noOverwrite)
                 try txn.put(db.openUploads, key: Array(runId.utf8), value: Array(knitId.utf8))
             }
@@ -82,7 +82,9 @@ extension KnitStore {
                 try txn.put(db.data, key: dataKey, value: record.encoded())
                 try putRun(txn, run)
                 try txn.delete(db.openUploads, key: runKey)
-                return Self.detail(record, plan: uploadedPlan)
+                let cache = PlanCache()
+                try projectData(txn, record, now: now, cache: cache)
+                return try linkedDetail(txn, record, cache)
             }
             logger.info("upload finished", metadata: ["knit.id": "\(ticket.knitId)", "knit.bytes": "\(sizeBytes)"])
             return detail
@@ -167,8 +169,19 @@ extension KnitStore {
             try reindex(txn, knitId: knitId, from: record.userTags, to: [])
             try txn.delete(db.data, key: dataKey)
         }
-        try txn.delete(db.runs, key: Array(runId.utf8))
-        try txn.delete(db.openUploads, key: Array(runId.utf8))
+        let id = Array(runId.utf8)
+        if let run = try txn.withValue(
+            db.runs,
+            key: id,
+            { bytes throws(StoreError) in
+                try bytes.map { bytes throws(StoreError) in try RunRecord(decoding: bytes) }
+            }
+        ) {
+            try txn.delete(db.runsByPlan, key: Array(run.planId.utf8), value: id)
+            try txn.delete(db.runsByStatus, key: Array(run.status.rawValue.utf8), value: id)
+        }
+        try txn.delete(db.runs, key: id)
+        try txn.delete(db.openUploads, key: id)
     }
 
     /// Inserts `count` finished uploads with the given tags, in large write transactions.
@@ -204,7 +217,7 @@ extension KnitStore {
                         creator: "bench",
                         producer: run.snapshot
                     )
-                    try txn.put(db.runs, key: Array(runId.utf8), value: run.encoded())
+                    try insertRun(txn, run)
                     try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded())
                     try reindex(txn, knitId: knitId, from: [], to: tags)
                 }

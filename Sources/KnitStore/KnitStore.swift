@@ -47,6 +47,18 @@ public final class KnitStore: Sendable {
         /// runId → knitId of uploads begun and neither finished nor abandoned, so start-up recovery
         /// finds them without scanning every Run.
         let openUploads: LMDBDatabase
+        /// `Projection.combinationKey` of every (plan, one Data per input) a Run was made for → runId, so a
+        /// combination never runs twice (tombstones keep their entry).
+        let runByCombination: LMDBDatabase
+        /// knitId → runId of every Run that has the Data as an input (DUPSORT): Data downstreams.
+        let consumers: LMDBDatabase
+        /// planId → runId (DUPSORT), uploads included.
+        let runsByPlan: LMDBDatabase
+        /// Run status → runId (DUPSORT), kept by `putRun`; the scheduler reads `waiting` from it.
+        let runsByStatus: LMDBDatabase
+        /// planId → empty, for plans having an input that asks for no user tag (only `knit#id` /
+        /// `knit#timestamp`), which `input_tag_index` cannot point at.
+        let untaggedInputPlans: LMDBDatabase
     }
 
     /// Opens the store under `home`, creating it when new.
@@ -72,7 +84,7 @@ public final class KnitStore: Sendable {
         }
         let env: LMDBEnvironment
         do {
-            env = try LMDBEnvironment(path: home + "/db", mapSize: mapSize, maxDatabases: 16, maxReaders: 512)
+            env = try LMDBEnvironment(path: home + "/db", mapSize: mapSize, maxDatabases: 32, maxReaders: 512)
         } catch {
             throw StoreError(error)
         }
@@ -90,7 +102,12 @@ public final class KnitStore: Sendable {
                 inputTagIndex: try env.openDatabase(name: "input_tag_index", duplicateSort: true),
                 users: try env.openDatabase(name: "users"),
                 tokens: try env.openDatabase(name: "tokens"),
-                openUploads: try env.openDatabase(name: "open_uploads")
+                openUploads: try env.openDatabase(name: "open_uploads"),
+                runByCombination: try env.openDatabase(name: "run_by_combination"),
+                consumers: try env.openDatabase(name: "consumers", duplicateSort: true),
+                runsByPlan: try env.openDatabase(name: "runs_by_plan", duplicateSort: true),
+                runsByStatus: try env.openDatabase(name: "runs_by_status", duplicateSort: true),
+                untaggedInputPlans: try env.openDatabase(name: "untagged_input_plans")
             )
         } catch {
             env.close()
@@ -117,6 +134,9 @@ public final class KnitStore: Sendable {
 
     static let schemaKey = Array("schema_version".utf8)
     static let uploadedPlanKey = Array("plan:\(PseudoPlan.uploaded)".utf8)
+    /// Present once `runs_by_plan` and `runs_by_status` cover every Run (stores written before those
+    /// indexes existed get them at the first open).
+    static let runIndexesKey = Array("run_indexes".utf8)
 
     private static func checkSchema(env: LMDBEnvironment, db: Databases, logger: Logger) throws(StoreError)
         -> PlanRecord
@@ -136,6 +156,9 @@ public final class KnitStore: Sendable {
                     else {
                         throw StoreError(.corrupted, "store: the \(PseudoPlan.uploaded) plan is missing")
                     }
+                    if try txn.get(db.meta, key: runIndexesKey) == nil {
+                        try backfillRunIndexes(txn, db: db)
+                    }
                     return plan
                 }
                 guard try txn.count(db.data) == 0, try txn.count(db.runs) == 0 else {
@@ -145,12 +168,38 @@ public final class KnitStore: Sendable {
                 try txn.put(db.meta, key: schemaKey, value: Array(schemaVersion.utf8))
                 try txn.put(db.plans, key: Array(plan.planId.utf8), value: encode(plan))
                 try txn.put(db.meta, key: uploadedPlanKey, value: Array(plan.planId.utf8))
+                try txn.put(db.meta, key: runIndexesKey, value: [1])
                 logger.info("created new store", metadata: ["store.schema": "\(schemaVersion)"])
                 return plan
             }
         } catch {
             throw StoreError.from(error, operation: "open")
         }
+    }
+
+    /// Fills `runs_by_plan`, `runs_by_status` and `untagged_input_plans` for records written before they
+    /// existed (collected first: the cursor must not see its own writes).
+    private static func backfillRunIndexes(_ txn: borrowing LMDBTransaction, db: Databases) throws {
+        var runs: [RunRecord] = []
+        try txn.forEach(db.runs) { _, value in
+            runs.append(try RunRecord(decoding: value))
+            return true
+        }
+        for run in runs {
+            let id = Array(run.runId.utf8)
+            try txn.put(db.runsByPlan, key: Array(run.planId.utf8), value: id)
+            try txn.put(db.runsByStatus, key: Array(run.status.rawValue.utf8), value: id)
+        }
+        var untagged: [String] = []
+        try txn.forEach(db.plans) { _, value in
+            let record = try decode(PlanRecord.self, value)
+            if record.pseudoName == nil, try plan(from: record).inputs.contains(where: \.userTags.isEmpty) {
+                untagged.append(record.planId)
+            }
+            return true
+        }
+        for planId in untagged { try txn.put(db.untaggedInputPlans, key: Array(planId.utf8), value: [0]) }
+        try txn.put(db.meta, key: runIndexesKey, value: [1])
     }
 
     // MARK: Transactions and encoding

@@ -102,20 +102,19 @@ struct RecordReader {
 }
 
 extension DataRecord {
-    /// 1: without `producer`; 2: with it (status, updatedAtMs, planId, optional exit code + message).
-    static let formatVersion: UInt8 = 2
+    /// 1: without `producer`; 2: with it (status, updatedAtMs, planId, optional exit code + message);
+    /// 3: then the log flag and the mountpoint's tags. A record with nothing to say in the format 3 fields
+    /// (an upload) is still written as 2.
+    static let formatVersion: UInt8 = 3
 
     func encoded() -> [UInt8] {
         guard let producer else { preconditionFailure("data record \(knitId) is written without its producer") }
-        var writer = RecordWriter(version: Self.formatVersion)
+        let version: UInt8 = isLog || !mountpointTags.isEmpty ? 3 : 2
+        var writer = RecordWriter(version: version)
         writer.string(knitId)
         writer.string(runId)
         writer.string(outputPath)
-        writer.count(userTags.count)
-        for tag in userTags {
-            writer.string(tag.key)
-            writer.string(tag.value)
-        }
+        writer.tags(userTags)
         writer.optionalInt(timestampMs)
         writer.optionalInt(sizeBytes)
         writer.string(creator)
@@ -123,6 +122,10 @@ extension DataRecord {
         writer.int(producer.updatedAtMs)
         writer.string(producer.planId)
         writer.exit(producer.exit)
+        if version >= 3 {
+            writer.count(isLog ? 1 : 0)
+            writer.tags(mountpointTags)
+        }
         return writer.bytes
     }
 
@@ -131,11 +134,7 @@ extension DataRecord {
         knitId = try reader.string()
         runId = try reader.string()
         outputPath = try reader.string()
-        let tagCount = try reader.count()
-        var tags: [Tag] = []
-        tags.reserveCapacity(tagCount)
-        for _ in 0..<tagCount { tags.append(Tag(key: try reader.string(), value: try reader.string())) }
-        userTags = tags
+        userTags = try reader.tags()
         timestampMs = try reader.optionalInt()
         sizeBytes = try reader.optionalInt()
         creator = try reader.string()
@@ -149,14 +148,21 @@ extension DataRecord {
         } else {
             producer = nil
         }
+        if reader.version >= 3 {
+            isLog = try reader.byte() != 0
+            mountpointTags = try reader.tags()
+        }
     }
 }
 
 extension RunRecord {
-    static let formatVersion: UInt8 = 1
+    /// 1: up to `creator`; 2: then the assignments (path, tags, knitId) and the optional log knitId. An
+    /// upload Run (no inputs, no log) is still written as 1.
+    static let formatVersion: UInt8 = 2
 
     func encoded() -> [UInt8] {
-        var writer = RecordWriter(version: Self.formatVersion)
+        let version: UInt8 = assignments.isEmpty && logKnitId == nil ? 1 : 2
+        var writer = RecordWriter(version: version)
         writer.string(runId)
         writer.string(planId)
         writer.status(status)
@@ -165,11 +171,21 @@ extension RunRecord {
         writer.count(outputs.count)
         for output in outputs { writer.string(output) }
         writer.string(creator)
+        if version >= 2 {
+            writer.count(assignments.count)
+            for assignment in assignments {
+                writer.string(assignment.path)
+                writer.tags(assignment.tags)
+                writer.string(assignment.knitId)
+            }
+            writer.count(logKnitId == nil ? 0 : 1)
+            if let logKnitId { writer.string(logKnitId) }
+        }
         return writer.bytes
     }
 
     init(decoding bytes: UnsafeRawBufferPointer) throws(StoreError) {
-        var reader = try RecordReader(bytes, versions: Self.formatVersion...Self.formatVersion, what: "run")
+        var reader = try RecordReader(bytes, versions: 1...Self.formatVersion, what: "run")
         runId = try reader.string()
         planId = try reader.string()
         status = try reader.status()
@@ -180,11 +196,30 @@ extension RunRecord {
         for _ in 0..<outputCount { outputs.append(try reader.string()) }
         self.outputs = outputs
         creator = try reader.string()
+        if reader.version >= 2 {
+            let count = try reader.count()
+            var assignments: [RunAssignmentRecord] = []
+            for _ in 0..<count {
+                assignments.append(
+                    RunAssignmentRecord(path: try reader.string(), tags: try reader.tags(), knitId: try reader.string())
+                )
+            }
+            self.assignments = assignments
+            logKnitId = try reader.byte() == 0 ? nil : try reader.string()
+        }
     }
 }
 
 // Run status is its API spelling; an exit is an optional code followed by its message.
 extension RecordWriter {
+    mutating func tags(_ tags: [Tag]) {
+        count(tags.count)
+        for tag in tags {
+            string(tag.key)
+            string(tag.value)
+        }
+    }
+
     mutating func status(_ status: RunStatus) { string(status.rawValue) }
 
     mutating func exit(_ exit: RunExitJSON?) {
@@ -194,6 +229,14 @@ extension RecordWriter {
 }
 
 extension RecordReader {
+    mutating func tags() throws(StoreError) -> [Tag] {
+        let tagCount = try count()
+        var tags: [Tag] = []
+        tags.reserveCapacity(tagCount)
+        for _ in 0..<tagCount { tags.append(Tag(key: try string(), value: try string())) }
+        return tags
+    }
+
     mutating func status() throws(StoreError) -> RunStatus {
         let text = try string()
         guard let status = RunStatus(rawValue: text) else {

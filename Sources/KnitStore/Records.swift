@@ -18,6 +18,11 @@ struct DataRecord: Sendable {
     /// instead of two random B-tree lookups. Nil only in a record of format 1, before it is resolved
     /// against the Run (``KnitStore/dataRecord(_:_:)`` does that).
     var producer: ProducerSnapshot?
+    /// Whether the Data is its Run's log rather than an output.
+    var isLog = false
+    /// The tags of the output (or log) point of the plan that made it, as its upstream shows them; empty
+    /// for uploads.
+    var mountpointTags: [Tag] = []
 }
 
 /// The producing Run's fields a Data detail needs. Kept equal to the Run's by ``KnitStore/putRun(_:_:)``,
@@ -36,12 +41,24 @@ struct RunRecord: Sendable {
     var status: RunStatus
     var updatedAtMs: Int64
     var exit: RunExitJSON?
+    /// Every Data the Run makes: its outputs in plan order, then its log.
     var outputs: [String]
     var creator: String
+    /// One per plan input, in plan order: the input's mountpoint and the Data assigned to it.
+    var assignments: [RunAssignmentRecord] = []
+    /// The log Data (also the last of `outputs`), when the plan keeps a log.
+    var logKnitId: String? = nil
 
     var snapshot: ProducerSnapshot {
         ProducerSnapshot(status: status, updatedAtMs: updatedAtMs, planId: planId, exit: exit)
     }
+}
+
+/// A Run's input: the mountpoint (path and its tags, kept so a Run reads without its plan) and the Data.
+struct RunAssignmentRecord: Sendable, Equatable {
+    var path: String
+    var tags: [Tag]
+    var knitId: String
 }
 
 /// `plans`: planId → the Plan. Pseudo plans have `pseudoName` and no image.

@@ -1,0 +1,72 @@
+import KnitCore
+import KnitStore
+
+// `/api/runs…`: the read side (find, show). Abort, tear-off, retry, delete and logs come with the
+// scheduler.
+
+extension KnitAPI {
+    /// Routes `segments` (after `api`, starting with `runs`).
+    func routeRuns(_ request: APIRequest, segments: [String]) throws -> APIResponse {
+        switch (request.method, segments.count) {
+        case ("GET", 1):
+            return try findRuns(request)
+        case ("GET", 2):
+            let runId = segments[1]
+            return .json(try storeCall { () throws(StoreError) in try store.runDetail(runId: runId) })
+        case (_, 1), (_, 2):
+            throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
+        default:
+            throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
+        }
+    }
+
+    // MARK: GET /api/runs
+
+    /// `plan`, `knitIdInput`, `knitIdOutput`, `status`: comma lists (a parameter may also repeat), OR within
+    /// a list and AND across; `since` (RFC 3339) and `duration` (Go syntax, needs `since`) on updatedAt.
+    func findRuns(_ request: APIRequest) throws -> APIResponse {
+        func list(_ name: String) -> [String] {
+            request.queryValues(name).flatMap { $0.split(separator: ",") }.map { String($0).trimmedSpaces }
+                .filter { !$0.isEmpty }
+        }
+        var statuses: [RunStatus] = []
+        for text in list("status") {
+            guard let status = RunStatus(rawValue: text), status != .invalidated else {
+                throw KnitAPIError.badRequest(
+                    "query specification is incorrect",
+                    advice: "unknown status '\(text)'; use "
+                        + RunStatus.allCases.filter { $0 != .invalidated }.map(\.rawValue).joined(separator: ", ")
+                )
+            }
+            statuses.append(status)
+        }
+        var since: KnitTime?
+        if let text = request.queryValue("since"), !text.isEmpty {
+            do { since = try KnitTime(rfc3339: text) } catch {
+                throw KnitAPIError.badRequest("invalid 'since': \(error.description)")
+            }
+        }
+        var durationMs: Int64?
+        if let text = request.queryValue("duration"), !text.isEmpty {
+            guard let parsed = parseGoDuration(text) else {
+                throw KnitAPIError.badRequest("invalid 'duration': '\(text)' (use e.g. 300ms, 1.5h, 2h45m)")
+            }
+            guard since != nil else { throw KnitAPIError.badRequest("'duration' needs 'since'") }
+            durationMs = parsed
+        }
+        let planIds = list("plan")
+        let inputs = list("knitIdInput")
+        let outputs = list("knitIdOutput")
+        let found = try storeCall { () throws(StoreError) in
+            try store.findRuns(
+                planIds: planIds,
+                inputKnitIds: inputs,
+                outputKnitIds: outputs,
+                statuses: statuses,
+                since: since,
+                durationMs: durationMs
+            )
+        }
+        return .json(found)
+    }
+}

@@ -1,0 +1,72 @@
+public import KnitCore
+internal import KnitHTTP
+
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
+
+/// A Run Detail as decoded, plus the JSON it came from (to re-print it with the server's field order).
+public struct RunRecord: Sendable {
+    public let detail: RunDetailJSON
+    public let json: JSONValue
+}
+
+extension KnitAPIClient {
+    /// `GET {apiRoot}/runs/{runId}/`.
+    /// - Throws: `.server` with status 404 when there is no such Run.
+    public func showRun(runId: String) throws(KnitClientError) -> RunRecord {
+        let what = "GET /runs/\(runId)"
+        let response = try send(
+            HTTPRequest(
+                url: url("runs/\(PercentEncoding.encode(runId))/"),
+                headers: authorized(["Accept": "application/json"])
+            )
+        )
+        guard let json = JSONValue.parse(response.body) else {
+            throw KnitClientError(.response, "\(what): the server did not answer JSON")
+        }
+        return try Self.decodeRun(json, what: what)
+    }
+
+    /// `GET {apiRoot}/runs/?plan=…&knitIdInput=…&knitIdOutput=…&status=…&since=…&duration=…`: each list is
+    /// sent comma-separated (OR within a list, AND across lists); `duration` needs `since`.
+    public func findRuns(
+        planIds: [String] = [],
+        inputKnitIds: [String] = [],
+        outputKnitIds: [String] = [],
+        statuses: [String] = [],
+        since: KnitTime? = nil,
+        duration: String? = nil
+    ) throws(KnitClientError) -> [RunRecord] {
+        guard duration == nil || since != nil else { throw KnitClientError(.usage, "duration requires since") }
+        var query: [String] = []
+        for (name, values) in [
+            ("plan", planIds), ("knitIdInput", inputKnitIds), ("knitIdOutput", outputKnitIds), ("status", statuses),
+        ] where !values.isEmpty {
+            query.append(name + "=" + values.map(PercentEncoding.encode).joined(separator: ","))
+        }
+        if let since { query.append("since=" + PercentEncoding.encode(since.description)) }
+        if let duration { query.append("duration=" + PercentEncoding.encode(duration)) }
+        let suffix = query.isEmpty ? "" : "?" + query.joined(separator: "&")
+        let response = try send(
+            HTTPRequest(url: url("runs/") + suffix, headers: authorized(["Accept": "application/json"]))
+        )
+        guard let json = JSONValue.parse(response.body), let items = json.arrayValue else {
+            throw KnitClientError(.response, "GET /runs: the server did not answer a JSON array")
+        }
+        var records: [RunRecord] = []
+        for item in items { records.append(try Self.decodeRun(item, what: "GET /runs")) }
+        return records
+    }
+
+    static func decodeRun(_ json: JSONValue, what: String) throws(KnitClientError) -> RunRecord {
+        do {
+            let detail = try JSONDecoder().decode(RunDetailJSON.self, from: Data(json.rendered(indent: 0).utf8))
+            return RunRecord(detail: detail, json: json)
+        } catch {
+            throw KnitClientError(.response, "\(what): unexpected Run Detail: \(error)", underlying: error)
+        }
+    }
+}
