@@ -1,0 +1,388 @@
+public import KnitCore
+public import Logging
+internal import Synchronization
+
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
+
+/// Drives Runs between a ``RunLedger`` (the store) and an ``Executor`` (the containers). All of
+/// its state is in those two: a new driver after a crash picks up where the old one stopped.
+///
+/// One ``tick()``:
+/// 1. honours stop requests: stops the container (SIGTERM, SIGKILL after the grace), finishes
+///    the Run with the exit the API recorded (abort → failed 253, tear-off → done 0, outputs
+///    kept), removes the container;
+/// 2. on the first tick and then every ``Configuration/sweepInterval``: removes containers whose
+///    Run is not in flight (finished, deleted, unknown, or not started by the ledger's account);
+/// 3. observes every `starting`/`running` Run: running → `running`; exited 0 → done (0, "");
+///    exited N → failed (N, the executor's message, "OOMKilled: …" for an OOM kill); no container
+///    → failed (254, "worker for the run is not found") — which is also how Runs orphaned by a
+///    crash between `starting` and the container start end;
+/// 4. starts startable Runs, oldest first, while they fit the ``Capacity`` (strict FIFO: the
+///    first one that does not fit waits and so does everything behind it).
+///
+/// Finishing always comes before removing the container: a crash in between leaves an exited
+/// container of a finished Run, which the next sweep removes; the other order would turn a
+/// success into 254. The Run is marked `starting` before its container starts, so a crash in
+/// between ends it 254 and never starts it twice.
+///
+/// A container that cannot start is a failed Run with exit 255 and a Knitfab-like message
+/// `(container knit-run-<id>) [Reason] detail`, Reason one of `ImageNotFound`, `StartFailed`
+/// (entrypoint missing: 127, not executable: 126) or `InvalidLaunch` (e.g. an output directory
+/// that is not empty). A runtime that misbehaves (podman failing, timing out) fails no Run: the
+/// Run stays `starting` and the next tick observes what is there.
+public final class RunDriver: Sendable {
+    public struct Configuration: Sendable {
+        public var capacity: Capacity
+        /// How long a stopped container may take to end after SIGTERM before SIGKILL.
+        public var stopGrace: Duration
+        /// How often to look for containers of Runs that are not in flight.
+        public var sweepInterval: Duration
+        /// How many startable Runs one tick reads from the ledger.
+        public var startBatch: Int
+        /// ``run(wakeup:until:)``: how often to tick while Runs are in flight (container exits
+        /// ring no bell).
+        public var busyPollInterval: Duration
+        /// ``run(wakeup:until:)``: how often to tick when idle, in case a ring was lost.
+        public var idlePollInterval: Duration
+
+        public init(
+            capacity: Capacity = .machine(),
+            stopGrace: Duration = .seconds(10),
+            sweepInterval: Duration = .seconds(60),
+            startBatch: Int = 64,
+            busyPollInterval: Duration = .milliseconds(250),
+            idlePollInterval: Duration = .seconds(5)
+        ) {
+            self.capacity = capacity
+            self.stopGrace = stopGrace
+            self.sweepInterval = sweepInterval
+            self.startBatch = startBatch
+            self.busyPollInterval = busyPollInterval
+            self.idlePollInterval = idlePollInterval
+        }
+    }
+
+    /// What one tick did.
+    public struct TickSummary: Sendable, Equatable {
+        /// Runs whose containers this tick started.
+        public var started: [String] = []
+        /// Runs this tick finished, in order.
+        public var finished: [String] = []
+        /// Containers removed because their Run was not in flight.
+        public var swept: [String] = []
+        /// Runs still in flight after the tick.
+        public var inFlight = 0
+        /// Whether a startable Run waits for capacity.
+        public var waitingForCapacity = false
+
+        public init() {}
+    }
+
+    public static let workerNotFoundExit = RunExitJSON(code: 254, message: "worker for the run is not found")
+    public static let succeededExit = RunExitJSON(code: 0, message: "")
+
+    public let configuration: Configuration
+    private let ledger: any RunLedger
+    private let executor: any Executor
+    private let logger: Logger
+    private struct State {
+        var ticking = false
+        var lastSweep: ContinuousClock.Instant?
+    }
+    private let state = Mutex(State())
+
+    public init(
+        ledger: any RunLedger,
+        executor: any Executor,
+        configuration: Configuration = Configuration(),
+        logger: Logger = Logger(label: "knit.scheduler.driver")
+    ) {
+        self.ledger = ledger
+        self.executor = executor
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Does one round of work (see the type's documentation). Ledger and executor failures are
+    /// logged and leave the affected Run for the next tick; a tick never throws. Ticks must not
+    /// overlap (it traps).
+    @discardableResult
+    public func tick() async -> TickSummary {
+        let clock = ContinuousClock()
+        let sweepDue = state.withLock { state in
+            precondition(!state.ticking, "RunDriver.tick() must not run concurrently with itself")
+            state.ticking = true
+            guard let last = state.lastSweep, clock.now - last < configuration.sweepInterval else {
+                state.lastSweep = clock.now
+                return true
+            }
+            return false
+        }
+        defer { state.withLock { $0.ticking = false } }
+
+        var summary = TickSummary()
+        await honourStopRequests(&summary)
+        guard let inFlight = ledgerCall("runs in flight", { try ledger.runsInFlight() }) else { return summary }
+        if sweepDue { await sweep(keeping: Set(inFlight.map(\.runId)), &summary) }
+        var held = Capacity.Demand.zero
+        for run in inFlight {
+            if await observe(run, &summary) {
+                held = held + run.demand
+                summary.inFlight += 1
+            }
+        }
+        await startRuns(holding: held, &summary)
+        return summary
+    }
+
+    /// Ticks until `shouldStop` says so or the task is cancelled: right away after a tick that
+    /// finished a Run (finishing may make the next Runs of a chain startable), when `wakeup`
+    /// rings, and otherwise every ``Configuration/busyPollInterval`` while Runs are in flight or
+    /// every ``Configuration/idlePollInterval``.
+    ///
+    /// The wait blocks one thread in slices of at most 100 ms (a ring ends it at once), so
+    /// stopping takes effect within 100 ms without a busy loop.
+    public func run(wakeup: Wakeup?, until shouldStop: @Sendable () -> Bool) async {
+        let slice = Duration.milliseconds(100)
+        let clock = ContinuousClock()
+        while !shouldStop() && !Task.isCancelled {
+            let summary = await tick()
+            if !summary.finished.isEmpty { continue }
+            let interval =
+                summary.inFlight > 0 || summary.waitingForCapacity
+                ? configuration.busyPollInterval : configuration.idlePollInterval
+            let deadline = clock.now.advanced(by: interval)
+            while !shouldStop() && !Task.isCancelled {
+                let left = clock.now.duration(to: deadline)
+                if left <= .zero { break }
+                if let wakeup {
+                    if wakeup.wait(timeout: min(left, slice)) { break }
+                    await Task.yield()
+                } else {
+                    try? await Task.sleep(for: min(left, slice))
+                }
+            }
+        }
+    }
+
+    // MARK: - Steps
+
+    private func honourStopRequests(_ summary: inout TickSummary) async {
+        guard let requests = ledgerCall("requested stops", { try ledger.requestedStops() }) else { return }
+        for (runId, request) in requests {
+            do {
+                try await executor.stop(runId: runId, grace: configuration.stopGrace)
+            } catch {
+                logger.error("cannot stop container", metadata: ["run.id": "\(runId)", "error": "\(error)"])
+                continue
+            }
+            finish(runId, exit: request.exit, succeeded: request.kind == .tearOff, &summary)
+            await removeContainer(runId)
+        }
+    }
+
+    private func sweep(keeping inFlight: Set<String>, _ summary: inout TickSummary) async {
+        let containers: [String]
+        do {
+            containers = try await executor.list()
+        } catch {
+            logger.error("cannot list containers", metadata: ["error": "\(error)"])
+            return
+        }
+        for runId in containers where !inFlight.contains(runId) {
+            logger.info("removing container of a run that is not in flight", metadata: ["run.id": "\(runId)"])
+            await removeContainer(runId)
+            summary.swept.append(runId)
+        }
+    }
+
+    /// Follows one in-flight Run's container. Returns whether the Run is still in flight.
+    private func observe(_ run: RunInFlight, _ summary: inout TickSummary) async -> Bool {
+        // completing/aborting without a stop request would be a Run another driver is ending;
+        // it still holds its container, so it still holds capacity.
+        guard run.status == .starting || run.status == .running else { return true }
+        let seen: ExecutorObservation
+        do {
+            seen = try await executor.observe(runId: run.runId)
+        } catch {
+            logger.error("cannot observe container", metadata: ["run.id": "\(run.runId)", "error": "\(error)"])
+            return true
+        }
+        switch seen {
+        case .starting:
+            return true
+        case .running:
+            if run.status == .starting {
+                _ = ledgerCall("mark running", { try ledger.markRunning(runId: run.runId) })
+            }
+            return true
+        case .exited(let code, let oomKilled, let message):
+            let succeeded = code == 0 && !oomKilled
+            let exit = succeeded ? Self.succeededExit : RunExitJSON(code: Self.exitCode(code), message: message)
+            guard finish(run.runId, exit: exit, succeeded: succeeded, &summary) else { return true }
+            await removeContainer(run.runId)
+            return false
+        case .notFound:
+            logger.warning("run has no container", metadata: ["run.id": "\(run.runId)", "run.status": "\(run.status)"])
+            return !finish(run.runId, exit: Self.workerNotFoundExit, succeeded: false, &summary)
+        }
+    }
+
+    private func startRuns(holding initial: Capacity.Demand, _ summary: inout TickSummary) async {
+        guard let candidates = ledgerCall("ready runs", { try ledger.readyToStart(limit: configuration.startBatch) })
+        else { return }
+        var held = initial
+        for run in candidates {
+            guard run.planActive else { continue }
+            guard configuration.capacity.admits(run.demand, holding: held) else {
+                summary.waitingForCapacity = true
+                logger.debug("run waits for capacity", metadata: ["run.id": "\(run.runId)"])
+                break
+            }
+            if let problem = prepareDirectories(run) {
+                // Not the Run's fault, but nothing will fix it by waiting: fail it with the reason.
+                guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else {
+                    continue
+                }
+                finish(run.runId, exit: RunExitJSON(code: 255, message: problem), succeeded: false, &summary)
+                continue
+            }
+            guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else { continue }
+            switch await startContainer(run, &summary) {
+            case .running:
+                if !run.ignoredSettings.isEmpty {
+                    logger.info(
+                        "plan settings ignored by this executor",
+                        metadata: ["run.id": "\(run.runId)", "plan.settings": "\(run.ignoredSettings)"]
+                    )
+                }
+                summary.started.append(run.runId)
+                _ = ledgerCall("mark running", { try ledger.markRunning(runId: run.runId) })
+                held = held + run.demand
+                summary.inFlight += 1
+            case .failed:
+                break
+            case .unknown:
+                // It may run after all; the next tick observes it and holds its capacity then.
+                held = held + run.demand
+                summary.inFlight += 1
+            }
+        }
+    }
+
+    private enum StartOutcome { case running, failed, unknown }
+
+    /// Starts the container of a Run marked `starting`: it runs, or the Run was finished as
+    /// failed, or the runtime misbehaved and the Run stays `starting` for the next tick.
+    private func startContainer(_ run: ScheduledRun, _ summary: inout TickSummary) async -> StartOutcome {
+        let launch = RunLaunch(
+            runId: run.runId,
+            image: run.image,
+            entrypoint: run.entrypoint,
+            args: run.args,
+            inputs: run.inputs,
+            outputs: run.outputs,
+            logPath: run.logPath,
+            cpuMillis: run.cpuMillis,
+            memoryBytes: run.memoryBytes
+        )
+        for attempt in 0..<2 {
+            do {
+                try await executor.start(launch)
+                logger.info("run started", metadata: ["run.id": "\(run.runId)", "run.image": "\(run.image)"])
+                return .running
+            } catch let error as ExecutorError {
+                let reason: String
+                switch error.code {
+                case .alreadyExists where attempt == 0:
+                    // Left over from an earlier attempt of the same Run id (a retry whose old
+                    // container survived a failed cleanup): it is not this attempt's worker.
+                    logger.warning("removing a stale container before start", metadata: ["run.id": "\(run.runId)"])
+                    await removeContainer(run.runId)
+                    continue
+                case .imageNotFound: reason = "ImageNotFound"
+                case .startFailed: reason = "StartFailed"
+                case .invalidLaunch: reason = "InvalidLaunch"
+                default:
+                    logger.error(
+                        "container start failed for a reason of the runtime",
+                        metadata: ["run.id": "\(run.runId)", "error": "\(error)"]
+                    )
+                    return .unknown
+                }
+                let message =
+                    "(container \(PodmanExecutor.containerName(runId: run.runId))) [\(reason)] \(error.message)"
+                finish(run.runId, exit: RunExitJSON(code: 255, message: message), succeeded: false, &summary)
+                return .failed
+            } catch {
+                logger.error("container start failed", metadata: ["run.id": "\(run.runId)", "error": "\(error)"])
+                return .unknown
+            }
+        }
+        return .unknown
+    }
+
+    /// Creates the output directories and the log file's directory. Returns a problem message,
+    /// or nil when everything is in place.
+    private func prepareDirectories(_ run: ScheduledRun) -> String? {
+        var directories = run.outputs.map(\.hostPath)
+        if let logPath = run.logPath, let slash = logPath.lastIndex(of: "/"), slash != logPath.startIndex {
+            directories.append(String(logPath[..<slash]))
+        }
+        for directory in directories {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                return "cannot create directory \(directory): \(error)"
+            }
+        }
+        return nil
+    }
+
+    // MARK: - Helpers
+
+    /// Finishes a Run in the ledger. Returns true when the ledger finished it (now or earlier);
+    /// false when the ledger call failed, so the next tick tries again.
+    @discardableResult
+    private func finish(_ runId: String, exit: RunExitJSON, succeeded: Bool, _ summary: inout TickSummary) -> Bool {
+        guard let changed = ledgerCall("finish", { try ledger.finish(runId: runId, exit: exit, succeeded: succeeded) })
+        else { return false }
+        if changed {
+            summary.finished.append(runId)
+            logger.info(
+                "run finished",
+                metadata: [
+                    "run.id": "\(runId)", "run.exit.code": "\(exit.code)", "run.exit.message": "\(exit.message)",
+                ]
+            )
+        }
+        return true
+    }
+
+    private func removeContainer(_ runId: String) async {
+        do {
+            try await executor.cleanup(runId: runId)
+        } catch {
+            // The next sweep tries again.
+            logger.error("cannot remove container", metadata: ["run.id": "\(runId)", "error": "\(error)"])
+        }
+    }
+
+    private func ledgerCall<T>(_ what: String, _ body: () throws -> T) -> T? {
+        do {
+            return try body()
+        } catch {
+            logger.error("ledger call failed", metadata: ["ledger.call": "\(what)", "error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Knitfab's exit codes are one byte; a negative status (a runtime oddity) becomes 255.
+    static func exitCode(_ code: Int32) -> Int {
+        (0...255).contains(code) ? Int(code) : 255
+    }
+}

@@ -1,0 +1,129 @@
+import KnitCore
+import KnitScheduler
+import Synchronization
+
+/// Stands in for the store: the ``RunLedger`` contract over a dictionary, plus a record of what
+/// the driver did (start order, how often each Run was finished, peak concurrency).
+final class InMemoryLedger: RunLedger {
+    struct Entry {
+        var run: ScheduledRun
+        var status: RunStatus
+        var exit: RunExitJSON?
+        var finishCount = 0
+    }
+
+    private struct State {
+        var order: [String] = []
+        var entries: [String: Entry] = [:]
+        var startOrder: [String] = []
+        var peakInFlight = 0
+    }
+
+    private let state = Mutex(State())
+
+    func add(_ run: ScheduledRun, status: RunStatus = .ready) {
+        state.withLock {
+            $0.order.append(run.runId)
+            $0.entries[run.runId] = Entry(run: run, status: status)
+        }
+    }
+
+    /// What a user's abort or tear-off does through the API.
+    func requestStop(_ runId: String, _ request: RunStopRequest) {
+        state.withLock {
+            $0.entries[runId]?.status = request.kind == .abort ? .aborting : .completing
+            $0.entries[runId]?.exit = request.exit
+        }
+    }
+
+    func entry(_ runId: String) -> Entry? { state.withLock { $0.entries[runId] } }
+    func status(_ runId: String) -> RunStatus? { entry(runId)?.status }
+    var startOrder: [String] { state.withLock { $0.startOrder } }
+    var peakInFlight: Int { state.withLock { $0.peakInFlight } }
+
+    func allFinished(_ ids: [String]) -> Bool {
+        ids.allSatisfy { status($0)?.isFinished == true }
+    }
+
+    // MARK: RunLedger
+
+    func readyToStart(limit: Int) throws -> [ScheduledRun] {
+        state.withLock { state in
+            Array(
+                state.order.compactMap { id -> ScheduledRun? in
+                    guard let entry = state.entries[id], entry.status == .ready || entry.status == .waiting else {
+                        return nil
+                    }
+                    return entry.run
+                }
+                .prefix(limit)
+            )
+        }
+    }
+
+    func markStarting(runId: String) throws -> Bool {
+        state.withLock { state in
+            guard let status = state.entries[runId]?.status, status == .ready || status == .waiting else {
+                return false
+            }
+            state.entries[runId]?.status = .starting
+            state.startOrder.append(runId)
+            let inFlight = state.entries.values.filter { $0.status == .starting || $0.status == .running }.count
+            state.peakInFlight = max(state.peakInFlight, inFlight)
+            return true
+        }
+    }
+
+    func markRunning(runId: String) throws -> Bool {
+        state.withLock { state in
+            guard state.entries[runId]?.status == .starting else { return false }
+            state.entries[runId]?.status = .running
+            return true
+        }
+    }
+
+    func runsInFlight() throws -> [RunInFlight] {
+        state.withLock { state in
+            state.order.compactMap { id in
+                guard let entry = state.entries[id] else { return nil }
+                switch entry.status {
+                case .starting, .running, .completing, .aborting:
+                    return RunInFlight(
+                        runId: id,
+                        status: entry.status,
+                        cpuMillis: entry.run.cpuMillis,
+                        memoryBytes: entry.run.memoryBytes
+                    )
+                default: return nil
+                }
+            }
+        }
+    }
+
+    func requestedStops() throws -> [(runId: String, request: RunStopRequest)] {
+        state.withLock { state in
+            state.order.compactMap { id in
+                guard let entry = state.entries[id], let exit = entry.exit else { return nil }
+                switch entry.status {
+                case .aborting: return (id, RunStopRequest(kind: .abort, exit: exit))
+                case .completing: return (id, RunStopRequest(kind: .tearOff, exit: exit))
+                default: return nil
+                }
+            }
+        }
+    }
+
+    func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool {
+        state.withLock { state in
+            guard let entry = state.entries[runId] else { return false }
+            switch entry.status {
+            case .starting, .running, .completing, .aborting: break
+            default: return false
+            }
+            state.entries[runId]?.status = succeeded ? .done : .failed
+            state.entries[runId]?.exit = exit
+            state.entries[runId]?.finishCount += 1
+            return true
+        }
+    }
+}

@@ -1,0 +1,345 @@
+import Foundation
+import KnitCore
+import Synchronization
+import Testing
+
+@testable import KnitScheduler
+
+private let repositoryRoot = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+private let containersConf = repositoryRoot + "/containers/containers.conf"
+private let quickstartImage = "localhost/knit-quickstart:1"
+private let podmanPath = PodmanExecutor.findPodman()
+/// Its own executor instance, so sweeping never touches the executor tests' containers.
+private let instance = "knit-driver-tests"
+
+/// Builds the quickstart image once per test process (the script skips an existing image).
+private let quickstartBuilt: Result<Void, any Error> = {
+    let script = Process()
+    script.executableURL = URL(fileURLWithPath: repositoryRoot + "/examples/quickstart/build-image.sh")
+    script.arguments = [quickstartImage]
+    var environment = ProcessInfo.processInfo.environment
+    environment["CONTAINERS_CONF"] = containersConf
+    script.environment = environment
+    script.standardOutput = FileHandle.nullDevice
+    script.standardError = FileHandle.nullDevice
+    do {
+        try script.run()
+        script.waitUntilExit()
+        guard script.terminationStatus == 0 else {
+            return .failure(ExecutorError(.commandFailed, "build-image.sh failed"))
+        }
+        return .success(())
+    } catch {
+        return .failure(error)
+    }
+}()
+
+private func makeExecutor() throws -> PodmanExecutor {
+    try quickstartBuilt.get()
+    return PodmanExecutor(
+        configuration: .init(
+            podmanPath: try #require(podmanPath),
+            containersConf: containersConf,
+            instance: instance,
+            commandTimeout: .seconds(20),
+            startTimeout: .seconds(30)
+        )
+    )
+}
+
+private func makeDriver(
+    _ ledger: InMemoryLedger,
+    _ executor: PodmanExecutor,
+    capacity: Capacity = Capacity(cpuMillis: 2000, memoryBytes: 4 << 30)
+) -> RunDriver {
+    RunDriver(
+        ledger: ledger,
+        executor: executor,
+        configuration: .init(capacity: capacity, stopGrace: .seconds(1), idlePollInterval: .seconds(30))
+    )
+}
+
+/// A scratch directory under /tmp for one test, plus removal of every container of this test
+/// instance afterwards, even when the test fails.
+private func withScratch(_ body: (_ scratch: String, _ executor: PodmanExecutor) async throws -> Void) async throws {
+    let executor = try makeExecutor()
+    let scratch = NSTemporaryDirectory() + "knit-driver-tests-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+    func cleanUp() async {
+        for runId in (try? await executor.list()) ?? [] { try? await executor.cleanup(runId: runId) }
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
+    do {
+        try await body(scratch, executor)
+        await cleanUp()
+    } catch {
+        await cleanUp()
+        throw error
+    }
+}
+
+/// Ticks until `done` holds; fails the test after `timeout`.
+private func drive(
+    _ driver: RunDriver,
+    timeout: Duration = .seconds(20),
+    until done: () -> Bool
+) async throws {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while !done() {
+        guard clock.now < deadline else { throw ExecutorError(.timedOut, "the driver did not get there in \(timeout)") }
+        await driver.tick()
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
+
+private func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+private func shellRun(_ script: String, id: String = "drv-" + KnitIdentifier.make()) -> ScheduledRun {
+    ScheduledRun(runId: id, image: quickstartImage, args: [script])
+}
+
+@Suite(
+    "RunDriver (in-memory ledger, real podman containers)",
+    .serialized,
+    .enabled(if: podmanPath != nil, "podman is not installed")
+)
+struct RunDriverTests {
+    @Test("a run that writes its output and exits 0 ends done with exit 0, its output and its log")
+    func success() async throws {
+        try await withScratch { scratch, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let input = scratch + "/in"
+            try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
+            try "hello\n".write(toFile: input + "/greeting", atomically: true, encoding: .utf8)
+            var run = shellRun("tr a-z A-Z < /in/data/greeting > /out/model/shout; echo to-stdout; echo to-stderr >&2")
+            run.inputs = [.init(hostPath: input, containerPath: "/in/data")]
+            // Neither directory exists yet: the driver creates them.
+            run.outputs = [.init(hostPath: scratch + "/data/out-1", containerPath: "/out/model")]
+            run.logPath = scratch + "/data/log-1/log"
+            ledger.add(run)
+
+            let first = await driver.tick()
+            #expect(first.started == [run.runId])
+            try await drive(driver) { ledger.status(run.runId)?.isFinished == true }
+            let entry = try #require(ledger.entry(run.runId))
+            #expect(entry.status == .done)
+            #expect(entry.exit == RunExitJSON(code: 0, message: ""))
+            #expect(entry.finishCount == 1)
+            #expect(read(scratch + "/data/out-1/shout") == "HELLO\n")
+            #expect(read(scratch + "/data/log-1/log") == "to-stdout\nto-stderr\n")
+            #expect(try await executor.observe(runId: run.runId) == .notFound)
+            // More ticks change nothing.
+            await driver.tick()
+            #expect(ledger.entry(run.runId)?.finishCount == 1)
+        }
+    }
+
+    @Test("exit 3 ends failed with exit 3 and the executor's message")
+    func exitCode() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let run = shellRun("exit 3")
+            ledger.add(run)
+            try await drive(driver) { ledger.status(run.runId)?.isFinished == true }
+            #expect(ledger.status(run.runId) == .failed)
+            #expect(ledger.entry(run.runId)?.exit == RunExitJSON(code: 3, message: "exited with code 3"))
+            #expect(try await executor.observe(runId: run.runId) == .notFound)
+        }
+    }
+
+    @Test("exceeding the memory limit ends failed with an OOMKilled message")
+    func outOfMemory() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            var run = shellRun("exec dd if=/dev/zero of=/dev/null bs=100M count=1")
+            run.memoryBytes = 32 << 20
+            ledger.add(run)
+            try await drive(driver) { ledger.status(run.runId)?.isFinished == true }
+            let exit = try #require(ledger.entry(run.runId)?.exit)
+            #expect(ledger.status(run.runId) == .failed)
+            #expect(exit.code == 137)
+            #expect(exit.message.contains("OOMKilled"))
+        }
+    }
+
+    @Test("an image that does not exist ends failed 255 with a message naming the image")
+    func missingImage() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let run = ScheduledRun(runId: "drv-" + KnitIdentifier.make(), image: "localhost/knit-no-such-image:0")
+            ledger.add(run)
+            let summary = await driver.tick()
+            #expect(summary.started.isEmpty)
+            #expect(summary.finished == [run.runId])
+            let exit = try #require(ledger.entry(run.runId)?.exit)
+            #expect(ledger.status(run.runId) == .failed)
+            #expect(exit.code == 255)
+            #expect(exit.message.hasPrefix("(container knit-run-\(run.runId)) [ImageNotFound]"))
+            #expect(exit.message.contains("localhost/knit-no-such-image:0"))
+        }
+    }
+
+    @Test("aborting a running container ends the run failed 253 within seconds")
+    func abort() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let run = shellRun("sleep 30")
+            ledger.add(run)
+            try await drive(driver) { ledger.status(run.runId) == .running }
+            ledger.requestStop(run.runId, .abort)
+            let clock = ContinuousClock()
+            let began = clock.now
+            let summary = await driver.tick()
+            #expect(clock.now - began < .seconds(8))
+            #expect(summary.finished == [run.runId])
+            #expect(ledger.status(run.runId) == .failed)
+            #expect(ledger.entry(run.runId)?.exit == RunExitJSON(code: 253, message: "aborted by user"))
+            #expect(try await executor.observe(runId: run.runId) == .notFound)
+        }
+    }
+
+    @Test("tearing off a running container ends the run done 0 with what it wrote so far")
+    func tearOff() async throws {
+        try await withScratch { scratch, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            var run = shellRun("echo partial > /out/o/part; echo ready; sleep 30")
+            run.outputs = [.init(hostPath: scratch + "/out", containerPath: "/out/o")]
+            run.logPath = scratch + "/log/log"
+            ledger.add(run)
+            try await drive(driver) { read(scratch + "/log/log").contains("ready") }
+            ledger.requestStop(run.runId, .tearOff)
+            await driver.tick()
+            #expect(ledger.status(run.runId) == .done)
+            #expect(ledger.entry(run.runId)?.exit == RunExitJSON(code: 0, message: "stopped by user"))
+            #expect(read(scratch + "/out/part") == "partial\n")
+            #expect(ledger.entry(run.runId)?.finishCount == 1)
+        }
+    }
+
+    @Test("with a budget of one cpu, three one-cpu runs run one at a time, in FIFO order")
+    func capacity() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor, capacity: Capacity(cpuMillis: 1000, memoryBytes: 1 << 30))
+            var ids: [String] = []
+            for index in 0..<3 {
+                var run = shellRun("sleep 0.3", id: "drv-cap\(index)-" + KnitIdentifier.make())
+                run.cpuMillis = 1000
+                ledger.add(run)
+                ids.append(run.runId)
+            }
+            let first = await driver.tick()
+            #expect(first.started == [ids[0]])
+            #expect(first.waitingForCapacity)
+            try await drive(driver, timeout: .seconds(30)) { ledger.allFinished(ids) }
+            #expect(ledger.peakInFlight == 1)
+            #expect(ledger.startOrder == ids)
+            #expect(ids.allSatisfy { ledger.status($0) == .done })
+        }
+    }
+
+    @Test("a run the ledger calls running without a container ends 254; stray containers are removed")
+    func reconciliation() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let ghost = shellRun("true")
+            ledger.add(ghost, status: .running)
+            // A container whose Run the ledger does not know (e.g. deleted while the scheduler was down).
+            let strayId = "drv-stray-" + KnitIdentifier.make()
+            try await executor.start(RunLaunch(runId: strayId, image: quickstartImage, args: ["sleep 30"]))
+
+            let driver = makeDriver(ledger, executor)
+            let summary = await driver.tick()
+            #expect(summary.swept == [strayId])
+            #expect(try await executor.observe(runId: strayId) == .notFound)
+            #expect(ledger.status(ghost.runId) == .failed)
+            #expect(
+                ledger.entry(ghost.runId)?.exit == RunExitJSON(code: 254, message: "worker for the run is not found")
+            )
+            #expect(ledger.startOrder.isEmpty)
+        }
+    }
+
+    @Test("a new driver after the old one died adopts the running container and finishes the run once")
+    func restartAdoptsContainer() async throws {
+        try await withScratch { scratch, executor in
+            let ledger = InMemoryLedger()
+            var run = shellRun("sleep 2; echo finished > /out/o/result")
+            run.outputs = [.init(hostPath: scratch + "/out", containerPath: "/out/o")]
+            ledger.add(run)
+            do {
+                let doomed = makeDriver(ledger, executor)
+                try await drive(doomed) { ledger.status(run.runId) == .running }
+            }
+            // As if the scheduler process had been killed: fresh executor (same instance), fresh driver.
+            let revived = makeDriver(ledger, try makeExecutor())
+            let first = await revived.tick()
+            #expect(first.swept.isEmpty)
+            #expect(first.started.isEmpty)
+            #expect(first.inFlight == 1)
+            try await drive(revived) { ledger.status(run.runId)?.isFinished == true }
+            #expect(ledger.status(run.runId) == .done)
+            #expect(ledger.entry(run.runId)?.finishCount == 1)
+            #expect(ledger.startOrder == [run.runId])
+            #expect(read(scratch + "/out/result") == "finished\n")
+        }
+    }
+
+    @Test("the run loop starts a new run as soon as it is rung, long before its idle poll")
+    func runLoopWakeup() async throws {
+        try await withScratch { scratch, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let wakeup = try Wakeup(path: scratch + "/wakeup.sock")
+            let stop = StopFlag()
+            let loop = Task { await driver.run(wakeup: wakeup, until: { stop.value.load(ordering: .relaxed) }) }
+            defer { stop.value.store(true, ordering: .relaxed) }
+            // Let the loop's first (empty) tick pass, so it waits on the socket.
+            try await Task.sleep(for: .milliseconds(500))
+            let run = shellRun("true")
+            ledger.add(run)
+            let clock = ContinuousClock()
+            let rung = clock.now
+            Wakeup.notify(path: wakeup.path)
+            while ledger.status(run.runId)?.isFinished != true && clock.now - rung < .seconds(15) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(ledger.status(run.runId) == .done)
+            // The idle poll is 30 s: anything this quick came from the ring (or the busy poll after it).
+            #expect(clock.now - rung < .seconds(5))
+            stop.value.store(true, ordering: .relaxed)
+            await loop.value
+        }
+    }
+}
+
+private final class StopFlag: Sendable {
+    let value = Atomic<Bool>(false)
+}
+
+@Suite("Capacity")
+struct CapacityTests {
+    @Test("strict admission: a run fits only within the budget, but anything starts on an idle machine")
+    func admission() {
+        let budget = Capacity(cpuMillis: 2000, memoryBytes: 1 << 30)
+        let one = Capacity.Demand(cpuMillis: 1000, memoryBytes: 256 << 20)
+        #expect(budget.admits(one, holding: .zero))
+        #expect(budget.admits(one, holding: one))
+        #expect(!budget.admits(one, holding: one + one))
+        #expect(!budget.admits(Capacity.Demand(cpuMillis: 0, memoryBytes: 900 << 20), holding: one))
+        // Larger than the whole budget: starts alone rather than never.
+        let huge = Capacity.Demand(cpuMillis: 8000, memoryBytes: 1 << 34)
+        #expect(budget.admits(huge, holding: .zero))
+        #expect(!budget.admits(huge, holding: one))
+        let machine = Capacity.machine()
+        #expect(machine.cpuMillis >= 1000 && machine.memoryBytes > 0)
+    }
+}
