@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "knitd",
             dependencies: [
-                "KnitAPI", "KnitStore", "KnitFastCGI",
+                "KnitAPI", "KnitStore", "KnitFastCGI", "KnitScheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

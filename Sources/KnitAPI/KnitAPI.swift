@@ -20,11 +20,17 @@ public final class KnitAPI: Sendable {
     let transfers: TransferSlots
     let requestCounter = RequestCounter()
 
-    /// - Parameter transferSlots: uploads plus downloads allowed at once; more get 503.
-    public init(store: KnitStore, logger: Logger, transferSlots: Int = 16) {
+    let onChange: (@Sendable () -> Void)?
+
+    /// - Parameters:
+    ///   - transferSlots: uploads plus downloads allowed at once; more get 503.
+    ///   - onChange: called after every successful change of Data, Plans or Runs (each may have made Runs
+    ///     startable or asked one to stop); knitd rings the scheduler's wake-up socket with it.
+    public init(store: KnitStore, logger: Logger, transferSlots: Int = 16, onChange: (@Sendable () -> Void)? = nil) {
         self.store = store
         self.logger = logger
         self.transfers = TransferSlots(capacity: transferSlots)
+        self.onChange = onChange
     }
 
     /// Transfers currently holding a slot (for tests and metrics).
@@ -38,7 +44,9 @@ public final class KnitAPI: Sendable {
         logger[metadataKey: "request.method"] = "\(request.method)"
         logger[metadataKey: "request.path"] = "\(request.path)"
         do {
-            return try route(request, readBody: readBody, logger: logger)
+            let response = try route(request, readBody: readBody, logger: logger)
+            if response.status < 300, request.method != "GET", request.method != "HEAD" { onChange?() }
+            return response
         } catch let error as KnitAPIError {
             if error.status >= 500 { logger.error("request failed", metadata: ["error": "\(error)"]) }
             return .error(error)

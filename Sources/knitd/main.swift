@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitAPI
 import KnitFastCGI
+import KnitScheduler
 import KnitStore
 import Logging
 
@@ -88,7 +89,10 @@ struct Knitd: ParsableCommand {
             throw ExitCode(2)
         }
 
-        let api = KnitAPI(store: store, logger: logger, transferSlots: transferSlots)
+        let schedulerSocket = home + "/run/scheduler.sock"
+        let api = KnitAPI(store: store, logger: logger, transferSlots: transferSlots) {
+            Wakeup.notify(path: schedulerSocket)
+        }
         let server = FastCGIServer(listener: listener) { request in serve(request, api: api) }
         let running = server.start(threads: threads)
         logger.info(
