@@ -84,7 +84,7 @@ public final class KnitAPI: Sendable {
         case (_, _, "plans"):
             return try routePlans(request, segments: segments, caller: caller, readBody: readBody)
         case (_, _, "runs"):
-            return try routeRuns(request, segments: segments)
+            return try routeRuns(request, segments: segments, caller: caller)
         default:
             throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
         }

@@ -1,13 +1,18 @@
 import KnitCore
 import KnitStore
 
-// `/api/runs…`: the read side (find, show). Abort, tear-off, retry, delete and logs come with the
-// scheduler.
+// `/api/runs…`: the read side (find, show) and the user's stop requests (abort, tear-off). Retry,
+// delete and logs come later.
 
 extension KnitAPI {
     /// Routes `segments` (after `api`, starting with `runs`).
-    func routeRuns(_ request: APIRequest, segments: [String]) throws -> APIResponse {
+    func routeRuns(_ request: APIRequest, segments: [String], caller: Caller) throws -> APIResponse {
         switch (request.method, segments.count) {
+        case ("PUT", 3) where segments[2] == "abort" || segments[2] == "tearoff":
+            guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+            return try stopRun(runId: segments[1], fail: segments[2] == "abort")
+        case (_, 3) where segments[2] == "abort" || segments[2] == "tearoff":
+            throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
         case ("GET", 1):
             return try findRuns(request)
         case ("GET", 2):
@@ -17,6 +22,22 @@ extension KnitAPI {
             throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
         default:
             throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
+        }
+    }
+
+    // MARK: PUT /api/runs/{id}/abort, /tearoff
+
+    /// Abort (`fail`) or tear-off: 200 with the Run Detail; 404 for an unknown Run; 409 "prohibited
+    /// operation" (advice: what the status allows) for an illegal transition.
+    func stopRun(runId: String, fail: Bool) throws -> APIResponse {
+        do {
+            return .json(try store.requestStop(runId: runId, fail: fail))
+        } catch {
+            let prefix = "prohibited operation: "
+            if error.code == .conflict, error.message.hasPrefix(prefix) {
+                throw KnitAPIError.conflict("prohibited operation", advice: String(error.message.dropFirst(prefix.count)))
+            }
+            throw apiError(for: error)
         }
     }
 

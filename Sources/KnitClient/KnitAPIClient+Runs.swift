@@ -30,6 +30,34 @@ extension KnitAPIClient {
         return try Self.decodeRun(json, what: what)
     }
 
+    /// `PUT {apiRoot}/runs/{runId}/abort`: the Run goes to aborting (exit 253) and ends failed.
+    /// - Throws: `.server` with status 404 for an unknown Run, 409 when its status does not allow it.
+    public func abortRun(runId: String) throws(KnitClientError) -> RunRecord {
+        try stopRun(runId: runId, action: "abort")
+    }
+
+    /// `PUT {apiRoot}/runs/{runId}/tearoff`: the Run goes to completing (exit 0 "stopped by user") and ends
+    /// done with what its outputs hold so far.
+    /// - Throws: `.server` with status 404 for an unknown Run, 409 when its status does not allow it.
+    public func tearOffRun(runId: String) throws(KnitClientError) -> RunRecord {
+        try stopRun(runId: runId, action: "tearoff")
+    }
+
+    private func stopRun(runId: String, action: String) throws(KnitClientError) -> RunRecord {
+        let what = "PUT /runs/\(runId)/\(action)"
+        let response = try send(
+            HTTPRequest(
+                method: "PUT",
+                url: url("runs/\(PercentEncoding.encode(runId))/\(action)"),
+                headers: authorized(["Accept": "application/json"])
+            )
+        )
+        guard let json = JSONValue.parse(response.body) else {
+            throw KnitClientError(.response, "\(what): the server did not answer JSON")
+        }
+        return try Self.decodeRun(json, what: what)
+    }
+
     /// `GET {apiRoot}/runs/?plan=…&knitIdInput=…&knitIdOutput=…&status=…&since=…&duration=…`: each list is
     /// sent comma-separated (OR within a list, AND across lists); `duration` needs `since`.
     public func findRuns(

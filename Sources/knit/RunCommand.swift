@@ -3,7 +3,7 @@ import ArgumentParser
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Find and show Runs.",
-        subcommands: [RunFind.self, RunShow.self]
+        abstract: "Find, show and stop Runs.",
+        subcommands: [RunFind.self, RunShow.self, RunStop.self]
     )
 }

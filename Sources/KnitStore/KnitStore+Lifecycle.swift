@@ -1,0 +1,332 @@
+public import KnitCore
+internal import KnitLMDB
+internal import Logging
+
+// The store side of the Run lifecycle (reference §3): what the scheduler reads to start containers, the
+// status changes it makes, the user's stop requests (abort, tear-off) and the one transaction that ends a
+// Run. Every change goes through `putRun`, so the producer copies in the Run's Data records stay in step.
+//
+// The scheduler (the only worker) drives waiting → ready → starting → running and then calls `finishRun`.
+// A user stop moves the Run to aborting / completing with its exit; the scheduler then stops the container
+// and calls `finishRun`, which keeps that exit. A waiting or deactivated Run has no container, so aborting
+// it finishes it in the same transaction (Knitfab leaves that to its finishing loop; Knit has no loop and
+// no worker to wait for).
+
+/// A Data directory a Run's container mounts: the Data, its host directory and the path inside.
+public struct RunMountInfo: Sendable, Equatable {
+    public var knitId: String
+    /// `home/data/<knitId>`.
+    public var hostPath: String
+    public var containerPath: String
+
+    public init(knitId: String, hostPath: String, containerPath: String) {
+        self.knitId = knitId
+        self.hostPath = hostPath
+        self.containerPath = containerPath
+    }
+}
+
+/// A Run's log Data and the host file the container's stdout and stderr go to.
+public struct RunLogFileInfo: Sendable, Equatable {
+    public var knitId: String
+    /// `home/data/<logKnitId>/log`.
+    public var hostPath: String
+
+    public init(knitId: String, hostPath: String) {
+        self.knitId = knitId
+        self.hostPath = hostPath
+    }
+}
+
+/// A Run that may start, with everything its container needs.
+public struct ScheduledRunInfo: Sendable, Equatable {
+    public var runId: String
+    public var planId: String
+    /// `waiting` or `ready`.
+    public var status: RunStatus
+    /// `name:tag`.
+    public var image: String
+    /// Empty keeps the image's ENTRYPOINT.
+    public var entrypoint: [String]
+    /// Empty keeps the image's CMD.
+    public var args: [String]
+    /// Read-only, in plan order.
+    public var inputs: [RunMountInfo]
+    /// Read-write, in plan order; created (empty) by ``KnitStore/markReady(runId:)``.
+    public var outputs: [RunMountInfo]
+    public var log: RunLogFileInfo?
+    /// Plan resource `cpu`; nil when the plan has no limit.
+    public var cpuMillicores: Int64?
+    /// Plan resource `memory`; nil when the plan has no limit.
+    public var memoryBytes: Int64?
+    public var planActive: Bool
+    /// Plan settings a local executor accepts but cannot honour (`on_node`, `service_account`), for a log line.
+    public var ignoredSettings: [String]
+}
+
+/// A Run that may have a container: ready, starting, running, completing or aborting.
+public struct InFlightRunInfo: Sendable, Equatable {
+    public var status: RunStatus
+    /// The exit a stop request recorded (aborting: 253, completing by tear-off: 0), else nil.
+    public var exit: RunExitJSON?
+    public var cpuMillicores: Int64?
+    public var memoryBytes: Int64?
+}
+
+extension KnitStore {
+    // MARK: Reading for the scheduler
+
+    /// Runs that may start, oldest first, at most `limit`: `ready` Runs (they were waiting before any
+    /// waiting Run is now), then `waiting` Runs, each group by (updatedAt, runId). Only image plans.
+    public func runsToStart(limit: Int) throws(StoreError) -> [ScheduledRunInfo] {
+        guard limit > 0 else { return [] }
+        return try read("runs to start") { txn in
+            var found: [ScheduledRunInfo] = []
+            let cache = PlanCache()
+            for status in [RunStatus.ready, .waiting] {
+                var runs: [RunRecord] = []
+                for id in try txn.duplicates(db.runsByStatus, key: Array(status.rawValue.utf8)) {
+                    runs.append(try run(txn, String(decoding: id, as: UTF8.self)))
+                }
+                runs.sort { a, b in
+                    a.updatedAtMs != b.updatedAtMs
+                        ? a.updatedAtMs < b.updatedAtMs : a.runId.utf8.lexicographicallyPrecedes(b.runId.utf8)
+                }
+                for run in runs {
+                    guard found.count < limit else { return found }
+                    guard let plan = try cache.plan(self, txn, run.planId) else { continue }
+                    found.append(scheduledInfo(run, plan))
+                }
+            }
+            return found
+        }
+    }
+
+    private func scheduledInfo(_ run: RunRecord, _ plan: Plan) -> ScheduledRunInfo {
+        var outputs: [RunMountInfo] = []
+        for (knitId, output) in zip(run.outputs, plan.outputs) {
+            outputs.append(
+                RunMountInfo(knitId: knitId, hostPath: dataDirectory(knitId: knitId), containerPath: output.path)
+            )
+        }
+        var ignored: [String] = []
+        if !plan.onNode.isEmpty { ignored.append("on_node") }
+        if plan.serviceAccount != nil { ignored.append("service_account") }
+        return ScheduledRunInfo(
+            runId: run.runId,
+            planId: run.planId,
+            status: run.status,
+            image: plan.imageReference,
+            entrypoint: plan.entrypoint,
+            args: plan.args,
+            inputs: run.assignments.map {
+                RunMountInfo(knitId: $0.knitId, hostPath: dataDirectory(knitId: $0.knitId), containerPath: $0.path)
+            },
+            outputs: outputs,
+            log: run.logKnitId.map { RunLogFileInfo(knitId: $0, hostPath: logFilePath(logKnitId: $0)) },
+            cpuMillicores: plan.cpuMillicores,
+            memoryBytes: plan.memoryBytes,
+            planActive: plan.active,
+            ignoredSettings: ignored
+        )
+    }
+
+    /// `home/data/<logKnitId>/log`: the file a Run's stdout and stderr go to.
+    public func logFilePath(logKnitId: String) -> String { dataDirectory(knitId: logKnitId) + "/log" }
+
+    /// Every Run in ready, starting, running, completing or aborting, by runId, with the resources its
+    /// plan reserves (so a restarted scheduler knows what running containers hold) and the exit a stop
+    /// request recorded.
+    public func runsInFlight() throws(StoreError) -> [String: InFlightRunInfo] {
+        try read("runs in flight") { txn in
+            var found: [String: InFlightRunInfo] = [:]
+            let cache = PlanCache()
+            for status in [RunStatus.ready, .starting, .running, .completing, .aborting] {
+                for id in try txn.duplicates(db.runsByStatus, key: Array(status.rawValue.utf8)) {
+                    let run = try run(txn, String(decoding: id, as: UTF8.self))
+                    let plan = try cache.plan(self, txn, run.planId)
+                    found[run.runId] = InFlightRunInfo(
+                        status: run.status,
+                        exit: run.exit,
+                        cpuMillicores: plan?.cpuMillicores,
+                        memoryBytes: plan?.memoryBytes
+                    )
+                }
+            }
+            return found
+        }
+    }
+
+    // MARK: Scheduler transitions
+
+    /// waiting → ready: the outputs are allocated. Creates each output directory and the log's directory
+    /// (mode 0755, empty), also when the Run is ready already, so a retried call repairs a half-done one.
+    /// - Returns: false, changing nothing, when the Run is not waiting or ready (deactivated, aborted,
+    ///   deleted…) or does not exist.
+    @discardableResult
+    public func markReady(runId: String) throws(StoreError) -> Bool {
+        try advance(runId: runId, to: .ready, from: [.waiting, .ready], operation: "mark ready")
+    }
+
+    /// waiting or ready → starting (through ready, creating the directories as ``markReady(runId:)``).
+    /// - Returns: false, changing nothing, when the Run is not startable any more.
+    @discardableResult
+    public func markStarting(runId: String) throws(StoreError) -> Bool {
+        try advance(runId: runId, to: .starting, from: [.waiting, .ready, .starting], operation: "mark starting")
+    }
+
+    /// starting (or ready) → running, once the container runs.
+    /// - Returns: false, changing nothing, when the Run is no longer starting (a user stopped it).
+    @discardableResult
+    public func markRunning(runId: String) throws(StoreError) -> Bool {
+        try advance(runId: runId, to: .running, from: [.ready, .starting, .running], operation: "mark running")
+    }
+
+    private func advance(runId: String, to next: RunStatus, from allowed: Set<RunStatus>, operation: String)
+        throws(StoreError) -> Bool
+    {
+        let now = clock()
+        let directories: [String]? = try write(operation) { txn -> [String]? in
+            guard var run = try existingRun(txn, runId), allowed.contains(run.status) else { return nil }
+            if run.status == .waiting, next != .ready {
+                precondition(RunStatus.waiting.canTransition(to: .ready), "waiting → ready")
+                run.status = .ready
+            }
+            guard run.status.canTransition(to: next) else { return nil }
+            if run.status != next {
+                run.status = next
+                run.updatedAtMs = now
+                try putRun(txn, run)
+            }
+            return next == .running ? [] : run.outputs.map { dataDirectory(knitId: $0) }
+        }
+        guard let directories else { return false }
+        for directory in directories { try FileSystem.makeDirectory(directory, mode: 0o755) }
+        logger.debug("run advanced", metadata: ["knit.run": "\(runId)", "run.status": "\(next)"])
+        return true
+    }
+
+    /// The Run record, or nil when there is none or it is a tombstone.
+    private func existingRun(_ txn: borrowing LMDBTransaction, _ runId: String) throws -> RunRecord? {
+        let found = try txn.withValue(db.runs, key: runId.utf8) { bytes throws(StoreError) in
+            try bytes.map { bytes throws(StoreError) in try RunRecord(decoding: bytes) }
+        }
+        guard let found, found.status != .invalidated else { return nil }
+        return found
+    }
+
+    // MARK: User stop requests
+
+    /// `PUT /api/runs/{id}/abort` (`fail`) or `…/tearoff`: abort → aborting with exit 253 "aborted by
+    /// user" (from deactivated, waiting, ready, starting, running; already aborting: unchanged); tear-off →
+    /// completing with exit 0 "stopped by user" (from ready, starting, running; already completing:
+    /// unchanged). An aborted deactivated or waiting Run never started, so it is failed at once, in the
+    /// same transaction, as ``finishRun(runId:exit:succeeded:)`` would.
+    /// - Throws: `.notFound` for an unknown or deleted Run; `.conflict` "prohibited operation: …" for a
+    ///   status the operation is not allowed from, or a Run of a pseudo plan (an upload ends by itself).
+    public func requestStop(runId: String, fail: Bool) throws(StoreError) -> RunDetailJSON {
+        let now = clock()
+        let detail = try write(fail ? "abort run" : "tear off run") { txn in
+            guard var run = try existingRun(txn, runId) else { throw StoreError(.notFound, "run \(runId) not found") }
+            let cache = PlanCache()
+            if try cache.record(self, txn, run.planId).pseudoName != nil {
+                throw StoreError(
+                    .conflict,
+                    "prohibited operation: run \(runId) is an upload; it ends when the upload does"
+                )
+            }
+            let change = try Self.stopChange(runId: runId, from: run.status, fail: fail)
+            if let change {
+                let neverStarted = run.status == .waiting || run.status == .deactivated
+                run.status = change.status
+                run.exit = change.exit
+                run.updatedAtMs = now
+                if neverStarted {
+                    try finish(txn, &run, succeeded: false, now: now, cache: cache)
+                } else {
+                    try putRun(txn, run)
+                }
+            }
+            return try runDetail(txn, run, cache)
+        }
+        logger.info("run stop requested", metadata: ["knit.run": "\(runId)", "run.status": "\(detail.status)"])
+        return detail
+    }
+
+    /// The change ``RunOperation`` allows, its refusals as store errors.
+    private static func stopChange(runId: String, from status: RunStatus, fail: Bool) throws(StoreError)
+        -> RunStatusChange?
+    {
+        do {
+            return fail ? try RunOperation.abort(from: status) : try RunOperation.tearOff(from: status)
+        } catch {
+            if error.status == 404 { throw StoreError(.notFound, "run \(runId) not found") }
+            throw StoreError(.conflict, "prohibited operation: \(error.advice ?? error.reason)")
+        }
+    }
+
+    // MARK: Finishing
+
+    /// Ends a Run in one transaction: `done` (succeeded) or `failed`, `exit` recorded unless a stop request
+    /// recorded one already (a torn-off Run keeps 0 "stopped by user", an aborted one 253), updatedAt and
+    /// every output's and the log's `knit#timestamp` set to now; a done Run's outputs and log are nominated,
+    /// so the next Runs of a chain exist when this returns. A completing Run (torn off) always ends done and
+    /// an aborting one always failed, whatever `succeeded` says: those are the only ways out of them.
+    /// - Returns: false, changing nothing, when the Run is not in ready, starting, running, completing or
+    ///   aborting (finished already, never started, deleted or unknown): a Run finishes at most once.
+    @discardableResult
+    public func finishRun(runId: String, exit: RunExitJSON, succeeded: Bool) throws(StoreError) -> Bool {
+        let now = clock()
+        let finished: RunStatus? = try write("finish run") { txn -> RunStatus? in
+            guard var run = try existingRun(txn, runId) else { return nil }
+            switch run.status {
+            case .ready, .starting, .running:
+                let via: RunStatus = succeeded ? .completing : .aborting
+                precondition(run.status.canTransition(to: via), "\(run.status) → \(via)")
+                run.status = via
+            case .completing, .aborting: break
+            default: return nil
+            }
+            if run.exit == nil { run.exit = exit }
+            run.updatedAtMs = now
+            try finish(txn, &run, succeeded: run.status == .completing, now: now, cache: PlanCache())
+            return run.status
+        }
+        guard let finished else { return false }
+        logger.info(
+            "run finished",
+            metadata: ["knit.run": "\(runId)", "run.status": "\(finished)", "run.exit": "\(exit.code)"]
+        )
+        return true
+    }
+
+    /// completing → done or aborting → failed for `run` (its exit already set), timestamps on its Data,
+    /// and for done the nomination of each of them (creating downstream Runs).
+    private func finish(
+        _ txn: borrowing LMDBTransaction,
+        _ run: inout RunRecord,
+        succeeded: Bool,
+        now: Int64,
+        cache: PlanCache
+    ) throws {
+        let next: RunStatus = succeeded ? .done : .failed
+        guard run.status.canTransition(to: next) else {
+            throw StoreError(.conflict, "prohibited operation: cannot finish a \(run.status.rawValue) run as \(next)")
+        }
+        run.status = next
+        run.updatedAtMs = now
+        try putRun(txn, run)
+        var made: [DataRecord] = []
+        for knitId in run.outputs {
+            let key = Array(knitId.utf8)
+            guard var record = try dataRecord(txn, key) else {
+                throw StoreError(.corrupted, "store: data \(knitId) of run \(run.runId) is missing")
+            }
+            record.timestampMs = now
+            try txn.put(db.data, key: key, value: record.encoded())
+            made.append(record)
+        }
+        guard succeeded else { return }
+        for record in made { try projectData(txn, record, now: now, cache: cache) }
+    }
+}
