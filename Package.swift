@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "knitd", targets: ["knitd"]),
         .executable(name: "knit", targets: ["knit"]),
         .executable(name: "knitadm", targets: ["knitadm"]),
+        .executable(name: "knit-scheduler", targets: ["knit-scheduler"]),
         // Libraries are products only so bench/ can measure the store and API in-process.
         .library(name: "KnitCore", targets: ["KnitCore"]),
         .library(name: "KnitStore", targets: ["KnitStore"]),
@@ -102,6 +103,17 @@ let package = Package(
             name: "knitadm",
             dependencies: [
                 "KnitStore", "KnitCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+
+        .executableTarget(
+            name: "knit-scheduler",
+            dependencies: [
+                "KnitScheduler", "KnitStore", "KnitCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -1,0 +1,124 @@
+import ArgumentParser
+import KnitScheduler
+import KnitStore
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Set by SIGTERM/SIGINT; the driver's loop checks it between ticks (within ~100 ms).
+let stopRequested = Atomic<Bool>(false)
+
+/// knit-scheduler: drives Runs from `waiting` to `done`/`failed` on the local container runtime.
+/// Wiring only; the lifecycle logic is KnitScheduler's RunDriver, the state is KnitStore's.
+@main
+struct KnitSchedulerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "knit-scheduler",
+        abstract: "Run Knit's Runs as podman containers on this machine."
+    )
+
+    @Option(help: "Instance directory (the store knitd serves). Default: $KNIT_HOME or /var/lib/knit.")
+    var home: String = defaultHome()
+
+    @Option(help: "containers.conf for podman (Knit ships containers/containers.conf).")
+    var containersConf: String?
+
+    @Option(help: "Path of the podman binary. Default: found on PATH.")
+    var podman: String?
+
+    @Option(help: "Label value telling this installation's containers apart from others on the host.")
+    var instance: String = "knit"
+
+    @Option(help: "CPU budget in millicores for running containers. Default: all cores.")
+    var cpuBudget: Int?
+
+    @Option(help: "Memory budget in bytes for running containers. Default: the machine's memory.")
+    var memoryBudget: Int64?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("unknown --log-level '\(logLevel)'")
+        }
+        if let cpuBudget, cpuBudget <= 0 { throw ValidationError("--cpu-budget must be positive") }
+        if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "knit-scheduler")
+        signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
+        signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+        signal(SIGPIPE, SIG_IGN)
+
+        guard let podmanPath = podman ?? PodmanExecutor.findPodman() else {
+            logger.critical("podman not found; install it (apt-get install podman runc) or pass --podman")
+            throw ExitCode(2)
+        }
+        let store: KnitStore
+        do { store = try KnitStore(home: home, logger: logger) } catch {
+            logger.critical("cannot open the store", metadata: ["home": "\(home)", "error": "\(error)"])
+            throw ExitCode(2)
+        }
+        defer { store.close() }
+
+        let executor = PodmanExecutor(
+            configuration: .init(
+                podmanPath: podmanPath,
+                containersConf: containersConf,
+                instance: instance,
+                runDirectory: home + "/executor"
+            ),
+            logger: logger
+        )
+        var driverConfiguration = RunDriver.Configuration()
+        let machine = Capacity.machine()
+        driverConfiguration.capacity = Capacity(
+            cpuMillis: cpuBudget ?? machine.cpuMillis,
+            memoryBytes: memoryBudget ?? machine.memoryBytes
+        )
+        let driver = RunDriver(
+            ledger: StoreLedger(store: store),
+            executor: executor,
+            configuration: driverConfiguration,
+            logger: logger
+        )
+        _ = mkdir(home + "/run", 0o755)
+        let wakeupPath = home + "/run/scheduler.sock"
+        let wakeup: Wakeup?
+        do {
+            wakeup = try Wakeup(path: wakeupPath)
+            // knitd (the instance's OS user) rings this socket: hand it to the group that owns the home.
+            var homeInfo = stat()
+            if stat(home, &homeInfo) == 0 { _ = chown(wakeupPath, uid_t.max, homeInfo.st_gid) }
+        } catch {
+            logger.warning("no wake-up socket; polling only", metadata: ["path": "\(wakeupPath)", "error": "\(error)"])
+            wakeup = nil
+        }
+        logger.info(
+            "knit-scheduler running",
+            metadata: [
+                "home": "\(home)", "podman": "\(podmanPath)",
+                "cpu.millis": "\(driverConfiguration.capacity.cpuMillis)",
+                "memory.bytes": "\(driverConfiguration.capacity.memoryBytes)",
+            ]
+        )
+        await driver.run(wakeup: wakeup) { stopRequested.load(ordering: .relaxed) }
+        logger.info("knit-scheduler stopped; running containers keep running and are adopted at the next start")
+    }
+}
+
+private func defaultHome() -> String {
+    if let value = getenv("KNIT_HOME") { return String(cString: value) }
+    return "/var/lib/knit"
+}
