@@ -59,20 +59,7 @@ extension KnitAPI {
 
     func findData(_ request: APIRequest) throws -> APIResponse {
         let tags = try request.queryValues("tag").map(parseQueryTag)
-        var since: KnitTime?
-        if let text = request.queryValue("since"), !text.isEmpty {
-            do { since = try KnitTime(rfc3339: text) } catch {
-                throw KnitAPIError.badRequest("invalid 'since': \(error.description)")
-            }
-        }
-        var durationMs: Int64?
-        if let text = request.queryValue("duration"), !text.isEmpty {
-            guard let parsed = parseGoDuration(text) else {
-                throw KnitAPIError.badRequest("invalid 'duration': '\(text)' (use e.g. 300ms, 1.5h, 2h45m)")
-            }
-            guard since != nil else { throw KnitAPIError.badRequest("'duration' needs 'since'") }
-            durationMs = parsed
-        }
+        let (since, durationMs) = try timeWindow(request)
         let found = try storeCall { () throws(StoreError) in
             try store.findData(tags: tags, since: since, durationMs: durationMs)
         }
@@ -269,6 +256,27 @@ extension KnitAPI {
             return .badRequest("bad archive: \(error.message)", advice: error.path.map { "entry: \($0)" })
         }
     }
+}
+
+/// `since` (RFC 3339) and `duration` (Go syntax, only with `since`) of a find query: Knitfab's time window,
+/// `since <= t < since + duration`.
+func timeWindow(_ request: APIRequest) throws -> (since: KnitTime?, durationMs: Int64?) {
+    var since: KnitTime?
+    if let text = request.queryValue("since"), !text.isEmpty {
+        do { since = try KnitTime(rfc3339: text) } catch {
+            throw KnitAPIError.badRequest("invalid 'since': \(error.description)")
+        }
+    }
+    var durationMs: Int64?
+    if let text = request.queryValue("duration"), !text.isEmpty {
+        guard let parsed = parseGoDuration(text) else {
+            throw KnitAPIError.badRequest("invalid 'duration': '\(text)' (use e.g. 300ms, 1.5h, 2h45m)")
+        }
+        // Knitfab v1.6.1 dereferences a nil `since` here; a clear 400 is the useful answer.
+        guard since != nil else { throw KnitAPIError.badRequest("'duration' needs 'since'") }
+        durationMs = parsed
+    }
+    return (since, durationMs)
 }
 
 func parseQueryTag(_ text: String) throws -> Tag {

@@ -61,20 +61,7 @@ extension KnitAPI {
             }
             statuses.append(status)
         }
-        var since: KnitTime?
-        if let text = request.queryValue("since"), !text.isEmpty {
-            do { since = try KnitTime(rfc3339: text) } catch {
-                throw KnitAPIError.badRequest("invalid 'since': \(error.description)")
-            }
-        }
-        var durationMs: Int64?
-        if let text = request.queryValue("duration"), !text.isEmpty {
-            guard let parsed = parseGoDuration(text) else {
-                throw KnitAPIError.badRequest("invalid 'duration': '\(text)' (use e.g. 300ms, 1.5h, 2h45m)")
-            }
-            guard since != nil else { throw KnitAPIError.badRequest("'duration' needs 'since'") }
-            durationMs = parsed
-        }
+        let (since, durationMs) = try timeWindow(request)
         let planIds = list("plan")
         let inputs = list("knitIdInput")
         let outputs = list("knitIdOutput")
