@@ -35,7 +35,10 @@ extension KnitAPI {
         } catch {
             let prefix = "prohibited operation: "
             if error.code == .conflict, error.message.hasPrefix(prefix) {
-                throw KnitAPIError.conflict("prohibited operation", advice: String(error.message.dropFirst(prefix.count)))
+                throw KnitAPIError.conflict(
+                    "prohibited operation",
+                    advice: String(error.message.dropFirst(prefix.count))
+                )
             }
             throw apiError(for: error)
         }

@@ -71,24 +71,40 @@ extension KnitStore {
         } else if keys.isEmpty {
             return [nil]
         } else {
-            var smallest = 0
-            var smallestCount = Int.max
-            for (index, key) in keys.enumerated() {
-                let count = try txn.duplicateCount(db.tagIndex, key: key)
-                if count == 0 { return [] }
-                if count < smallestCount {
-                    smallest = index
-                    smallestCount = count
-                }
-            }
-            ids = try txn.duplicates(db.tagIndex, key: keys[smallest])
-            remaining.remove(at: smallest)
+            guard let shortest = try shortestTagList(txn, keys) else { return [] }
+            ids = shortest.ids
+            remaining = shortest.others
         }
         for key in remaining {
             ids = try ids.filter { try txn.contains(db.tagIndex, key: key, value: $0) }
             if ids.isEmpty { break }
         }
         return ids
+    }
+}
+
+extension KnitStore {
+    /// The shortest tag-index list among `keys`, and the keys still to probe: a conjunction of tags is
+    /// answered by reading one duplicate list and checking the others per candidate. Nil when a key has
+    /// no Data at all. `keys` must not be empty.
+    func shortestTagList(
+        _ txn: borrowing LMDBTransaction,
+        _ keys: [[UInt8]]
+    ) throws -> (ids: [[UInt8]], others: [[UInt8]])? {
+        precondition(!keys.isEmpty, "a tag conjunction needs at least one tag")
+        var smallest = 0
+        var smallestCount = Int.max
+        for (index, key) in keys.enumerated() {
+            let count = try txn.duplicateCount(db.tagIndex, key: key)
+            if count == 0 { return nil }
+            if count < smallestCount {
+                smallest = index
+                smallestCount = count
+            }
+        }
+        var others = keys
+        others.remove(at: smallest)
+        return (try txn.duplicates(db.tagIndex, key: keys[smallest]), others)
     }
 }
 

@@ -100,18 +100,9 @@ extension KnitStore {
         if let knitId = input.knitId {
             candidates = [Array(knitId.utf8)]
         } else if !keys.isEmpty {
-            var smallest = 0
-            var smallestCount = Int.max
-            for (index, key) in keys.enumerated() {
-                let count = try txn.duplicateCount(db.tagIndex, key: key)
-                if count == 0 { return [] }
-                if count < smallestCount {
-                    smallest = index
-                    smallestCount = count
-                }
-            }
-            candidates = try txn.duplicates(db.tagIndex, key: keys[smallest])
-            keys.remove(at: smallest)
+            guard let shortest = try shortestTagList(txn, keys) else { return [] }
+            candidates = shortest.ids
+            keys = shortest.others
         } else {
             candidates = []
             try txn.forEach(db.data) { key, _ in
