@@ -1,8 +1,12 @@
 import KnitCore
 import KnitStore
 
-// `/api/runs…`: the read side (find, show) and the user's stop requests (abort, tear-off). Retry,
-// delete and logs come later.
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// `/api/runs…`: the read side (find, show, log) and the user's stop requests (abort, tear-off). Retry
+// and delete come later.
 
 extension KnitAPI {
     /// Routes `segments` (after `api`, starting with `runs`).
@@ -13,6 +17,8 @@ extension KnitAPI {
             return try stopRun(runId: segments[1], fail: segments[2] == "abort")
         case (_, 3) where segments[2] == "abort" || segments[2] == "tearoff":
             throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
+        case ("GET", 3) where segments[2] == "log":
+            return try runLog(runId: segments[1], follow: request.query.contains { $0.name == "follow" })
         case ("GET", 1):
             return try findRuns(request)
         case ("GET", 2):
@@ -23,6 +29,43 @@ extension KnitAPI {
         default:
             throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
         }
+    }
+
+    // MARK: GET /api/runs/{id}/log
+
+    /// The Run's log (the file `log` of its log Data), as text. With `follow` while the Run is starting or
+    /// running, the stream goes on as the container writes and ends when the Run finishes; a follower
+    /// holds a transfer slot. 404 when the plan has no log; 503 before the Run starts.
+    func runLog(runId: String, follow: Bool) throws -> APIResponse {
+        let store = self.store
+        let run = try storeCall { () throws(StoreError) in try store.runDetail(runId: runId) }
+        guard let log = run.log else { throw KnitAPIError.notFound("run \(runId) has no log: its plan has none") }
+        let status = RunStatus(rawValue: run.status)
+        if status == .deactivated || status == .waiting || status == .ready {
+            throw KnitAPIError(status: 503, reason: "the run has not started yet", advice: "retry once it is running")
+        }
+        let live = follow && (status == .starting || status == .running)
+        let slot = live ? transfers.tryAcquire() : nil
+        if live, slot == nil {
+            throw KnitAPIError(status: 503, reason: "too many transfers in progress", advice: "please retry later")
+        }
+        let path = store.dataDirectory(knitId: log.knitId) + "/log"
+        var headers = [("Content-Type", "text/plain; charset=utf-8")]
+        // nginx must pass a followed log on at once instead of filling its buffers first.
+        if live { headers.append(("X-Accel-Buffering", "no")) }
+        return APIResponse(
+            status: 200,
+            headers: headers,
+            body: .stream { sink in
+                try withExtendedLifetime(slot) {
+                    try streamFile(path, to: sink) {
+                        guard live else { return false }
+                        let current = (try? store.runDetail(runId: runId)).flatMap { RunStatus(rawValue: $0.status) }
+                        return current == .starting || current == .running
+                    }
+                }
+            }
+        )
     }
 
     // MARK: PUT /api/runs/{id}/abort, /tearoff
@@ -79,5 +122,33 @@ extension KnitAPI {
             )
         }
         return .json(found)
+    }
+}
+
+/// Sends the file at `path` to `sink`; at its end, while `stillWriting()` says the writer is busy, waits
+/// for more. The last pass after the writer finished picks up what it wrote in between. A file that does
+/// not exist (nothing written yet) streams as empty.
+private func streamFile(
+    _ path: String,
+    to sink: APIResponse.Sink,
+    stillWriting: () -> Bool
+) throws {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 64 << 10)
+    var finalPass = false
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count > 0 {
+            try buffer.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            continue
+        }
+        if finalPass || count < 0 { return }
+        if stillWriting() {
+            usleep(200_000)
+        } else {
+            finalPass = true
+        }
     }
 }

@@ -30,6 +30,25 @@ extension KnitAPIClient {
         return try Self.decodeRun(json, what: what)
     }
 
+    /// `GET {apiRoot}/runs/{runId}/log`: the Run's stdout and stderr, streamed to `sink`; with `follow`, until
+    /// the Run finishes.
+    /// - Throws: `.server` with 404 when its plan has no log, 503 before the Run starts.
+    public func runLog(
+        runId: String,
+        follow: Bool,
+        to sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws(KnitClientError) {
+        try withoutActuallyEscaping(sink) { (sink) throws(KnitClientError) in
+            _ = try send(
+                HTTPRequest(
+                    url: url("runs/\(PercentEncoding.encode(runId))/log") + (follow ? "?follow" : ""),
+                    headers: authorized(["Accept": "text/plain"])
+                ),
+                sink: sink
+            )
+        }
+    }
+
     /// `PUT {apiRoot}/runs/{runId}/abort`: the Run goes to aborting (exit 253) and ends failed.
     /// - Throws: `.server` with status 404 for an unknown Run, 409 when its status does not allow it.
     public func abortRun(runId: String) throws(KnitClientError) -> RunRecord {

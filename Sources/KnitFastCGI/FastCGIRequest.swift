@@ -84,6 +84,12 @@ public struct FastCGIResponse: ~Copyable {
         try result.get()
     }
 
+    /// Sends what libfcgi has buffered (it writes in 8 KiB records) to the web server now: for responses a
+    /// reader follows live, such as a run log.
+    public func flush() {
+        _ = FCGX_FFlush(raw.pointee.out)
+    }
+
     /// Ends the request; the connection to the web server is closed.
     public consuming func finish() {
         FCGX_Finish_r(raw)

@@ -145,7 +145,12 @@ func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
     case .bytes(let bytes):
         try? writer.write(bytes)
     case .stream(let produce):
-        try? produce { bytes in try writer.write(bytes) }
+        // An unbuffered response is read live (a followed log): each chunk leaves libfcgi's buffer at once.
+        let live = response.headers.contains { $0.0 == "X-Accel-Buffering" && $0.1 == "no" }
+        try? produce { bytes in
+            try writer.write(bytes)
+            if live { writer.flush() }
+        }
     }
     writer.finish()
 }

@@ -105,3 +105,44 @@ private func runIds(_ harness: APIHarness, _ uri: String) throws -> [String] {
         #expect(harness.request("GET", "/api/runs/", as: "rita").status == 200)
     }
 }
+
+@Suite struct RunLogAPITests {
+    @Test func logIs503BeforeTheRunStartsThenTheFileAndEmptyWhileNothingIsWritten() throws {
+        let harness = try APIHarness()
+        let planId = try registered(harness)
+        _ = try pushed(harness, tags: ["type:dataset"])
+        let waiting = try #require(try harness.store.findRuns(planIds: [planId]).first)
+        #expect(harness.request("GET", "/api/runs/\(waiting.runId)/log").status == 503)
+
+        try #require(try harness.store.markStarting(runId: waiting.runId))
+        try #require(try harness.store.markRunning(runId: waiting.runId))
+        let started = harness.request("GET", "/api/runs/\(waiting.runId)/log")
+        #expect(started.status == 200)
+        #expect(try started.collectBody().isEmpty, "no log file yet streams as empty")
+
+        let logId = try #require(waiting.log?.knitId)
+        let logPath = harness.store.dataDirectory(knitId: logId) + "/log"
+        let written = makeTree(["log": Array("hello\nworld\n".utf8)])
+        defer { run(["rm", "-rf", written]) }
+        run(["cp", written + "/log", logPath])
+        let exit = RunExitJSON(code: 0, message: "")
+        try #require(try harness.store.finishRun(runId: waiting.runId, exit: exit, succeeded: true))
+        // Finished: follow asks for nothing more than the file.
+        let finished = harness.request("GET", "/api/runs/\(waiting.runId)/log?follow")
+        #expect(finished.status == 200)
+        #expect(String(decoding: try finished.collectBody(), as: UTF8.self) == "hello\nworld\n")
+        #expect(finished.headers.contains { $0 == ("Content-Type", "text/plain; charset=utf-8") })
+    }
+
+    @Test func logIs404ForAPlanWithoutLogAndForUnknownRuns() throws {
+        let harness = try APIHarness()
+        let planId = try registered(
+            harness,
+            #"{"image":"repo/x:v1","inputs":[{"path":"/in","tags":["type:dataset"]}],"outputs":[]}"#
+        )
+        _ = try pushed(harness, tags: ["type:dataset"])
+        let run = try #require(try harness.store.findRuns(planIds: [planId]).first)
+        #expect(harness.request("GET", "/api/runs/\(run.runId)/log").status == 404)
+        #expect(harness.request("GET", "/api/runs/00000000-0000-4000-8000-000000000000/log").status == 404)
+    }
+}

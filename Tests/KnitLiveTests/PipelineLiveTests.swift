@@ -70,6 +70,35 @@ extension Live {
             try #require(logPull.status == 0, "knit data pull (log): \(logPull.stderr)")
             let log = try String(contentsOfFile: logDestination + "/\(logId)/log", encoding: .utf8)
             #expect(log.contains("counted 6 words"), "log: \(log)")
+            let shownLog = knit.runKnit(["run", "show", "--log", done.runId])
+            #expect(shownLog.status == 0, "knit run show --log: \(shownLog.stderr)")
+            #expect(shownLog.stdoutText.contains("counted 6 words"))
+
+            // Following a running Run's log prints what it writes later and ends when the Run ends.
+            let slowPlan = knit.home + "/slow-plan.yaml"
+            try """
+            image: "localhost/knit-quickstart:1"
+            args: ["echo first line; sleep 2; echo last line"]
+            inputs:
+              - path: "/in/data"
+                tags: ["kind:words"]
+            log:
+              tags: ["kind:slow-log"]
+            """.write(toFile: slowPlan, atomically: true, encoding: .utf8)
+            let slowApplied = knit.runKnit(["plan", "apply", slowPlan])
+            try #require(slowApplied.status == 0, "knit plan apply: \(slowApplied.stderr)")
+            let slow = try jsonDecoder.decode(PlanDetailJSON.self, from: slowApplied.stdout)
+            var slowRun: RunDetailJSON?
+            let running = eventually(timeout: 30) {
+                let found = knit.runKnit(["run", "find", "-p", slow.planId])
+                slowRun = (try? jsonDecoder.decode([RunDetailJSON].self, from: found.stdout))?.first
+                return slowRun?.status == "running"
+            }
+            try #require(running, "the slow run never ran: \(String(describing: slowRun))")
+            let followed = knit.runKnit(["run", "show", "--log", "-f", try #require(slowRun).runId])
+            #expect(followed.status == 0, "knit run show --log -f: \(followed.stderr)")
+            #expect(followed.stdoutText.contains("first line"))
+            #expect(followed.stdoutText.contains("last line"), "follow ended before the run: \(followed.stdoutText)")
         }
     }
 }
