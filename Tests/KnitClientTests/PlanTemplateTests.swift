@@ -207,12 +207,12 @@ struct PlanTemplateTests {
             entrypoint: ["sh", "run.sh"],
             cmd: ["in/x", "./out/y/", "../in/z", "/in/dataset", "/in/dataset", "inbox"],
             volumes: ["/in/dataset"],
-            workingDir: "/work"
+            workingDir: "/app"
         )
         let result = try template(try dockerSave([(["repo/app:1"], config)]))
-        #expect(result.inputs.map(\.path) == ["/work/in/x", "/in/z", "/in/dataset"])
+        #expect(result.inputs.map(\.path) == ["/app/in/x", "/in/z", "/in/dataset"])
         #expect(result.inputs.map(\.tags) == [[tag("type:x")], [tag("type:z")], [tag("type:dataset")]])
-        #expect(result.outputs == [.init(path: "/work/out/y", tags: [tag("type:y")])])
+        #expect(result.outputs == [.init(path: "/app/out/y", tags: [tag("type:y")])])
         let noWorkingDir = try template(try dockerSave([(["repo/app:1"], configJSON(cmd: ["in/x", "out"]))]))
         #expect(noWorkingDir.inputs.map(\.path) == ["/in/x"])
         // "/out" has no segment besides "out": it gets no type tag.
