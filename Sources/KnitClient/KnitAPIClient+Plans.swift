@@ -38,15 +38,16 @@ extension KnitAPIClient {
         if let image { query.append("image=" + PercentEncoding.encode(image)) }
         query += inTags.map { "in_tag=" + PercentEncoding.encode($0.description) }
         query += outTags.map { "out_tag=" + PercentEncoding.encode($0.description) }
-        let suffix = query.isEmpty ? "" : "?" + query.joined(separator: "&")
         let response = try sendPlan(
-            HTTPRequest(url: url("plans/") + suffix, headers: authorized(["Accept": "application/json"]))
+            HTTPRequest(
+                url: url("plans/") + Self.queryString(query),
+                headers: authorized(["Accept": "application/json"])
+            )
         )
-        guard let json = JSONValue.parse(response.body), let items = json.arrayValue else {
-            throw KnitClientError(.response, "GET /plans: the server did not answer a JSON array")
-        }
         var records: [PlanRecord] = []
-        for item in items { records.append(try Self.decodePlan(item, what: "GET /plans")) }
+        for item in try Self.jsonArray(response, what: "GET /plans") {
+            records.append(try Self.decodePlan(item, what: "GET /plans"))
+        }
         return records
     }
 

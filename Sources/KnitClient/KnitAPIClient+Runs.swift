@@ -96,15 +96,16 @@ extension KnitAPIClient {
         }
         if let since { query.append("since=" + PercentEncoding.encode(since.description)) }
         if let duration { query.append("duration=" + PercentEncoding.encode(duration)) }
-        let suffix = query.isEmpty ? "" : "?" + query.joined(separator: "&")
         let response = try send(
-            HTTPRequest(url: url("runs/") + suffix, headers: authorized(["Accept": "application/json"]))
+            HTTPRequest(
+                url: url("runs/") + Self.queryString(query),
+                headers: authorized(["Accept": "application/json"])
+            )
         )
-        guard let json = JSONValue.parse(response.body), let items = json.arrayValue else {
-            throw KnitClientError(.response, "GET /runs: the server did not answer a JSON array")
-        }
         var records: [RunRecord] = []
-        for item in items { records.append(try Self.decodeRun(item, what: "GET /runs")) }
+        for item in try Self.jsonArray(response, what: "GET /runs") {
+            records.append(try Self.decodeRun(item, what: "GET /runs"))
+        }
         return records
     }
 

@@ -1,12 +1,13 @@
-#if canImport(FoundationEssentials)
-internal import FoundationEssentials
-#else
-internal import Foundation
-#endif
-public import KnitCore
 public import KnitArchive
-internal import KnitHTTP
+public import KnitCore
 internal import KnitDigest
+internal import KnitHTTP
+
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
 
 /// What `GET /api/health` says about the server.
 public struct ServerInfo: Sendable, Equatable {
@@ -82,8 +83,14 @@ public struct KnitAPIClient: Sendable {
         guard let json = JSONValue.parse(response.body), case .object = json else {
             throw KnitClientError(.response, "GET /health: the server did not answer JSON")
         }
-        let formats = (json["formats"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap(ArchiveFormat.init(contentType:)) }
-        return ServerInfo(status: json["status"]?.stringValue ?? "", version: json["version"]?.stringValue, formats: formats)
+        let formats = (json["formats"]?.arrayValue ?? []).compactMap {
+            $0.stringValue.flatMap(ArchiveFormat.init(contentType:))
+        }
+        return ServerInfo(
+            status: json["status"]?.stringValue ?? "",
+            version: json["version"]?.stringValue,
+            formats: formats
+        )
     }
 
     /// The formats to use with this server, best first: tar+zstd, x-tar, tar+gzip among those `/health`
@@ -105,7 +112,10 @@ public struct KnitAPIClient: Sendable {
     ///   - format: nil picks ``negotiatedFormats()``'s first.
     ///   - progress: called on the calling thread.
     public func pushData(
-        directory: String, tags: [Tag], dereference: Bool = false, format: ArchiveFormat? = nil,
+        directory: String,
+        tags: [Tag],
+        dereference: Bool = false,
+        format: ArchiveFormat? = nil,
         progress: ((TransferProgress) -> Void)? = nil
     ) throws(KnitClientError) -> DataRecord {
         let format = format ?? negotiatedFormats()[0]
@@ -122,8 +132,12 @@ public struct KnitAPIClient: Sendable {
             var writer = ChunkWriter(queue)
             var digest = MD5Digest()
             do {
-                try writeArchive(of: directory, format: format, dereference: dereference,
-                                 progress: { queue.progress = $0 }) { bytes in
+                try writeArchive(
+                    of: directory,
+                    format: format,
+                    dereference: dereference,
+                    progress: { queue.progress = $0 }
+                ) { bytes in
                     digest.update(bytes)
                     try writer.write(bytes)
                 }
@@ -138,13 +152,15 @@ public struct KnitAPIClient: Sendable {
         let reader = ChunkReader(queue)
         let query = tags.isEmpty ? "" : "?" + PercentEncoding.tagQuery(tags)
         let request = HTTPRequest(
-            method: "POST", url: url("data/") + query,
+            method: "POST",
+            url: url("data/") + query,
             headers: authorized(["Content-Type": format.contentType, "Accept": "application/json"]),
             body: .stream(length: nil, read: reader.read(into:)),
             trailers: HTTPTrailers(names: [Self.checksumHeader]) {
                 outcome.checksum.map { [Self.checksumHeader: $0] } ?? [:]
             },
-            progress: progress.map { report in { _ in report(TransferProgress(bytes: queue.progress, total: total)) } })
+            progress: progress.map { report in { _ in report(TransferProgress(bytes: queue.progress, total: total)) } }
+        )
         let result = Result { () throws(KnitClientError) in try send(request) }
         queue.cancel()
         producer.join()
@@ -162,7 +178,9 @@ public struct KnitAPIClient: Sendable {
 
     /// Streams Data `knitId`'s archive to `sink` as it arrives, asking for `formats` (best first).
     public func pullData(
-        knitId: String, formats: [ArchiveFormat]? = nil, progress: ((TransferProgress) -> Void)? = nil,
+        knitId: String,
+        formats: [ArchiveFormat]? = nil,
+        progress: ((TransferProgress) -> Void)? = nil,
         to sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws(KnitClientError) -> PullResult {
         let formats = formats ?? negotiatedFormats()
@@ -177,25 +195,32 @@ public struct KnitAPIClient: Sendable {
                         headers: authorized(["Accept": Self.accept(formats)]),
                         progress: progress.map { report in
                             { report(TransferProgress(bytes: $0.downloaded, total: $0.downloadTotal)) }
-                        }),
+                        }
+                    ),
                     sink: { bytes in
                         digest.update(bytes)
                         count += Int64(bytes.count)
                         try sink(bytes)
-                    })
+                    }
+                )
             }
         }
         let contentType = response.headers["Content-Type"]
         let expected = response.field(Self.checksumHeader)?.lowercased()
         let actual = digest.finalizeHex()
         return PullResult(
-            format: contentType.flatMap(ArchiveFormat.init(contentType:)), contentType: contentType, bytes: count,
-            warning: expected != nil && expected != actual ? Self.checksumWarning : nil)
+            format: contentType.flatMap(ArchiveFormat.init(contentType:)),
+            contentType: contentType,
+            bytes: count,
+            warning: expected != nil && expected != actual ? Self.checksumWarning : nil
+        )
     }
 
     /// Streams Data `knitId` as tar+gzip (what Knitfab users expect of a saved archive) to `sink`.
     public func pullTarGzip(
-        knitId: String, progress: ((TransferProgress) -> Void)? = nil, to sink: (UnsafeRawBufferPointer) throws -> Void
+        knitId: String,
+        progress: ((TransferProgress) -> Void)? = nil,
+        to sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws(KnitClientError) -> PullResult {
         try pullData(knitId: knitId, formats: [.tarGzip], progress: progress, to: sink)
     }
@@ -203,7 +228,9 @@ public struct KnitAPIClient: Sendable {
     /// Downloads Data `knitId` and extracts it into `directory` (which must exist and be empty).
     /// Download and extraction run on two threads joined by a bounded queue.
     public func pullData(
-        knitId: String, extractInto directory: String, progress: ((TransferProgress) -> Void)? = nil
+        knitId: String,
+        extractInto directory: String,
+        progress: ((TransferProgress) -> Void)? = nil
     ) throws(KnitClientError) -> PullResult {
         let queue = ChunkQueue()
         let outcome = ProducerOutcome()
@@ -243,7 +270,9 @@ public struct KnitAPIClient: Sendable {
     /// format received (`tar.gz` unless the server sent another). Written under a temporary name and
     /// renamed when complete. Asks for tar+gzip only, the file Knitfab users expect.
     public func pullArchive(
-        knitId: String, into directory: String, progress: ((TransferProgress) -> Void)? = nil
+        knitId: String,
+        into directory: String,
+        progress: ((TransferProgress) -> Void)? = nil
     ) throws(KnitClientError) -> PullResult {
         let base = (directory.hasSuffix("/") ? directory : directory + "/")
         let temporary = base + ".\(knitId).download"
@@ -265,19 +294,23 @@ public struct KnitAPIClient: Sendable {
     /// `GET {apiRoot}/data/?tag=…&since=…&duration=…`, filtered by `transient` here (the server has no
     /// such parameter). `duration` is passed through as written (Go syntax), so check it before.
     public func findData(
-        tags: [Tag], since: KnitTime? = nil, duration: String? = nil, transient: TransientFilter = .both
+        tags: [Tag],
+        since: KnitTime? = nil,
+        duration: String? = nil,
+        transient: TransientFilter = .both
     ) throws(KnitClientError) -> [DataRecord] {
         guard duration == nil || since != nil else { throw KnitClientError(.usage, "duration requires since") }
         var query = tags.map { "tag=" + PercentEncoding.encode($0.description) }
         if let since { query.append("since=" + PercentEncoding.encode(since.description)) }
         if let duration { query.append("duration=" + PercentEncoding.encode(duration)) }
-        let suffix = query.isEmpty ? "" : "?" + query.joined(separator: "&")
-        let response = try send(HTTPRequest(url: url("data/") + suffix, headers: authorized(["Accept": "application/json"])))
-        guard let json = JSONValue.parse(response.body), let items = json.arrayValue else {
-            throw KnitClientError(.response, "GET /data: the server did not answer a JSON array")
-        }
+        let response = try send(
+            HTTPRequest(
+                url: url("data/") + Self.queryString(query),
+                headers: authorized(["Accept": "application/json"])
+            )
+        )
         var records: [DataRecord] = []
-        for item in items {
+        for item in try Self.jsonArray(response, what: "GET /data") {
             let record = try Self.decodeRecord(item, what: "GET /data")
             let isTransient = record.detail.tags.contains { $0.key == SystemTag.transient }
             switch transient {
@@ -289,6 +322,19 @@ public struct KnitAPIClient: Sendable {
         return records
     }
 
+    /// The items of a response body that must be a JSON array (the answers of every find endpoint).
+    static func jsonArray(_ response: HTTPResponse, what: String) throws(KnitClientError) -> [JSONValue] {
+        guard let items = JSONValue.parse(response.body)?.arrayValue else {
+            throw KnitClientError(.response, "\(what): the server did not answer a JSON array")
+        }
+        return items
+    }
+
+    /// `?a=1&b=2`, or nothing for no items (already percent-encoded).
+    static func queryString(_ items: [String]) -> String {
+        items.isEmpty ? "" : "?" + items.joined(separator: "&")
+    }
+
     /// `PUT {apiRoot}/data/{knitId}/` with `change`; returns the Data after the change.
     public func updateTags(knitId: String, change: TagChangeJSON) throws(KnitClientError) -> DataRecord {
         let body: [UInt8]
@@ -297,9 +343,12 @@ public struct KnitAPIClient: Sendable {
         }
         let response = try send(
             HTTPRequest(
-                method: "PUT", url: url("data/\(PercentEncoding.encode(knitId))/"),
+                method: "PUT",
+                url: url("data/\(PercentEncoding.encode(knitId))/"),
                 headers: authorized(["Content-Type": "application/json", "Accept": "application/json"]),
-                body: .bytes(body)))
+                body: .bytes(body)
+            )
+        )
         return try Self.decodeRecord(response.body, what: "PUT /data/\(knitId)")
     }
 
