@@ -8,6 +8,9 @@ public import Logging
 #else
     internal import Foundation
 #endif
+#if canImport(Glibc)
+    internal import Glibc
+#endif
 
 /// The only owner of Knit's persistent state: the LMDB environment under `home/db` and the Data
 /// directories under `home/data` and `home/staging`.
@@ -17,6 +20,12 @@ public import Logging
 public final class KnitStore: Sendable {
     /// Schema version this code reads and writes.
     public static let schemaVersion = "1"
+
+    /// The instance directory when none is given: `$KNIT_HOME` (unless empty), else `/var/lib/knit`.
+    public static func defaultHome() -> String {
+        if let value = getenv("KNIT_HOME"), value.pointee != 0 { return String(cString: value) }
+        return "/var/lib/knit"
+    }
 
     /// Milliseconds since the epoch from the real-time clock; the default clock of a store.
     public static let systemClock: @Sendable () -> Int64 = { FileSystem.nowMilliseconds() }

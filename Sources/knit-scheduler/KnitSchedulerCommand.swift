@@ -21,7 +21,7 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
     )
 
     @Option(help: "Instance directory (the store knitd serves). Default: $KNIT_HOME or /var/lib/knit.")
-    var home: String = defaultHome()
+    var home: String = KnitStore.defaultHome()
 
     @Option(help: "containers.conf for podman (Knit ships containers/containers.conf).")
     var containersConf: String?
@@ -116,9 +116,4 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
         await driver.run(wakeup: wakeup) { stopRequested.load(ordering: .relaxed) }
         logger.info("knit-scheduler stopped; running containers keep running and are adopted at the next start")
     }
-}
-
-private func defaultHome() -> String {
-    if let value = getenv("KNIT_HOME") { return String(cString: value) }
-    return "/var/lib/knit"
 }

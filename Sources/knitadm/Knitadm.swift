@@ -28,11 +28,7 @@ struct HomeOption: ParsableArguments {
     var home: String?
 
     var resolved: String {
-        if let home { return home }
-        if let fromEnvironment = getenv("KNIT_HOME"), fromEnvironment.pointee != 0 {
-            return String(cString: fromEnvironment)
-        }
-        return "/var/lib/knit"
+        home ?? KnitStore.defaultHome()
     }
 
     func openStore() throws -> KnitStore {

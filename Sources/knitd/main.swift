@@ -18,7 +18,7 @@ struct Knitd: ParsableCommand {
     )
 
     @Option(help: "Instance directory (store, data, sockets). Default: $KNIT_HOME or /var/lib/knit.")
-    var home: String = defaultHome()
+    var home: String = KnitStore.defaultHome()
 
     @Option(help: "FastCGI socket path. Default: HOME/run/knitd.sock.")
     var socket: String?
@@ -153,11 +153,6 @@ func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
         }
     }
     writer.finish()
-}
-
-private func defaultHome() -> String {
-    if let value = getenv("KNIT_HOME") { return String(cString: value) }
-    return "/var/lib/knit"
 }
 
 extension String {
