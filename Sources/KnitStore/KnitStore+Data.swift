@@ -83,10 +83,16 @@ extension KnitStore {
 
     func plan(_ txn: borrowing LMDBTransaction, _ planId: String) throws -> PlanRecord {
         if planId == uploadedPlan.planId { return uploadedPlan }
-        guard let plan = try Self.decode(PlanRecord.self, txn.get(db.plans, key: Array(planId.utf8))) else {
-            throw StoreError(.corrupted, "store: plan \(planId) is missing")
+        return try decodedPlan(txn, planId).record
+    }
+
+    /// The record and (for an image plan) validated Plan of `planId`, through the process's memo.
+    func decodedPlan(_ txn: borrowing LMDBTransaction, _ planId: String) throws -> (record: PlanRecord, plan: Plan?) {
+        let found = try txn.withValue(db.plans, key: planId.utf8) { bytes in
+            try bytes.map { try planMemo.decoded(planId: planId, bytes: $0) }
         }
-        return plan
+        guard let found else { throw StoreError(.corrupted, "store: plan \(planId) is missing") }
+        return found
     }
 
     func run(_ txn: borrowing LMDBTransaction, _ runId: String) throws -> RunRecord {

@@ -40,7 +40,8 @@ extension KnitStore {
             let record = PlanRecord(planId: planId, plan: plan, creator: creator, createdAtMs: now)
             try txn.put(db.plans, key: Array(planId.utf8), value: Self.encode(record))
             try txn.put(db.planByHash, key: hash, value: Array(planId.utf8))
-            for tag in Set(plan.inputs.flatMap(\.userTags)) {
+            for input in plan.inputs {
+                guard let tag = try leastUsedInputTag(txn, input.userTags) else { continue }
                 try txn.put(db.inputTagIndex, key: Self.indexKey(tag), value: Array(planId.utf8))
             }
             if plan.inputs.contains(where: \.userTags.isEmpty) {
@@ -189,22 +190,34 @@ extension KnitStore {
     /// Every plan with an image (pseudo plans excluded), in planId order.
     func allImagePlans(_ txn: borrowing LMDBTransaction) throws -> [IdentifiedPlan] {
         var plans: [IdentifiedPlan] = []
-        try txn.forEach(db.plans) { _, value in
-            let record = try Self.decode(PlanRecord.self, value)
-            if record.pseudoName == nil {
-                plans.append(IdentifiedPlan(planId: record.planId, plan: try Self.plan(from: record)))
-            }
+        try txn.forEach(db.plans) { key, value in
+            let decoded = try planMemo.decoded(planId: String(decoding: key, as: UTF8.self), bytes: value)
+            if let plan = decoded.plan { plans.append(IdentifiedPlan(planId: decoded.record.planId, plan: plan)) }
             return true
         }
         return plans
     }
 
+    /// The tag that lists `input` in `input_tag_index`. A Data matches an input only when it carries all of
+    /// the input's tags, so one of them is enough to find the input again; taking the one fewest inputs
+    /// are listed under keeps a tag every plan shares (`type:dataset`) from making each push look at
+    /// every plan. Ties go to the first tag in tag order, so the choice is deterministic.
+    private func leastUsedInputTag(_ txn: borrowing LMDBTransaction, _ tags: TagSet) throws -> Tag? {
+        var best: (tag: Tag, count: Int)?
+        for tag in tags {
+            let count = try txn.duplicateCount(db.inputTagIndex, key: Self.indexKey(tag))
+            if let current = best, current.count <= count { continue }
+            best = (tag, count)
+        }
+        return best?.tag
+    }
+
     /// The image plan `planId`, which must exist (an index points at it).
     func imagePlan(_ txn: borrowing LMDBTransaction, _ planId: String) throws -> IdentifiedPlan {
-        guard let record = try Self.decode(PlanRecord.self, txn.get(db.plans, key: Array(planId.utf8))),
-            record.pseudoName == nil
-        else { throw StoreError(.corrupted, "store: plan \(planId) is missing") }
-        return IdentifiedPlan(planId: planId, plan: try Self.plan(from: record))
+        guard let plan = try decodedPlan(txn, planId).plan else {
+            throw StoreError(.corrupted, "store: plan \(planId) is a pseudo plan where an image plan was expected")
+        }
+        return IdentifiedPlan(planId: planId, plan: plan)
     }
 
     /// The validated Plan of an image plan's record. Resources are taken exactly as stored, since

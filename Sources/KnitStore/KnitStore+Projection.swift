@@ -31,9 +31,7 @@ final class PlanCache {
     /// The validated plan, nil for a pseudo plan.
     func plan(_ store: KnitStore, _ txn: borrowing LMDBTransaction, _ planId: String) throws -> Plan? {
         if let plan = plans[planId] { return plan }
-        let record = try record(store, txn, planId)
-        guard record.pseudoName == nil else { return nil }
-        let plan = try KnitStore.plan(from: record)
+        guard let plan = try store.decodedPlan(txn, planId).plan else { return nil }
         plans[planId] = plan
         return plan
     }

@@ -39,6 +39,8 @@ public final class KnitStore: Sendable {
     let clock: @Sendable () -> Int64
     /// The `knit#uploaded` pseudo plan; it never changes after the store is created.
     let uploadedPlan: PlanRecord
+    /// Plan records already decoded and validated (see ``PlanMemo``).
+    let planMemo = PlanMemo()
 
     struct Databases: Sendable {
         let meta: LMDBDatabase
@@ -48,8 +50,8 @@ public final class KnitStore: Sendable {
         let plans: LMDBDatabase
         /// SHA-256 hex of a plan's identity bytes → planId (DUPSORT, so a hash collision cannot hide a plan).
         let planByHash: LMDBDatabase
-        /// `key\0value` of every user tag an input asks for → planId (DUPSORT), so a Data looks only at
-        /// plans that can take it.
+        /// `key\0value` of one user tag of each input (the least used one) → planId (DUPSORT), so a Data
+        /// looks only at plans that can take it.
         let inputTagIndex: LMDBDatabase
         let users: LMDBDatabase
         let tokens: LMDBDatabase
