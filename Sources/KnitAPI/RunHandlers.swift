@@ -5,8 +5,8 @@ import KnitStore
     import Glibc
 #endif
 
-// `/api/runs…`: the read side (find, show, log) and the user's stop requests (abort, tear-off). Retry
-// and delete come later.
+// `/api/runs…`: the read side (find, show, log), the user's stop requests (abort, tear-off), retry and
+// delete.
 
 extension KnitAPI {
     /// Routes `segments` (after `api`, starting with `runs`).
@@ -15,7 +15,10 @@ extension KnitAPI {
         case ("PUT", 3) where segments[2] == "abort" || segments[2] == "tearoff":
             guard caller.role.canWrite else { throw KnitAPIError.forbidden }
             return try stopRun(runId: segments[1], fail: segments[2] == "abort")
-        case (_, 3) where segments[2] == "abort" || segments[2] == "tearoff":
+        case ("PUT", 3) where segments[2] == "retry":
+            guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+            return try retryRun(runId: segments[1])
+        case (_, 3) where segments[2] == "abort" || segments[2] == "tearoff" || segments[2] == "retry":
             throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
         case ("GET", 3) where segments[2] == "log":
             return try runLog(runId: segments[1], follow: request.query.contains { $0.name == "follow" })
@@ -24,6 +27,9 @@ extension KnitAPI {
         case ("GET", 2):
             let runId = segments[1]
             return .json(try storeCall { () throws(StoreError) in try store.runDetail(runId: runId) })
+        case ("DELETE", 2):
+            guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+            return try deleteRun(runId: segments[1])
         case (_, 1), (_, 2):
             throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
         default:
@@ -85,6 +91,42 @@ extension KnitAPI {
             }
             throw apiError(for: error)
         }
+    }
+
+    // MARK: PUT /api/runs/{id}/retry, DELETE /api/runs/{id}
+
+    /// Retry: 200 with the Run Detail (now waiting, with new output knitIds). Knitfab answers an empty 200
+    /// although its API types document the Run Detail (quirk 11); the detail saves clients a second call and
+    /// a Knitfab client ignores the body. 404 for an unknown or deleted Run; 409 when it is not finished, is
+    /// an upload, or its outputs are in use.
+    func retryRun(runId: String) throws -> APIResponse {
+        do {
+            return .json(try store.retryRun(runId: runId))
+        } catch {
+            throw runOperationError(error)
+        }
+    }
+
+    /// Delete: 204 without a body, as Knitfab. 404 for an unknown or already deleted Run; 409 "output of
+    /// the run is in use" while live Runs consume its outputs, or when it has not finished.
+    func deleteRun(runId: String) throws -> APIResponse {
+        do {
+            try store.removeRun(runId: runId)
+            return APIResponse(status: 204)
+        } catch {
+            throw runOperationError(error)
+        }
+    }
+
+    /// The store's `"<reason>: <advice>"` for a refused retry or delete, split back into the two fields
+    /// ``RunOperation`` gave them (reasons never contain ": ").
+    private func runOperationError(_ error: StoreError) -> KnitAPIError {
+        guard error.code == .conflict else { return apiError(for: error) }
+        guard let separator = error.message.firstRange(of: ": ") else { return .conflict(error.message) }
+        return .conflict(
+            String(error.message[..<separator.lowerBound]),
+            advice: String(error.message[separator.upperBound...])
+        )
     }
 
     // MARK: GET /api/runs

@@ -118,3 +118,41 @@ extension KnitAPIClient {
         }
     }
 }
+
+extension KnitAPIClient {
+    /// `PUT {apiRoot}/runs/{runId}/retry`: a done or failed Run runs again with new output Data. Knit
+    /// answers the Run Detail; Knitfab answers an empty body, in which case the detail is read afterwards.
+    /// - Throws: `.server` with status 404 for an unknown or deleted Run, 409 when it has not finished, is an
+    ///   upload, or its outputs are in use.
+    public func retryRun(runId: String) throws(KnitClientError) -> RunRecord {
+        let what = "PUT /runs/\(runId)/retry"
+        let response = try send(
+            HTTPRequest(
+                method: "PUT",
+                url: url("runs/\(PercentEncoding.encode(runId))/retry"),
+                headers: authorized(["Accept": "application/json"])
+            )
+        )
+        if response.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            return try showRun(runId: runId)
+        }
+        guard let json = JSONValue.parse(response.body) else {
+            throw KnitClientError(.response, "\(what): the server did not answer JSON")
+        }
+        return try Self.decodeRun(json, what: what)
+    }
+
+    /// `DELETE {apiRoot}/runs/{runId}/`: deletes a done or failed Run's outputs and log; the Run disappears
+    /// (its combination never runs again). Deleting an upload's Run deletes the uploaded Data.
+    /// - Throws: `.server` with status 404 for an unknown or deleted Run, 409 "output of the run is in use"
+    ///   while other Runs consume its outputs, or when it has not finished.
+    public func removeRun(runId: String) throws(KnitClientError) {
+        _ = try send(
+            HTTPRequest(
+                method: "DELETE",
+                url: url("runs/\(PercentEncoding.encode(runId))/"),
+                headers: authorized(["Accept": "application/json"])
+            )
+        )
+    }
+}
