@@ -18,7 +18,8 @@ internal import Synchronization
 /// 2. on the first tick and then every ``Configuration/sweepInterval``: removes containers whose
 ///    Run is not in flight (finished, deleted, unknown, or not started by the ledger's account);
 /// 3. observes every `starting`/`running` Run: running → `running`; exited 0 → done (0, "");
-///    exited N → failed (N, the executor's message, "OOMKilled: …" for an OOM kill); no container
+///    exited N → failed (N, the executor's message, "OOMKilled: …" for an OOM kill, with 137 when
+///    only a child was killed and the container still exited 0); no container
 ///    → failed (254, "worker for the run is not found") — which is also how Runs orphaned by a
 ///    crash between `starting` and the container start end;
 /// 4. starts startable Runs, oldest first, while they fit the ``Capacity`` (strict FIFO: the
@@ -84,6 +85,9 @@ public final class RunDriver: Sendable {
 
     public static let workerNotFoundExit = RunExitJSON(code: 254, message: "worker for the run is not found")
     public static let succeededExit = RunExitJSON(code: 0, message: "")
+    /// 128 + SIGKILL: what an OOM-killed container reports, and what a failed Run reports for an OOM kill
+    /// that the container's main process survived.
+    static let oomKilledCode: Int32 = 137
 
     public let configuration: Configuration
     private let ledger: any RunLedger
@@ -222,6 +226,9 @@ public final class RunDriver: Sendable {
             return true
         case .exited(let code, let oomKilled, let message):
             let succeeded = code == 0 && !oomKilled
+            // The OOM killer may hit a child (`big | tail`) and the shell still exit 0: the Run fails, and
+            // a failed Run must not say exit 0, so it gets the code of a SIGKILL, as a killed pid 1 would.
+            let code = oomKilled && code == 0 ? Self.oomKilledCode : code
             let exit = succeeded ? Self.succeededExit : RunExitJSON(code: Self.exitCode(code), message: message)
             guard finish(run.runId, exit: exit, succeeded: succeeded, &summary) else { return true }
             await removeContainer(run.runId)

@@ -249,3 +249,223 @@ func detail(_ knit: KnitInstance, _ knitId: String) throws -> DataDetailJSON {
     try #require(found.count == 1, "expected exactly one Data for \(knitId), got \(found.count)")
     return found[0]
 }
+
+// MARK: - Pipelines with a real scheduler and real containers
+
+/// The busybox image every pipeline test runs (examples/quickstart/build-image.sh; a no-op when it exists).
+let quickstartImage = "localhost/knit-quickstart:1"
+
+/// Whether podman is there, for `.enabled(if:)` on suites that start containers.
+let podmanAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bin/podman")
+
+func buildQuickstartImage(_ knit: KnitInstance) throws {
+    let result = knit.run("/bin/sh", [knit.packageRoot + "/examples/quickstart/build-image.sh"])
+    try #require(result.status == 0, "examples/quickstart/build-image.sh failed: \(result.stderr)")
+}
+
+/// One knit-scheduler process of a test, with its own `knit.executor` label so its containers are told
+/// apart from those of other tests; `restart` starts a new process with the same label (it adopts them).
+final class LiveScheduler: @unchecked Sendable {
+    // @unchecked: `process` is only touched by the test that owns the scheduler, one call at a time.
+    let knit: KnitInstance
+    let label: String
+    private(set) var process: BackgroundProcess
+
+    /// Builds the image, then starts the scheduler with a budget large enough that no test Run waits
+    /// for capacity (the tests' plans ask for little anyway).
+    init(_ knit: KnitInstance) throws {
+        try buildQuickstartImage(knit)
+        self.knit = knit
+        label = "knit-live-\(UUID().uuidString.prefix(8).lowercased())"
+        process = try Self.spawn(knit, label: label)
+    }
+
+    private static func spawn(_ knit: KnitInstance, label: String) throws -> BackgroundProcess {
+        let path = String(knit.knitdPath.dropLast("knitd".count)) + "knit-scheduler"
+        return try knit.background(
+            path,
+            [
+                "--home", knit.home, "--containers-conf", knit.packageRoot + "/containers/containers.conf",
+                "--instance", label, "--log-level", "debug", "--cpu-budget", "64000",
+            ],
+            name: "knit-scheduler"
+        )
+    }
+
+    /// SIGKILL, as a crash: no clean-up of any kind. Waits until the process is gone.
+    func kill() throws {
+        process.signal(SIGKILL)
+        try #require(process.wait(timeout: 10), "knit-scheduler did not die after SIGKILL")
+    }
+
+    func restart() throws {
+        if process.isRunning { process.stop(signal: SIGTERM, grace: 10) }
+        process = try Self.spawn(knit, label: label)
+    }
+
+    /// Stops the scheduler and removes every container it left (by label).
+    func stop() {
+        process.stop(signal: SIGTERM, grace: 10)
+        _ = podman(["ps", "-aq", "--filter", "label=knit.executor=\(label)"]).stdoutText
+            .split(separator: "\n").map { podman(["rm", "-f", "-t", "0", String($0)]) }
+    }
+
+    /// Names of this scheduler's containers in `state` (podman's status filter: running, exited…), or all.
+    func containers(status: String? = nil) -> [String] {
+        var args = ["ps", "-a", "--filter", "label=knit.executor=\(label)", "--format", "{{.Names}}"]
+        if let status { args += ["--filter", "status=\(status)"] }
+        return podman(args).stdoutText.split(separator: "\n").map(String.init).sorted()
+    }
+
+    /// Container names, one per `start` event of this scheduler's containers (podman's event log, which
+    /// outlives the containers): a Run started twice shows up twice.
+    func containerStarts() -> [String] {
+        podman([
+            "events", "--stream=false", "--since", "30m", "--filter", "label=knit.executor=\(label)",
+            "--filter", "event=start", "--format", "{{.Name}}",
+        ]).stdoutText.split(separator: "\n").map(String.init)
+    }
+
+    /// The last lines of the scheduler's log (both processes' when restarted), for failure messages.
+    func logTail(_ lines: Int = 30) -> String {
+        let text = process.stderrText + process.stdoutText
+        return "--- knit-scheduler log:\n"
+            + text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+    }
+
+    /// podman with Knit's containers.conf, so it sees the executor's containers and events.
+    func podman(_ args: [String]) -> ProcessResult {
+        var env = ProcessInfo.processInfo.environment
+        env["CONTAINERS_CONF"] = knit.packageRoot + "/containers/containers.conf"
+        return knit.run("/usr/bin/podman", args, environment: env)
+    }
+}
+
+/// Writes `yaml` to a scratch file and applies it with `knit plan apply`.
+func applyPlan(
+    _ knit: KnitInstance,
+    _ yaml: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> PlanDetailJSON {
+    let path = try makeScratchDirectory(knit, "plan") + "/plan.yaml"
+    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    let applied = knit.runKnit(["plan", "apply", path])
+    try #require(applied.status == 0, "knit plan apply: \(applied.stderr)\n\(yaml)", sourceLocation: sourceLocation)
+    return try jsonDecoder.decode(PlanDetailJSON.self, from: applied.stdout)
+}
+
+/// A plan YAML for the quickstart image: `script` is the shell script (the image's entrypoint is `sh -c`).
+func quickstartPlanYAML(
+    script: String,
+    inputs: [(path: String, tags: [String])],
+    outputs: [(path: String, tags: [String])] = [],
+    log: [String]? = nil,
+    image: String = quickstartImage,
+    memory: String = "32Mi"
+) -> String {
+    func quoted(_ text: String) -> String {
+        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+    func list(_ items: [String]) -> String { "[" + items.map(quoted).joined(separator: ", ") + "]" }
+    var yaml = "image: \(quoted(image))\nargs: [\(quoted(script))]\ninputs:\n"
+    for input in inputs { yaml += "  - path: \(quoted(input.path))\n    tags: \(list(input.tags))\n" }
+    if !outputs.isEmpty {
+        yaml += "outputs:\n"
+        for output in outputs { yaml += "  - path: \(quoted(output.path))\n    tags: \(list(output.tags))\n" }
+    }
+    if let log { yaml += "log:\n  tags: \(list(log))\n" }
+    yaml += "resources: {cpu: \"250m\", memory: \(quoted(memory))}\n"
+    return yaml
+}
+
+/// Pushes a Data holding one file `v` with `value` (and a newline).
+func pushValue(
+    _ knit: KnitInstance,
+    _ value: String,
+    tags: [String],
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> DataDetailJSON {
+    let dir = try makeScratchDirectory(knit, "value")
+    try (value + "\n").write(toFile: dir + "/v", atomically: true, encoding: .utf8)
+    return try push(knit, dir, tags: tags, sourceLocation: sourceLocation)
+}
+
+/// Runs of the given plans (`knit run find -p …`); empty when the CLI fails.
+func findRuns(_ knit: KnitInstance, plans planIds: [String]) -> [RunDetailJSON] {
+    let found = knit.runKnit(["run", "find"] + planIds.flatMap { ["-p", $0] })
+    guard found.status == 0 else { return [] }
+    return (try? jsonDecoder.decode([RunDetailJSON].self, from: found.stdout)) ?? []
+}
+
+func showRun(_ knit: KnitInstance, _ runId: String) throws -> RunDetailJSON {
+    let shown = knit.runKnit(["run", "show", runId])
+    try #require(shown.status == 0, "knit run show \(runId): \(shown.stderr)")
+    return try jsonDecoder.decode(RunDetailJSON.self, from: shown.stdout)
+}
+
+let finishedRunStatuses: Set<String> = ["done", "failed"]
+
+/// Polls until the plan has exactly `count` Runs and each is in `statuses`; returns them sorted by
+/// their first input's knitId. Fails the test (with the Runs seen last) on timeout.
+func awaitRuns(
+    _ knit: KnitInstance,
+    plan planId: String,
+    count: Int,
+    in statuses: Set<String> = finishedRunStatuses,
+    timeout: Double = 30,
+    context: @autoclosure () -> String = "",
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> [RunDetailJSON] {
+    var runs: [RunDetailJSON] = []
+    let reached = eventually(timeout: timeout) {
+        runs = findRuns(knit, plans: [planId])
+        return runs.count == count && runs.allSatisfy { statuses.contains($0.status) }
+    }
+    let seen = runs.map { "\($0.runId.prefix(8)) \($0.status) \(String(describing: $0.exit))" }
+    try #require(
+        reached,
+        "plan \(planId): expected \(count) runs in \(statuses.sorted()) within \(timeout) s, saw \(seen)\n\(context())",
+        sourceLocation: sourceLocation
+    )
+    return runs.sorted { ($0.inputs.first?.knitId ?? "") < ($1.inputs.first?.knitId ?? "") }
+}
+
+/// Pulls a Data with `knit data pull -x` and returns the text of one of its files.
+func pullText(
+    _ knit: KnitInstance,
+    _ knitId: String,
+    file: String = "v",
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> String {
+    let destination = try makeScratchDirectory(knit, "pulled")
+    let pulled = knit.runKnit(["data", "pull", "-x", knitId, destination])
+    try #require(pulled.status == 0, "knit data pull \(knitId): \(pulled.stderr)", sourceLocation: sourceLocation)
+    return try String(contentsOfFile: destination + "/\(knitId)/\(file)", encoding: .utf8)
+}
+
+/// Files (relative paths, sorted) a pulled Data holds.
+func pulledFiles(_ knit: KnitInstance, _ knitId: String) throws -> [String] {
+    let destination = try makeScratchDirectory(knit, "pulled")
+    let pulled = knit.runKnit(["data", "pull", "-x", knitId, destination])
+    try #require(pulled.status == 0, "knit data pull \(knitId): \(pulled.stderr)")
+    let root = destination + "/\(knitId)"
+    let enumerator = FileManager.default.enumerator(atPath: root)
+    var files: [String] = []
+    while let next = enumerator?.nextObject() as? String {
+        var isDirectory: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: root + "/" + next, isDirectory: &isDirectory)
+        if exists, !isDirectory.boolValue {
+            files.append(next)
+        }
+    }
+    return files.sorted()
+}
+
+/// A run's log as `knit run show --log` prints it (empty when the CLI fails).
+func runLog(_ knit: KnitInstance, _ runId: String) -> String {
+    let shown = knit.runKnit(["run", "show", "--log", runId])
+    return shown.status == 0 ? shown.stdoutText : ""
+}
+
+/// A fresh tag namespace per test, so tests sharing an instance never feed each other's plans.
+func uniqueKey(_ prefix: String) -> String { "\(prefix)\(UUID().uuidString.prefix(6).lowercased())" }
