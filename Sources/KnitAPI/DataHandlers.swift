@@ -55,6 +55,21 @@ enum ServedFormat {
 }
 
 extension KnitAPI {
+    // MARK: /api/data/{knitId}/{sub-resource}
+
+    /// Three-segment data paths (`segments` after `api`): `GET /api/data/{knitId}/lineage` (GraphHandlers.swift).
+    /// KnitAPI.route sends `(_, 3, "data")` here.
+    func routeDataSubresource(_ request: APIRequest, segments: [String]) throws -> APIResponse {
+        switch (request.method, segments[2]) {
+        case ("GET", "lineage"), ("HEAD", "lineage"):
+            return try dataLineage(request, knitId: segments[1])
+        case (_, "lineage"):
+            throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
+        default:
+            throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
+        }
+    }
+
     // MARK: GET /api/data
 
     func findData(_ request: APIRequest) throws -> APIResponse {

@@ -1,5 +1,6 @@
 import KnitCore
 import KnitStore
+import KnitArchive
 import Logging
 
 #if canImport(Glibc)
@@ -81,6 +82,8 @@ public final class KnitAPI: Sendable {
             return try updateTags(knitId: segments[1], readBody: readBody)
         case (_, 1, "data"), (_, 2, "data"):
             throw methodNotAllowed(request)
+        case (_, 3, "data"):
+            return try routeDataSubresource(request, segments: segments)
         case (_, _, "plans"):
             return try routePlans(request, segments: segments, caller: caller, readBody: readBody)
         case (_, _, "runs"):

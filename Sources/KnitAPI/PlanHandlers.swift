@@ -33,6 +33,10 @@ extension KnitAPI {
             return .json(try planStoreCall { () throws(StoreError) in try store.planDetail(planId: planId) })
         case 3:
             let planId = segments[1]
+            if segments[2] == "graph" {
+                guard method == "GET" || method == "HEAD" else { throw planMethodNotAllowed(request) }
+                return try planGraph(request, planId: planId)
+            }
             let detail: PlanDetailJSON
             switch (method, segments[2]) {
             case ("PUT", "active"), ("DELETE", "active"):
@@ -157,10 +161,10 @@ extension KnitAPI {
     private func decodeBody<T: Decodable>(_ type: T.Type, _ readBody: BodyReader, shape: String) throws -> T {
         let body = try readSmallBody(readBody, limit: 16 << 20)
         do { return try JSONDecoder().decode(type, from: Data(body)) } catch {
-            throw KnitAPIError.badRequest(
-                "format error: body must be JSON: \(shape)",
-                advice: planDecodingAdvice(error)
-            )
+            // Well-formed JSON whose values do not fit (a tag without ':', a number for a path) is a spec
+            // problem like any other, so it gets the same reason as the validation rules.
+            let reason = JSONValue.parse(body) == nil ? "format error: body must be JSON: \(shape)" : "invalid plan spec"
+            throw KnitAPIError.badRequest(reason, advice: planDecodingAdvice(error))
         }
     }
 
@@ -175,11 +179,21 @@ extension KnitAPI {
 
 private func planDecodingAdvice(_ error: any Error) -> String {
     guard let decoding = error as? DecodingError else { return "invalid JSON" }
+    let context: DecodingError.Context
     switch decoding {
-    case .dataCorrupted(let context): return context.debugDescription
-    case .typeMismatch(_, let context), .valueNotFound(_, let context), .keyNotFound(_, let context):
-        let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-        return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
+    case .dataCorrupted(let found), .typeMismatch(_, let found), .valueNotFound(_, let found),
+        .keyNotFound(_, let found):
+        context = found
     @unknown default: return "invalid JSON"
     }
+    // The field as the validation rules name it: inputs[0].tags[1].
+    var path = ""
+    for key in context.codingPath {
+        if let index = key.intValue {
+            path += "[\(index)]"
+        } else {
+            path += (path.isEmpty ? "" : ".") + key.stringValue
+        }
+    }
+    return path.isEmpty ? context.debugDescription : "\(path): \(context.debugDescription)"
 }

@@ -13,6 +13,6 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Upload, download, find and tag Data.",
-        subcommands: [DataPush.self, DataPull.self, DataFind.self, DataTag.self]
+        subcommands: [DataPush.self, DataPull.self, DataFind.self, DataTag.self, DataLineage.self]
     )
 }

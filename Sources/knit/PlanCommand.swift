@@ -8,7 +8,7 @@ struct PlanCommand: ParsableCommand {
         abstract: "Register, find and change Plans.",
         subcommands: [
             PlanApply.self, PlanShow.self, PlanFind.self, PlanActive.self, PlanResource.self, PlanAnnotate.self,
-            PlanServiceAccount.self, PlanTemplateCommand.self,
+            PlanServiceAccount.self, PlanTemplateCommand.self, PlanGraph.self,
         ]
     )
 }

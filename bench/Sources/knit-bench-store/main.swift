@@ -3,6 +3,10 @@
 //   knit-bench-store load  --home H [--count 1000000] [--shards 100000]
 //   knit-bench-store query --home H [--queries 20000] [--shards 100000] [--seed 1]
 //   knit-bench-store json  [--iterations 20000]   (KnitJSON.encode of 10 DataDetailJSON, as GET /api/data sends)
+//   knit-bench-store nominate --home H --baseline-home B [--plans 10000] [--pushes 300]
+//                                 (finishUpload with many plans registered in H, none in B; Nomination.swift)
+//   knit-bench-store lineage --home H --fanout-home F [--chain 1000] [--fanout 10000] [--repeat 5]
+//                                 (lineage graph + dot of a deep chain and a wide fan-out; Lineage.swift)
 //
 // Data i gets the tags shard:<i % shards> and batch:<i / 1000>, so one shard tag matches count/shards Data.
 // Output lines of the form `key=value` are read by bench/query.sh; everything else is for people.
@@ -174,6 +178,32 @@ case "query":
         try measure("pair", store: store, queries: pairs)
     } catch { fail("query failed: \(error)") }
 
+case "nominate":
+    guard let baselineHome = option("--baseline-home", arguments) else { fail("--baseline-home DIR is required") }
+    do {
+        let baseline = try KnitStore(home: baselineHome, logger: logger)
+        defer { baseline.close() }
+        try NominationBenchmark(
+            store: store,
+            plans: intOption("--plans", arguments, default: 10_000),
+            pushes: intOption("--pushes", arguments, default: 300)
+        ).run(baselineStore: baseline)
+    } catch { fail("nomination benchmark failed: \(error)") }
+
+case "lineage":
+    guard let fanoutHome = option("--fanout-home", arguments) else { fail("--fanout-home DIR is required") }
+    do {
+        let fanoutStore = try KnitStore(home: fanoutHome, logger: logger)
+        defer { fanoutStore.close() }
+        try LineageBenchmark(
+            chainStore: store,
+            fanoutStore: fanoutStore,
+            chain: intOption("--chain", arguments, default: 1000),
+            fanout: intOption("--fanout", arguments, default: 10_000),
+            repeats: intOption("--repeat", arguments, default: 5)
+        ).run()
+    } catch { fail("lineage benchmark failed: \(error)") }
+
 default:
-    fail("unknown command '\(command)' (load or query)")
+    fail("unknown command '\(command)' (load, query, json, nominate or lineage)")
 }
