@@ -76,7 +76,7 @@ start_instance() {
     sed -e "s|@USER@|root root|g" -e "s|@PIDFILE@|$root/nginx/nginx.pid|g" -e "s|@LOGDIR@|$root/log|g" \
         -e "s|@TEMPDIR@|$root/nginx/tmp|g" -e "s|@LISTEN@|127.0.0.1:$PORT|g" \
         -e "s|@SERVER_NAMES@|127.0.0.1 localhost|g" -e "s|@CERT@|$root/tls/server.crt|g" \
-        -e "s|@KEY@|$root/tls/server.key|g" -e "s|@SOCKET@|$socket|g" -e "s|@WEBROOT@|$REPO/nginx/www|g" \
+        -e "s|@KEY@|$root/tls/server.key|g" -e "s|@SOCKET@|$socket|g" -e "s|@WEBROOT@|$REPO/web|g" \
         -e "s|@HOME@|$HOME_DIR|g" -e "s|@UPLOAD_LIMIT@|0|g" \
         -e "s|^\( *\)# Static web console.|$extra\1# Static web console.|" \
         "$REPO/nginx/knit.conf.template" >"$root/nginx/nginx.conf"

@@ -88,6 +88,8 @@ public final class KnitAPI: Sendable {
             return try routePlans(request, segments: segments, caller: caller, readBody: readBody)
         case (_, _, "runs"):
             return try routeRuns(request, segments: segments, caller: caller)
+        case ("GET", 2, "auth") where segments[1] == "registry", ("HEAD", 2, "auth") where segments[1] == "registry":
+            return try registryAuthorization(request, caller: caller)
         default:
             throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
         }

@@ -180,6 +180,25 @@ public struct ArchiveEntryReader: ~Copyable {
         }
         return data
     }
+
+    /// Streams the data of the entry ``next()`` returned last: fills `buffer` with the next bytes and returns
+    /// the count, 0 once the entry's data is exhausted. For entries too large to hold (the layers `knit image
+    /// load` sends on); use either this or ``readData(limit:)`` for one entry, not both.
+    ///
+    /// - Throws: ``ArchiveError`` ``ArchiveError/Code/corrupt`` for a truncated entry,
+    ///   ``ArchiveError/Code/readFailed``.
+    public mutating func readChunk(into buffer: UnsafeMutableRawBufferPointer) throws(ArchiveError) -> Int {
+        guard let header = current else { return 0 }
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let count = archive_read_data(handle, base, buffer.count)
+        if count < 0 {
+            let message = archiveMessage(handle)
+            throw source?.error(libarchive: message)
+                ?? ArchiveError(code: .corrupt, message: "archive: entry \(header.name): \(message)", path: header.name)
+        }
+        if count == 0 { current = nil }
+        return count
+    }
 }
 
 extension ClosureSource {

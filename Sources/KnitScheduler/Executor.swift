@@ -45,7 +45,8 @@ public struct RunLaunch: Sendable, Equatable {
 
     /// Names the container (`knit-run-<runId>`) and labels it (`knit.run=<runId>`).
     public var runId: String
-    /// `[host[:port]/]name:tag`; it must already be in the runtime's local image store (never pulled).
+    /// `[host[:port]/]name:tag`: from the runtime's local image store, or pulled from its registry when the
+    /// name has a registry host part and the local store lacks it (see ``PodmanExecutor``).
     public var image: String
     /// Replaces the image's ENTRYPOINT when non-nil and non-empty.
     public var entrypoint: [String]?

@@ -32,6 +32,14 @@ internal import Synchronization
 ///   executor".
 /// * `podman run --timeout` ends with exit -1, so timeouts are the caller's `stop(runId:grace:)`.
 /// * a missing image with `--pull=never` is exit 125 "image not known".
+///
+/// Images: `podman run` never pulls (`--pull=never`), so a Run uses what the local store holds
+/// (`podman load`, `knit image load` through the registry, a local build). Only when that fails
+/// with "image not known" and the name has a registry host part (`host:port/name:tag`, a host
+/// with a dot, not podman's own `localhost/` prefix) does the executor `podman pull` it — with
+/// ``Configuration/registryAuthFile`` and ``Configuration/registryCertDirectory``, bounded by
+/// ``Configuration/pullTimeout`` — and run it again. Trying the run first keeps the usual
+/// start at one podman call; a failed pull ends the Run as image-not-found with podman's reason.
 public final class PodmanExecutor: Executor {
     public struct Configuration: Sendable {
         /// Absolute path of the podman binary (see ``PodmanExecutor/findPodman(searchPath:)``).
@@ -54,6 +62,14 @@ public final class PodmanExecutor: Executor {
         /// leaves its `oom` marker), removed by ``PodmanExecutor/cleanup(runId:)``. Must survive
         /// a scheduler restart; `KNIT_HOME/executor` is the natural place.
         public var runDirectory: String
+        /// `podman pull --authfile`: credentials for Knit's registry (`{"auths":{"HOST:PORT":
+        /// {"auth":"base64(user:token)"}}}`); nil lets podman use its default auth file.
+        public var registryAuthFile: String?
+        /// `podman pull --cert-dir`: a directory holding the registry's CA as `ca.crt`; nil lets
+        /// podman use /etc/containers/certs.d/HOST:PORT/.
+        public var registryCertDirectory: String?
+        /// Upper bound for one `podman pull` (layers can be GiBs).
+        public var pullTimeout: Duration
 
         public init(
             podmanPath: String,
@@ -64,7 +80,10 @@ public final class PodmanExecutor: Executor {
             instance: String = "knit",
             commandTimeout: Duration = .seconds(30),
             startTimeout: Duration = .seconds(120),
-            runDirectory: String? = nil
+            runDirectory: String? = nil,
+            registryAuthFile: String? = nil,
+            registryCertDirectory: String? = nil,
+            pullTimeout: Duration = .seconds(600)
         ) {
             self.podmanPath = podmanPath
             self.containersConf = containersConf
@@ -75,6 +94,9 @@ public final class PodmanExecutor: Executor {
             self.commandTimeout = commandTimeout
             self.startTimeout = startTimeout
             self.runDirectory = runDirectory ?? "/tmp/knit-executor-\(instance)"
+            self.registryAuthFile = registryAuthFile
+            self.registryCertDirectory = registryCertDirectory
+            self.pullTimeout = pullTimeout
         }
     }
 
@@ -160,33 +182,15 @@ public final class PodmanExecutor: Executor {
         arguments += launch.args ?? []
         let directory = try prepareRunDirectory(runId: launch.runId)
 
-        let result: CommandOutput
-        if let logPath = launch.logPath {
-            // Read-write only so a failed start can take podman's complaint back out of the file.
-            let fd = open(logPath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard fd >= 0 else {
-                throw ExecutorError(
-                    .invalidLaunch,
-                    "run \(launch.runId): cannot open log file \(logPath): \(errnoText(errno))"
-                )
+        var result = try await runDetached(arguments, launch: launch, directory: directory)
+        var pullFailure: String?
+        if result.status != 0, Self.podmanError(result.stderr).contains("image not known"),
+            Self.registryHost(of: launch.image) != nil
+        {
+            pullFailure = await pull(launch)
+            if pullFailure == nil {
+                result = try await runDetached(arguments, launch: launch, directory: directory)
             }
-            defer { close(fd) }
-            let offset = lseek(fd, 0, SEEK_END)
-            var output = try await podman(
-                arguments,
-                output: .descriptor(fd),
-                directory: directory,
-                timeout: configuration.startTimeout
-            )
-            if output.status != 0 {
-                output.stderr = readAll(fd, from: Int(offset))
-                // The container never ran, so only podman wrote there: take that back out. Not
-                // when the name is taken, though: that container may be writing this very file.
-                if !output.stderr.contains("already in use") { _ = ftruncate(fd, offset) }
-            }
-            result = output
-        } else {
-            result = try await podman(arguments, directory: directory, timeout: configuration.startTimeout)
         }
         guard result.status != 0 else {
             runs.withLock { $0[launch.runId] = RunMemory() }
@@ -211,11 +215,19 @@ public final class PodmanExecutor: Executor {
             timeout: configuration.commandTimeout
         )
         try? FileManager.default.removeItem(atPath: directory)
+        if let pullFailure {
+            throw ExecutorError(
+                .imageNotFound,
+                "run \(launch.runId): image \(launch.image) is not in the local image store and pulling it "
+                    + "failed: \(pullFailure)",
+                exitCode: result.status
+            )
+        }
         if detail.contains("image not known") {
             throw ExecutorError(
                 .imageNotFound,
                 "run \(launch.runId): image \(launch.image) is not in the local image store "
-                    + "(load or build it first; Knit never pulls): \(detail)",
+                    + "(load or build it first; only names with a registry host are pulled): \(detail)",
                 exitCode: result.status
             )
         }
@@ -339,6 +351,80 @@ public final class PodmanExecutor: Executor {
     }
 
     // MARK: - Helpers
+
+    /// `podman run --detach …` with podman's output in the Run's log file (when it has one); on
+    /// failure podman's complaint is moved from the log file into the result's stderr.
+    private func runDetached(_ arguments: [String], launch: RunLaunch, directory: String) async throws
+        -> CommandOutput
+    {
+        guard let logPath = launch.logPath else {
+            return try await podman(arguments, directory: directory, timeout: configuration.startTimeout)
+        }
+        // Read-write only so a failed start can take podman's complaint back out of the file.
+        let fd = open(logPath, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw ExecutorError(
+                .invalidLaunch,
+                "run \(launch.runId): cannot open log file \(logPath): \(errnoText(errno))"
+            )
+        }
+        defer { close(fd) }
+        let offset = lseek(fd, 0, SEEK_END)
+        var output = try await podman(
+            arguments,
+            output: .descriptor(fd),
+            directory: directory,
+            timeout: configuration.startTimeout
+        )
+        if output.status != 0 {
+            output.stderr = readAll(fd, from: Int(offset))
+            // The container never ran, so only podman wrote there: take that back out. Not
+            // when the name is taken, though: that container may be writing this very file.
+            if !output.stderr.contains("already in use") { _ = ftruncate(fd, offset) }
+        }
+        return output
+    }
+
+    /// Pulls the Run's image from its registry; nil when it worked, else why not (podman's
+    /// message, or the timeout).
+    private func pull(_ launch: RunLaunch) async -> String? {
+        var arguments = ["pull", "--quiet"]
+        if let file = configuration.registryAuthFile { arguments += ["--authfile", file] }
+        if let directory = configuration.registryCertDirectory { arguments += ["--cert-dir", directory] }
+        arguments.append(launch.image)
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            let result = try await podman(arguments, timeout: configuration.pullTimeout)
+            guard result.status == 0 else {
+                logger.info(
+                    "image pull failed",
+                    metadata: ["run.id": "\(launch.runId)", "container.image": "\(launch.image)"]
+                )
+                return Self.podmanError(result.stderr)
+            }
+            logger.info(
+                "image pulled",
+                metadata: [
+                    "run.id": "\(launch.runId)", "container.image": "\(launch.image)",
+                    "pull.seconds": "\((clock.now - started).components.seconds)",
+                ]
+            )
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// The registry part of an image reference (`host:port` or `registry.example.org`), or nil
+    /// when the name has none or names podman's local namespace (`localhost/…`). Follows the
+    /// docker reference rule: the first component is a host when it contains `.` or `:`.
+    static func registryHost(of image: String) -> String? {
+        guard let slash = image.firstIndex(of: "/") else { return nil }
+        let first = image[..<slash]
+        guard first.contains(".") || first.contains(":") else { return nil }
+        return String(first)
+    }
 
     private func podman(
         _ arguments: [String],

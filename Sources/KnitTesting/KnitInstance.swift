@@ -25,19 +25,25 @@ public final class KnitInstance: @unchecked Sendable {
         public var extraKnitdArguments: [String]
         /// (name, role) of the users to create; each gets a handout and an initialised project.
         public var users: [(name: String, role: String)]
+        /// Start a real image registry (Debian's `/usr/bin/docker-registry`, rendered from
+        /// registry/config.yml.template) on a free loopback port behind this instance's nginx
+        /// (`/v2/`); without it `/v2/` answers 404.
+        public var registry: Bool
 
         public init(
             threads: Int = 16,
             transferSlots: Int = 8,
             logLevel: String = "debug",
             extraKnitdArguments: [String] = [],
-            users: [(name: String, role: String)] = [("admin", "admin"), ("alice", "user"), ("rita", "reader")]
+            users: [(name: String, role: String)] = [("admin", "admin"), ("alice", "user"), ("rita", "reader")],
+            registry: Bool = false
         ) {
             self.threads = threads
             self.transferSlots = transferSlots
             self.logLevel = logLevel
             self.extraKnitdArguments = extraKnitdArguments
             self.users = users
+            self.registry = registry
         }
     }
 
@@ -59,11 +65,21 @@ public final class KnitInstance: @unchecked Sendable {
     public let knitdLogPath: String
     public let nginxErrorLogPath: String
     public let options: Options
+    /// The docker-registry's own loopback port (nil without ``Options/registry``); clients use
+    /// ``registryHost`` (nginx) instead.
+    public let registryPort: Int?
+    /// `127.0.0.1:PORT` of nginx: the registry part of image names (`127.0.0.1:PORT/name:tag`).
+    public var registryHost: String { "127.0.0.1:\(port)" }
+    /// A directory holding `127.0.0.1:PORT/ca.crt` (and `localhost:PORT/ca.crt`), for
+    /// `podman --cert-dir` / `knit-scheduler --registry-cert-dir`.
+    public var registryCertDirectory: String { root + "/tls/certs.d/" + registryHost }
+    public var registryLogPath: String { root + "/log/registry.log" }
 
     private let nginxDir: String
     private let lock = NSLock()
     private var knitdProcess: BackgroundProcess?
     private var nginxProcess: BackgroundProcess?
+    private var registryProcess: BackgroundProcess?
     private var children: [BackgroundProcess] = []
     private var stopped = false
 
@@ -92,6 +108,7 @@ public final class KnitInstance: @unchecked Sendable {
         nginxErrorLogPath = root + "/log/nginx-error.log"
         caPath = root + "/tls/ca.crt"
         port = try freeLoopbackPort()
+        registryPort = options.registry ? try freeLoopbackPort() : nil
         baseURL = "https://127.0.0.1:\(port)"
         apiRoot = baseURL + "/api"
 
@@ -165,6 +182,7 @@ public final class KnitInstance: @unchecked Sendable {
         }
 
         try renderNginxConfig()
+        if options.registry { try startRegistry() }
         try startKnitd()
         let nginx = try BackgroundProcess(
             "/usr/sbin/nginx",
@@ -197,9 +215,13 @@ public final class KnitInstance: @unchecked Sendable {
             "@CERT@": root + "/tls/server.crt",
             "@KEY@": root + "/tls/server.key",
             "@SOCKET@": socketPath,
-            "@WEBROOT@": packageRoot + "/nginx/www",
+            "@WEBROOT@": packageRoot + "/web",
             "@HOME@": home,
             "@UPLOAD_LIMIT@": "0",
+            "@REGISTRY@": registryPort == nil ? "off" : "on",
+            // Without a registry nginx never connects there (it answers 404 first), but the
+            // directive must still name a valid port.
+            "@REGISTRY_PORT@": String(registryPort ?? 9),
         ]
         let rendered = Self.render(template, values)
         // Only comment lines may still mention a placeholder.
@@ -209,6 +231,68 @@ public final class KnitInstance: @unchecked Sendable {
             }
         }
         try rendered.write(toFile: nginxDir + "/nginx.conf", atomically: true, encoding: .utf8)
+    }
+
+    /// Renders registry/config.yml.template, starts docker-registry and waits until it answers
+    /// `GET /v2/` on its loopback port. Also writes the cert dir podman wants for the registry
+    /// name (`certs.d/HOST:PORT/ca.crt`).
+    private func startRegistry() throws {
+        guard let registryPort else { return }
+        let fm = FileManager.default
+        let binary = "/usr/bin/docker-registry"
+        guard fm.isExecutableFile(atPath: binary) else {
+            throw KnitTestingError("\(binary) not found: apt-get install docker-registry")
+        }
+        let templatePath = packageRoot + "/registry/config.yml.template"
+        let template = try String(contentsOfFile: templatePath, encoding: .utf8)
+        let rendered = Self.render(
+            template,
+            [
+                "@REGISTRY_ROOT@": home + "/registry",
+                "@REGISTRY_PORT@": String(registryPort),
+                "@REGISTRY_SECRET@": UUID().uuidString,
+            ]
+        )
+        for line in rendered.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).hasPrefix("#") {
+            if line.contains(/@[A-Z_]+@/) {
+                throw KnitTestingError("unrendered placeholder in \(templatePath): \(line)")
+            }
+        }
+        let configDir = root + "/registry"
+        try fm.createDirectory(atPath: configDir, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: home + "/registry", withIntermediateDirectories: true)
+        try rendered.write(toFile: configDir + "/config.yml", atomically: true, encoding: .utf8)
+        for name in [registryHost, "localhost:\(port)"] {
+            let dir = root + "/tls/certs.d/" + name
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            if fm.fileExists(atPath: dir + "/ca.crt") { try fm.removeItem(atPath: dir + "/ca.crt") }
+            try fm.copyItem(atPath: caPath, toPath: dir + "/ca.crt")
+        }
+
+        let process = try BackgroundProcess(
+            binary,
+            ["serve", configDir + "/config.yml"],
+            stdoutPath: registryLogPath,
+            stderrPath: registryLogPath
+        )
+        try String(process.pid).write(toFile: root + "/registry.pid", atomically: true, encoding: .utf8)
+        lock.withLock { registryProcess = process }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if !process.isRunning {
+                throw KnitTestingError(
+                    "docker-registry exited with \(process.exitStatus ?? -1) during start-up\n"
+                        + ((try? String(contentsOfFile: registryLogPath, encoding: .utf8)) ?? "")
+                )
+            }
+            let probe = run(
+                "/usr/bin/curl",
+                ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "http://127.0.0.1:\(registryPort)/v2/"]
+            )
+            if probe.stdoutText == "200" { return }
+            usleep(100_000)
+        }
+        throw KnitTestingError("docker-registry did not answer on 127.0.0.1:\(registryPort) within 20 s")
     }
 
     static func render(_ template: String, _ values: [String: String]) -> String {
@@ -416,6 +500,9 @@ public final class KnitInstance: @unchecked Sendable {
 
     public var knitdPID: Int32? { lock.withLock { knitdProcess?.isRunning == true ? knitdProcess?.pid : nil } }
     public var nginxPID: Int32? { lock.withLock { nginxProcess?.isRunning == true ? nginxProcess?.pid : nil } }
+    public var registryPID: Int32? {
+        lock.withLock { registryProcess?.isRunning == true ? registryProcess?.pid : nil }
+    }
 
     /// Sends `signal` to knitd and waits (up to `timeout` s) for it to exit; returns its exit status.
     @discardableResult
@@ -445,13 +532,14 @@ public final class KnitInstance: @unchecked Sendable {
     /// Stops every process this instance started (by pid: SIGTERM, wait, SIGKILL) and deletes
     /// its directory (kept when KNIT_KEEP_TEST_DIRS=1, for post-mortems). Idempotent.
     public func stop() {
-        let (knitd, nginx, kids, first) = lock.withLock {
+        let (knitd, nginx, registry, kids, first) = lock.withLock {
             defer { stopped = true }
-            return (knitdProcess, nginxProcess, children, !stopped)
+            return (knitdProcess, nginxProcess, registryProcess, children, !stopped)
         }
         for child in kids { child.stop(signal: SIGKILL, grace: 5) }
         knitd?.stop(signal: SIGTERM, grace: 15)
         nginx?.stop(signal: SIGTERM, grace: 10)
+        registry?.stop(signal: SIGTERM, grace: 10)
         guard first else { return }
         KnitInstanceRegistry.unregister(self)
         if ProcessInfo.processInfo.environment["KNIT_KEEP_TEST_DIRS"] == "1" {
@@ -505,7 +593,9 @@ enum KnitInstanceRegistry {
             else { continue }
             if kill(owner, 0) == 0 || errno == EPERM { continue }
             // nginx gets SIGTERM so that its master takes its workers down with it.
-            for (pidFile, sig) in [(dir + "/knitd.pid", SIGKILL), (dir + "/nginx/nginx.pid", SIGTERM)] {
+            for (pidFile, sig) in [
+                (dir + "/knitd.pid", SIGKILL), (dir + "/nginx/nginx.pid", SIGTERM), (dir + "/registry.pid", SIGKILL),
+            ] {
                 guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
                     let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
                     let cmdline = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))

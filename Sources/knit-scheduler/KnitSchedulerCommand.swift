@@ -38,6 +38,26 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
     @Option(help: "Memory budget in bytes for running containers. Default: the machine's memory.")
     var memoryBudget: Int64?
 
+    @Option(
+        help: ArgumentHelp(
+            "podman auth file (JSON, {\"auths\":{\"HOST:PORT\":{\"auth\":\"base64(user:token)\"}}}) used to pull "
+                + "images named HOST:PORT/name:tag that are not in the local store.",
+            valueName: "file"
+        )
+    )
+    var registryAuthfile: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Directory holding the registry's CA as ca.crt, for those pulls. Default: /etc/containers/certs.d/HOST:PORT.",
+            valueName: "dir"
+        )
+    )
+    var registryCertDir: String?
+
+    @Option(help: "Upper bound in seconds for one image pull.")
+    var pullTimeout: Int = 600
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -47,6 +67,13 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
         }
         if let cpuBudget, cpuBudget <= 0 { throw ValidationError("--cpu-budget must be positive") }
         if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
+        if pullTimeout <= 0 { throw ValidationError("--pull-timeout must be positive") }
+        if let registryAuthfile, access(registryAuthfile, R_OK) != 0 {
+            throw ValidationError("--registry-authfile \(registryAuthfile) is not readable")
+        }
+        if let registryCertDir, access(registryCertDir + "/ca.crt", R_OK) != 0 {
+            throw ValidationError("--registry-cert-dir \(registryCertDir) holds no readable ca.crt")
+        }
     }
 
     func run() async throws {
@@ -77,7 +104,10 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
                 podmanPath: podmanPath,
                 containersConf: containersConf,
                 instance: instance,
-                runDirectory: home + "/executor"
+                runDirectory: home + "/executor",
+                registryAuthFile: registryAuthfile,
+                registryCertDirectory: registryCertDir,
+                pullTimeout: .seconds(pullTimeout)
             ),
             logger: logger
         )

@@ -5,7 +5,10 @@ struct Knit: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "knit",
         abstract: "Push, find and pull Data on a Knit (or Knitfab) server.",
-        subcommands: [InitCommand.self, VersionCommand.self, DataCommand.self, PlanCommand.self, RunCommand.self]
+        subcommands: [
+            InitCommand.self, VersionCommand.self, DataCommand.self, PlanCommand.self, RunCommand.self,
+            ImageCommand.self,
+        ]
     )
 }
 
