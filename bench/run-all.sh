@@ -4,11 +4,11 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-build_products knitd knitadm knit
+build_products knitd knitadm knit knit-scheduler
 build_bench_helper
 mkdir -p "$BENCH_DIR/out"
 export KNIT_BENCH_NO_BUILD=1
-for bench in startup query transfer; do
+for bench in startup query transfer pipeline plans graphs; do
     log "== $bench.sh"
     "$BENCH_DIR/$bench.sh" 2>"$BENCH_DIR/out/$bench.log" | tee "$BENCH_DIR/out/$bench.txt"
 done
