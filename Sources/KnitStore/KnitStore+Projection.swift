@@ -202,41 +202,8 @@ extension KnitStore {
             planId: planRecord.planId,
             exit: nil
         )
-        var made: [DataRecord] = []
-        for output in plan.outputs {
-            made.append(
-                DataRecord(
-                    knitId: KnitIdentifier.make(),
-                    runId: runId,
-                    outputPath: output.path,
-                    userTags: output.tags.tags,
-                    timestampMs: nil,
-                    sizeBytes: nil,
-                    creator: creator,
-                    producer: snapshot,
-                    mountpointTags: output.tags.tags
-                )
-            )
-        }
-        var logKnitId: String?
-        if let log = plan.log {
-            let knitId = KnitIdentifier.make()
-            logKnitId = knitId
-            made.append(
-                DataRecord(
-                    knitId: knitId,
-                    runId: runId,
-                    outputPath: Self.logPath,
-                    userTags: log.tags,
-                    timestampMs: nil,
-                    sizeBytes: nil,
-                    creator: creator,
-                    producer: snapshot,
-                    isLog: true,
-                    mountpointTags: log.tags
-                )
-            )
-        }
+        let made = Self.outputRecords(runId: runId, plan: plan, creator: creator, producer: snapshot)
+        let logKnitId = made.first(where: \.isLog)?.knitId
         let run = RunRecord(
             runId: runId,
             planId: planRecord.planId,
@@ -264,6 +231,46 @@ extension KnitStore {
             metadata: ["knit.run": "\(runId)", "plan.id": "\(planRecord.planId)", "run.status": "\(run.status)"]
         )
         return true
+    }
+
+    /// Fresh output and log records of a new (or retried) Run, with new knitIds, tagged as the plan's output
+    /// and log points and carrying `producer` as their copy of the Run's state; the log comes last.
+    static func outputRecords(runId: String, plan: Plan, creator: String, producer: ProducerSnapshot)
+        -> [DataRecord]
+    {
+        var made: [DataRecord] = []
+        for output in plan.outputs {
+            made.append(
+                DataRecord(
+                    knitId: KnitIdentifier.make(),
+                    runId: runId,
+                    outputPath: output.path,
+                    userTags: output.tags.tags,
+                    timestampMs: nil,
+                    sizeBytes: nil,
+                    creator: creator,
+                    producer: producer,
+                    mountpointTags: output.tags.tags
+                )
+            )
+        }
+        if let log = plan.log {
+            made.append(
+                DataRecord(
+                    knitId: KnitIdentifier.make(),
+                    runId: runId,
+                    outputPath: logPath,
+                    userTags: log.tags,
+                    timestampMs: nil,
+                    sizeBytes: nil,
+                    creator: creator,
+                    producer: producer,
+                    isLog: true,
+                    mountpointTags: log.tags
+                )
+            )
+        }
+        return made
     }
 
     /// Mount path recorded for a log Data.

@@ -191,46 +191,6 @@ extension KnitStore {
         try txn.delete(db.runs, key: id)
     }
 
-    /// Fresh output and log records for a retried Run, tagged as its plan's output and log points, as
-    /// ``createRunIfNew(_:planRecord:plan:knitIds:now:)`` makes them for a new Run.
-    private static func outputRecords(runId: String, plan: Plan, creator: String, producer: ProducerSnapshot)
-        -> [DataRecord]
-    {
-        var made: [DataRecord] = []
-        for output in plan.outputs {
-            made.append(
-                DataRecord(
-                    knitId: KnitIdentifier.make(),
-                    runId: runId,
-                    outputPath: output.path,
-                    userTags: output.tags.tags,
-                    timestampMs: nil,
-                    sizeBytes: nil,
-                    creator: creator,
-                    producer: producer,
-                    mountpointTags: output.tags.tags
-                )
-            )
-        }
-        if let log = plan.log {
-            made.append(
-                DataRecord(
-                    knitId: KnitIdentifier.make(),
-                    runId: runId,
-                    outputPath: logPath,
-                    userTags: log.tags,
-                    timestampMs: nil,
-                    sizeBytes: nil,
-                    creator: creator,
-                    producer: producer,
-                    isLog: true,
-                    mountpointTags: log.tags
-                )
-            )
-        }
-        return made
-    }
-
     /// Deletes the directories of dropped Data after their records are gone. The change is committed, so a
     /// failure is only logged: what is left is unreachable and harmless.
     private func removeDirectories(of knitIds: [String], runId: String) {
