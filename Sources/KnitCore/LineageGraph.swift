@@ -32,6 +32,20 @@ public struct GraphDepth: Sendable, Hashable, CustomStringConvertible {
     public var description: String { steps.map(String.init) ?? "all" }
 
     func allows(_ taken: Int) -> Bool { steps.map { taken < $0 } ?? true }
+
+    /// Breadth-first from `start`, one level per step while the depth allows: `step` is called once for each
+    /// node reached and appends the nodes one level further on.
+    func walk(from start: String, _ step: (String, inout [String]) throws -> Void) rethrows {
+        var frontier = [start]
+        var visited = Set<String>()
+        var taken = 0
+        while allows(taken), !frontier.isEmpty {
+            var next: [String] = []
+            for id in frontier where visited.insert(id).inserted { try step(id, &next) }
+            frontier = next
+            taken += 1
+        }
+    }
 }
 
 /// Which kind of graph a ``KnitGraph`` is.
@@ -267,29 +281,11 @@ public struct LineageBuilder {
         builder.facts[knitId] = first
         builder.addData(first, start: true)
         if upstream {
-            var frontier = [knitId]
-            var visited = Set<String>()
-            var taken = 0
-            while depth.allows(taken), !frontier.isEmpty {
-                var next: [String] = []
-                for id in frontier where visited.insert(id).inserted {
-                    try builder.stepUp(from: id, data: data, run: run, next: &next)
-                }
-                frontier = next
-                taken += 1
-            }
+            try depth.walk(from: knitId) { id, next in try builder.stepUp(from: id, data: data, run: run, next: &next) }
         }
         if downstream {
-            var frontier = [knitId]
-            var visited = Set<String>()
-            var taken = 0
-            while depth.allows(taken), !frontier.isEmpty {
-                var next: [String] = []
-                for id in frontier where visited.insert(id).inserted {
-                    try builder.stepDown(from: id, data: data, run: run, next: &next)
-                }
-                frontier = next
-                taken += 1
+            try depth.walk(from: knitId) { id, next in
+                try builder.stepDown(from: id, data: data, run: run, next: &next)
             }
         }
         return KnitGraph(
