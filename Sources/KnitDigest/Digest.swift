@@ -1,29 +1,49 @@
 internal import CKnitCrypto
 
-/// A running MD5, for the `x-checksum-md5` of Data archives, fed chunk by chunk as bytes stream past.
-///
-/// Owns an OpenSSL `EVP_MD_CTX`; it is `~Copyable` so the context is freed exactly once.
-public struct MD5Digest: ~Copyable {
+/// An OpenSSL `EVP_MD_CTX` running one digest: the one place that feeds and frees a context, behind
+/// ``MD5Digest`` and ``SHA256Stream``. `~Copyable`, so the context is freed exactly once.
+struct EVPDigestContext: ~Copyable {
     private let context: OpaquePointer
+    private let name: String
 
-    /// Starts an empty digest.
-    ///
-    /// Allocation failure inside OpenSSL means the process is out of memory; that traps.
-    public init() {
+    /// Allocation failure inside OpenSSL means the process is out of memory; that traps, as does an
+    /// algorithm OpenSSL does not offer (MD5 under a FIPS-only provider).
+    init(_ algorithm: OpaquePointer?, name: String) {
         guard let context = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
-        guard EVP_DigestInit_ex(context, EVP_md5(), nil) == 1 else {
+        guard EVP_DigestInit_ex(context, algorithm, nil) == 1 else {
             EVP_MD_CTX_free(context)
-            fatalError("EVP_DigestInit_ex(md5) failed: OpenSSL has no MD5 (FIPS-only provider?)")
+            fatalError("EVP_DigestInit_ex(\(name)) failed: OpenSSL does not offer it")
         }
         self.context = context
+        self.name = name
     }
 
-    /// Adds `bytes` to the digest. Uses `EVP_DigestUpdate`.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         let ok = EVP_DigestUpdate(context, base, bytes.count)
-        precondition(ok == 1, "EVP_DigestUpdate(md5) failed")
+        precondition(ok == 1, "EVP_DigestUpdate(\(name)) failed")
     }
+
+    consuming func finalizeHex() -> String {
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = output.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
+        precondition(ok == 1, "EVP_DigestFinal_ex(\(name)) failed")
+        return hexString(output.prefix(Int(length)))
+    }
+
+    deinit { EVP_MD_CTX_free(context) }
+}
+
+/// A running MD5, for the `x-checksum-md5` of Data archives, fed chunk by chunk as bytes stream past.
+public struct MD5Digest: ~Copyable {
+    private var context = EVPDigestContext(EVP_md5(), name: "md5")
+
+    /// Starts an empty digest.
+    public init() {}
+
+    /// Adds `bytes` to the digest.
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { context.update(bytes) }
 
     /// Adds `bytes` to the digest.
     public mutating func update(_ bytes: some Collection<UInt8>) {
@@ -31,16 +51,8 @@ public struct MD5Digest: ~Copyable {
         if done == nil { Array(bytes).withUnsafeBytes { update($0) } }
     }
 
-    /// The digest as 32 lower-case hex characters. Uses `EVP_DigestFinal_ex`.
-    public consuming func finalizeHex() -> String {
-        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        let ok = output.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
-        precondition(ok == 1, "EVP_DigestFinal_ex(md5) failed")
-        return hexString(output.prefix(Int(length)))
-    }
-
-    deinit { EVP_MD_CTX_free(context) }
+    /// The digest as 32 lower-case hex characters.
+    public consuming func finalizeHex() -> String { context.finalizeHex() }
 
     /// MD5 of `bytes` in one go, as lower-case hex.
     public static func hex(of bytes: some Collection<UInt8>) -> String {
