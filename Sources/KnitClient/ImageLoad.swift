@@ -77,7 +77,7 @@ extension KnitAPIClient {
         let registry = RegistryClient(client: self)
         let box: EntryBox
         do { box = EntryBox(try ArchiveEntryReader(fileDescriptor: fileDescriptor)) } catch {
-            throw Self.imageArchiveError(error, source: source)
+            throw ImageArchive.archiveError(error, source: source)
         }
 
         // Blobs are pushed before the target repository is known (manifest.json comes last), so they go to a
@@ -144,7 +144,7 @@ extension KnitAPIClient {
         } catch let error as KnitClientError {
             throw error
         } catch let error as ArchiveError {
-            throw Self.imageArchiveError(error, source: source)
+            throw ImageArchive.archiveError(error, source: source)
         } catch {
             throw KnitClientError(.io, "image archive from \(source): \(error)", underlying: error)
         }
@@ -179,19 +179,6 @@ extension KnitAPIClient {
             blobsSent: state.sent,
             bytesSent: state.bytes
         )
-    }
-
-    static func imageArchiveError(_ error: ArchiveError, source: String) -> KnitClientError {
-        switch error.code {
-        case .readFailed:
-            return KnitClientError(.io, "cannot read image archive from \(source): \(error.message)", underlying: error)
-        default:
-            return KnitClientError(
-                .archive,
-                "image archive from \(source) is not a tar archive as `docker save` writes (\(error.message))",
-                underlying: error
-            )
-        }
     }
 }
 
@@ -403,7 +390,9 @@ struct LoadState {
             }
             chosen = first
         }
-        guard let configName = chosen["Config"]?.stringValue, let config = blobs[Self.clean(configName)] else {
+        guard let configName = chosen["Config"]?.stringValue,
+            let config = blobs[ImageArchive.strippingDotSlash(configName)]
+        else {
             throw KnitClientError(
                 .archive,
                 "image archive from \(source): the config named in manifest.json is missing"
@@ -411,7 +400,7 @@ struct LoadState {
         }
         var layers: [BlobRecord] = []
         for layer in chosen["Layers"]?.arrayValue ?? [] {
-            guard let name = layer.stringValue, let record = blobs[Self.clean(name)] else {
+            guard let name = layer.stringValue, let record = blobs[ImageArchive.strippingDotSlash(name)] else {
                 throw KnitClientError(
                     .archive,
                     "image archive from \(source): layer \(layer.stringValue ?? "?") named in manifest.json is missing "
@@ -467,11 +456,5 @@ struct LoadState {
         }
         let name = entries[0]["annotations"]?["org.opencontainers.image.ref.name"]?.stringValue
         return ManifestPlan(mediaType: mediaType, body: body, blobDigests: digests, archiveTag: name)
-    }
-
-    private static func clean(_ name: String) -> String {
-        var name = Substring(name)
-        while name.hasPrefix("./") { name = name.dropFirst(2) }
-        return String(name)
     }
 }

@@ -154,13 +154,15 @@ public enum ImageArchive {
         throw KnitClientError(.usage, "specified image tag '\(tag)' is not found")
     }
 
-    private static func strippingDotSlash(_ name: String) -> String {
+    /// An entry name without the leading `./` some archivers write.
+    static func strippingDotSlash(_ name: String) -> String {
         var name = Substring(name)
         while name.hasPrefix("./") { name = name.dropFirst(2) }
         return String(name)
     }
 
-    private static func archiveError(_ error: ArchiveError, source: String) -> KnitClientError {
+    /// A read failure or a non-tar input, said the same way by every command that reads image archives.
+    static func archiveError(_ error: ArchiveError, source: String) -> KnitClientError {
         switch error.code {
         case .readFailed:
             return KnitClientError(.io, "cannot read image archive from \(source): \(error.message)", underlying: error)

@@ -96,7 +96,7 @@ struct RegistryClient {
         var scratch = [UInt8](repeating: 0, count: 512)
         let extra: Int
         do { extra = try scratch.withUnsafeMutableBytes { try box.reader.readChunk(into: $0) } } catch {
-            if let error = error as? ArchiveError { throw KnitAPIClient.imageArchiveError(error, source: entry) }
+            if let error = error as? ArchiveError { throw ImageArchive.archiveError(error, source: entry) }
             throw KnitClientError(.io, "archive entry \(entry): \(error)", underlying: error)
         }
         guard extra == 0, hash.count == size else {
@@ -169,7 +169,7 @@ struct RegistryClient {
             if let underlying = error.underlying {
                 if let clientError = underlying as? KnitClientError { throw clientError }
                 if let archiveError = underlying as? ArchiveError {
-                    throw KnitAPIClient.imageArchiveError(archiveError, source: "the input")
+                    throw ImageArchive.archiveError(archiveError, source: "the input")
                 }
                 throw KnitClientError(.transport, "\(underlying)", underlying: underlying)
             }
