@@ -72,6 +72,34 @@ extension Live {
             let finals = try decodeDetails(found.stdout)
             #expect(Set(finals.map(\.knitId)) == Set(last.map { $0.outputs[0].knitId }))
             #expect(Set(finals.map(\.upstream.run.runId)) == Set(last.map(\.runId)))
+
+            // The same chain drawn by `knit data lineage` and `knit plan graph` (the server's graph endpoints).
+            let r1 = try #require(first.first { $0.inputs.map(\.knitId) == [pushed[0].knitId] })
+            let r2 = try #require(middle.first { $0.inputs.map(\.knitId) == r1.outputs.map(\.knitId) })
+            let r3 = try #require(last.first { $0.inputs.map(\.knitId) == r2.outputs.map(\.knitId) })
+            let final = r3.outputs[0].knitId
+            let whole = knit.runKnit(["data", "lineage", "-n", "all", final])
+            try #require(whole.status == 0, "knit data lineage: \(whole.stderr)")
+            let dot = whole.stdoutText
+            #expect(dot.hasPrefix("digraph"))
+            for id in [pushed[0].knitId, r1.runId, r2.runId, r3.runId, final] {
+                #expect(dot.contains(id), "the whole upstream lineage names \(id)")
+            }
+            #expect(!dot.contains(pushed[1].knitId), "another value's Data is not in this lineage")
+            let rendered = knit.run("/usr/bin/dot", ["-Tsvg", "-o", "/dev/null"], stdin: Data(dot.utf8))
+            #expect(rendered.status == 0, "graphviz rejects the dot text: \(rendered.stderr)")
+            let oneStep = knit.runKnit(["data", "lineage", "-u", "-n", "1", final])
+            #expect(oneStep.stdoutText.contains(r3.runId) && !oneStep.stdoutText.contains(r1.runId))
+            let svg = knit.runKnit(["data", "lineage", "--format", "svg", final])
+            #expect(svg.status == 0 && svg.stdoutText.contains("<svg"), "\(svg.stderr)")
+            let prov = knit.runKnit(["data", "lineage", "--format", "prov", "-n", "all", final])
+            let document = try JSONSerialization.jsonObject(with: prov.stdout) as? [String: Any]
+            #expect((document?["activity"] as? [String: Any])?.count == 4, "three stage Runs and the upload")
+            let graph = knit.runKnit(["plan", "graph", plans[1].planId])
+            #expect(graph.status == 0, "knit plan graph: \(graph.stderr)")
+            for plan in plans { #expect(graph.stdoutText.contains(plan.planId)) }
+            let unknown = knit.runKnit(["data", "lineage", "no-such-data"])
+            #expect(unknown.status != 0 && unknown.stderr.contains("not found"), "\(unknown.stderr)")
         }
 
         /// A plan with two inputs gets one Run per (a, b) pair, never two: not when a tag is added again,
