@@ -163,7 +163,8 @@ extension KnitAPI {
         do { return try JSONDecoder().decode(type, from: Data(body)) } catch {
             // Well-formed JSON whose values do not fit (a tag without ':', a number for a path) is a spec
             // problem like any other, so it gets the same reason as the validation rules.
-            let reason = JSONValue.parse(body) == nil ? "format error: body must be JSON: \(shape)" : "invalid plan spec"
+            let reason =
+                JSONValue.parse(body) == nil ? "format error: body must be JSON: \(shape)" : "invalid plan spec"
             throw KnitAPIError.badRequest(reason, advice: planDecodingAdvice(error))
         }
     }

@@ -94,7 +94,10 @@ import Testing
     @Test func theValidBaseIsAccepted() throws {
         let harness = try APIHarness()
         let response = harness.request(
-            "POST", "/api/plans/", as: "alice", headers: ["content-type": "application/json"],
+            "POST",
+            "/api/plans/",
+            as: "alice",
+            headers: ["content-type": "application/json"],
             body: Array(Self.body([:]).utf8)
         )
         let bytes = try response.collectBody()
@@ -106,7 +109,10 @@ import Testing
         let harness = try APIHarness()
         let plansBefore = try json(harness.request("GET", "/api/plans/", as: "alice")).arrayValue?.count
         let response = harness.request(
-            "POST", "/api/plans/", as: "alice", headers: ["content-type": "application/json"],
+            "POST",
+            "/api/plans/",
+            as: "alice",
+            headers: ["content-type": "application/json"],
             body: Array(Self.body(rule.fields).utf8)
         )
         let bytes = try response.collectBody()

@@ -1,3 +1,6 @@
+import KnitCore
+import KnitStore
+
 // `knit-bench-store nominate`: what one push costs the store when many plans are registered.
 //
 // A push becomes usable in `finishUpload`: one write transaction publishes the Data and nominates it to
@@ -9,8 +12,6 @@
 #if canImport(Glibc)
     import Glibc
 #endif
-import KnitCore
-import KnitStore
 
 struct NominationBenchmark {
     let store: KnitStore
