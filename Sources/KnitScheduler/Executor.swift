@@ -18,6 +18,10 @@ public protocol Executor: Sendable {
     /// What the Run's container is doing now.
     func observe(runId: String) async throws -> ExecutorObservation
 
+    /// What the containers of several Runs are doing now, in one round trip where the runtime allows
+    /// it; every id gets an answer (`.notFound` when it has no container).
+    func observe(runIds: [String]) async throws -> [String: ExecutorObservation]
+
     /// Asks the container to stop (SIGTERM), kills it after `grace`, and returns once it has
     /// exited. A Run without a container is not an error.
     func stop(runId: String, grace: Duration) async throws -> Void
@@ -28,6 +32,15 @@ public protocol Executor: Sendable {
 
     /// Run ids of every container of this executor, running or not, sorted.
     func list() async throws -> [String]
+}
+
+extension Executor {
+    /// One ``observe(runId:)`` after the other, for executors without a batch query.
+    public func observe(runIds: [String]) async throws -> [String: ExecutorObservation] {
+        var seen: [String: ExecutorObservation] = [:]
+        for runId in runIds { seen[runId] = try await observe(runId: runId) }
+        return seen
+    }
 }
 
 /// Everything needed to start one Run's container.

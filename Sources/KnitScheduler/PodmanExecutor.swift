@@ -239,21 +239,38 @@ public final class PodmanExecutor: Executor {
     }
 
     public func observe(runId: String) async throws -> ExecutorObservation {
-        try Self.checkRunId(runId)
-        let name = Self.containerName(runId: runId)
-        let result = try await podman(["container", "inspect", name], timeout: configuration.commandTimeout)
-        guard result.status == 0 else {
-            if result.stderr.contains("no such container") { return .notFound }
-            throw commandError("inspect", runId: runId, result)
+        try await observe(runIds: [runId])[runId] ?? .notFound
+    }
+
+    /// One `podman container inspect` for all of `runIds`: a tick follows every Run in flight, and one call
+    /// per container (30-100 ms each) delayed the start of new Runs behind them.
+    public func observe(runIds: [String]) async throws -> [String: ExecutorObservation] {
+        guard !runIds.isEmpty else { return [:] }
+        for runId in runIds { try Self.checkRunId(runId) }
+        let names = runIds.map(Self.containerName(runId:))
+        let result = try await podman(["container", "inspect"] + names, timeout: configuration.commandTimeout)
+        // podman prints the containers it found and fails for the rest ("no such container").
+        guard result.status == 0 || result.stderr.contains("no such container") else {
+            throw commandError("inspect", runId: runIds.count == 1 ? runIds[0] : nil, result)
         }
-        let container: InspectedContainer
+        let containers: [InspectedContainer]
         do {
-            guard let first = try JSONDecoder().decode([InspectedContainer].self, from: Data(result.stdout.utf8)).first
-            else { return .notFound }
-            container = first
+            let printed = result.stdout.utf8.contains { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
+            containers =
+                printed ? try JSONDecoder().decode([InspectedContainer].self, from: Data(result.stdout.utf8)) : []
         } catch {
-            throw ExecutorError(.commandFailed, "run \(runId): unreadable podman inspect output: \(error)")
+            throw ExecutorError(.commandFailed, "unreadable podman inspect output: \(error)")
         }
+        var seen: [String: ExecutorObservation] = [:]
+        for container in containers {
+            guard let runId = container.config?.labels?["knit.run"], runIds.contains(runId) else { continue }
+            seen[runId] = observation(of: container, runId: runId)
+        }
+        for runId in runIds where seen[runId] == nil { seen[runId] = .notFound }
+        return seen
+    }
+
+    private func observation(of container: InspectedContainer, runId: String) -> ExecutorObservation {
         let memoryLimit = container.hostConfig?.memory ?? 0
         switch container.state.status {
         case "created", "configured", "initialized", "unknown":
@@ -613,11 +630,17 @@ private struct InspectedContainer: Decodable {
         enum CodingKeys: String, CodingKey { case memory = "Memory" }
     }
 
+    struct Config: Decodable {
+        var labels: [String: String]?
+        enum CodingKeys: String, CodingKey { case labels = "Labels" }
+    }
+
     var state: State
     var hostConfig: HostConfig?
+    var config: Config?
 
     enum CodingKeys: String, CodingKey {
-        case state = "State", hostConfig = "HostConfig"
+        case state = "State", hostConfig = "HostConfig", config = "Config"
     }
 }
 

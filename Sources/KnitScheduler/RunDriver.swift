@@ -17,13 +17,15 @@ internal import Synchronization
 ///    kept), removes the container;
 /// 2. on the first tick and then every ``Configuration/sweepInterval``: removes containers whose
 ///    Run is not in flight (finished, deleted, unknown, or not started by the ledger's account);
-/// 3. observes every `starting`/`running` Run: running → `running`; exited 0 → done (0, "");
+/// 3. starts startable Runs, oldest first, while they fit the ``Capacity`` beside every Run in
+///    flight (strict FIFO: the first one that does not fit waits and so does everything behind it);
+///    new work goes first because the next step costs a runtime call per container;
+/// 4. observes every `starting`/`running` Run: running → `running`; exited 0 → done (0, "");
 ///    exited N → failed (N, the executor's message, "OOMKilled: …" for an OOM kill, with 137 when
 ///    only a child was killed and the container still exited 0); no container
 ///    → failed (254, "worker for the run is not found") — which is also how Runs orphaned by a
 ///    crash between `starting` and the container start end;
-/// 4. starts startable Runs, oldest first, while they fit the ``Capacity`` (strict FIFO: the
-///    first one that does not fit waits and so does everything behind it).
+/// 5. when step 4 finished Runs and step 3 stopped for capacity, starts again with what was freed.
 ///
 /// Finishing always comes before removing the container: a crash in between leaves an exited
 /// container of a finished Run, which the next sweep removes; the other order would turn a
@@ -132,14 +134,26 @@ public final class RunDriver: Sendable {
         await honourStopRequests(&summary)
         guard let inFlight = ledgerCall("runs in flight", { try ledger.runsInFlight() }) else { return summary }
         if sweepDue { await sweep(keeping: Set(inFlight.map(\.runId)), &summary) }
-        var held = Capacity.Demand.zero
+        // New work first: observing costs one runtime call per container in flight (about 50-100 ms
+        // each with podman), and a Run the user just triggered should not wait behind all of them.
+        // Until it is observed, every Run in flight keeps holding its demand.
+        let claimed = inFlight.reduce(Capacity.Demand.zero) { $0 + $1.demand }
+        var held = await startRuns(holding: claimed, &summary)
+        var freed = false
+        let observed = await observeAll(inFlight)
         for run in inFlight {
-            if await observe(run, &summary) {
+            if await follow(run, observed[run.runId], &summary) {
                 held = held + run.demand
                 summary.inFlight += 1
+            } else {
+                freed = true
             }
         }
-        await startRuns(holding: held, &summary)
+        // Runs that finished in this tick give their share back to Runs that did not fit before.
+        if freed, summary.waitingForCapacity {
+            summary.waitingForCapacity = false
+            _ = await startRuns(holding: held, &summary)
+        }
         return summary
     }
 
@@ -204,18 +218,27 @@ public final class RunDriver: Sendable {
         }
     }
 
-    /// Follows one in-flight Run's container. Returns whether the Run is still in flight.
-    private func observe(_ run: RunInFlight, _ summary: inout TickSummary) async -> Bool {
+    /// The containers of the `starting`/`running` Runs, in one executor call; empty when the runtime
+    /// cannot answer (every Run then simply stays in flight until the next tick).
+    private func observeAll(_ runs: [RunInFlight]) async -> [String: ExecutorObservation] {
+        let followed = runs.filter { $0.status == .starting || $0.status == .running }.map(\.runId)
+        guard !followed.isEmpty else { return [:] }
+        do {
+            return try await executor.observe(runIds: followed)
+        } catch {
+            logger.error(
+                "cannot observe containers",
+                metadata: ["run.count": "\(followed.count)", "error": "\(error)"]
+            )
+            return [:]
+        }
+    }
+
+    /// Acts on what one in-flight Run's container does. Returns whether the Run is still in flight.
+    private func follow(_ run: RunInFlight, _ seen: ExecutorObservation?, _ summary: inout TickSummary) async -> Bool {
         // completing/aborting without a stop request would be a Run another driver is ending;
         // it still holds its container, so it still holds capacity.
-        guard run.status == .starting || run.status == .running else { return true }
-        let seen: ExecutorObservation
-        do {
-            seen = try await executor.observe(runId: run.runId)
-        } catch {
-            logger.error("cannot observe container", metadata: ["run.id": "\(run.runId)", "error": "\(error)"])
-            return true
-        }
+        guard run.status == .starting || run.status == .running, let seen else { return true }
         switch seen {
         case .starting:
             return true
@@ -239,10 +262,13 @@ public final class RunDriver: Sendable {
         }
     }
 
-    private func startRuns(holding initial: Capacity.Demand, _ summary: inout TickSummary) async {
+    /// Starts ready Runs in FIFO order while they fit beside `initial`. Returns the demand of the Runs it
+    /// started (or may have started), so the caller can account for them.
+    private func startRuns(holding initial: Capacity.Demand, _ summary: inout TickSummary) async -> Capacity.Demand {
         guard let candidates = ledgerCall("ready runs", { try ledger.readyToStart(limit: configuration.startBatch) })
-        else { return }
+        else { return .zero }
         var held = initial
+        var started = Capacity.Demand.zero
         for run in candidates {
             guard run.planActive else { continue }
             guard configuration.capacity.admits(run.demand, holding: held) else {
@@ -270,15 +296,18 @@ public final class RunDriver: Sendable {
                 summary.started.append(run.runId)
                 _ = ledgerCall("mark running", { try ledger.markRunning(runId: run.runId) })
                 held = held + run.demand
+                started = started + run.demand
                 summary.inFlight += 1
             case .failed:
                 break
             case .unknown:
                 // It may run after all; the next tick observes it and holds its capacity then.
                 held = held + run.demand
+                started = started + run.demand
                 summary.inFlight += 1
             }
         }
+        return started
     }
 
     private enum StartOutcome { case running, failed, unknown }

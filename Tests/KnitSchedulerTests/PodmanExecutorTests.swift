@@ -154,6 +154,25 @@ struct PodmanExecutorTests {
         }
     }
 
+    @Test("one inspect answers for several Runs: running, exited and without a container")
+    func batchObservation() async throws {
+        let executor = try makeExecutor()
+        try await withRun(executor) { sleeper, _ in
+            try await withRun(executor) { failing, _ in
+                try await executor.start(shell(sleeper, "sleep 30"))
+                try await executor.start(shell(failing, "exit 3"))
+                _ = try await waitForExit(executor, failing)
+                let missing = "test-" + KnitIdentifier.make()
+                let seen = try await executor.observe(runIds: [sleeper, failing, missing])
+                #expect(seen.count == 3)
+                #expect(seen[sleeper] == .running)
+                #expect(seen[failing] == .exited(code: 3, oomKilled: false, message: "exited with code 3"))
+                #expect(seen[missing] == .notFound)
+                #expect(try await executor.observe(runIds: [missing]) == [missing: .notFound])
+            }
+        }
+    }
+
     @Test("exceeding the memory limit is reported as OOMKilled; the same work fits a larger limit")
     func outOfMemory() async throws {
         let executor = try makeExecutor()
