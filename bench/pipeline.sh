@@ -19,7 +19,7 @@ build_products knitd knitadm knit knit-scheduler
 
 ROOT=$(mktemp -d /tmp/knit-bench-pipeline.XXXXXX)
 LABEL=knit-bench-$$
-PODMAN=(podman --runtime runc --cgroup-manager cgroupfs)
+PODMAN=(env CONTAINERS_CONF="$REPO/containers/containers.conf" podman)
 cleanup() {
     stop_started
     "${PODMAN[@]}" ps -aq --filter "label=knit.executor=$LABEL" | xargs -r "${PODMAN[@]}" rm -f >/dev/null 2>&1
@@ -64,24 +64,31 @@ for i in $(seq 0 "$PUSHES"); do
     run=""
     for _ in $(seq 1 1500); do
         run=$(api "runs?knitIdInput=$id")
-        grep -q '"status": "\(running\|completing\|done\|failed\)"' <<<"$run" && break
+        grep -q '"status": *"\(running\|completing\|done\|failed\)"' <<<"$run" && break
         sleep 0.01
     done
-    grep -q '"status": "running"' <<<"$run" || { log "push $i: run not seen running: $run"; exit 1; }
+    grep -q '"status": *"running"' <<<"$run" || { log "push $i: run not seen running: $run"; exit 1; }
     [ "$i" -eq 0 ] && continue
-    printf '%s %s %s\n' "$t0" "$t_pushed" "$(sed -n 's/.*"updatedAt": "\(.*\)".*/\1/p' <<<"$run" | tail -1)" >>"$ROOT/samples.txt"
+    printf '%s %s %s\n' "$t0" "$t_pushed" "$(sed -n 's/.*"updatedAt": *"\([^"]*\)".*/\1/p' <<<"$run" | tail -1)" >>"$ROOT/samples.txt"
 done
 
-# The container start alone, with the flags the scheduler uses.
+# The container start alone, with the flags and mounts the scheduler uses (as many containers alive
+# at once as in the pushes above: each sleeps 2 s and is removed in the background).
 : >"$ROOT/starts.txt"
+removals=()
 for i in $(seq 1 "$PUSHES"); do
     t0=$(ms)
-    cid=$("${PODMAN[@]}" run --detach --network none --label "knit.executor=$LABEL" --cpus 0.1 --memory 32m \
+    mkdir -p "$ROOT/baseline-out/$i"
+    cid=$("${PODMAN[@]}" run --detach --name "knit-bench-$$-$i" --label "knit.executor=$LABEL" --pull=never \
+        --network none --log-driver none --volume "$ROOT/payload:/in/data:ro" \
+        --volume "$ROOT/baseline-out/$i:/out/count:rw" --cpus 0.1 --memory 32m --memory-swap 32m \
         localhost/knit-quickstart:1 "sleep 2")
     echo $(($(ms) - t0)) >>"$ROOT/starts.txt"
     "${PODMAN[@]}" rm -f "$cid" >/dev/null 2>&1 &
+    removals+=("$!")
 done
-wait
+# Only the removals: a bare `wait` would also wait for knitd, nginx and the scheduler.
+wait "${removals[@]}"
 
 python3 - "$ROOT/samples.txt" "$ROOT/starts.txt" <<'PY'
 import sys
