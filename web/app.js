@@ -306,7 +306,8 @@ function filterForm(path, fields, params) {
       input = h('input', { type: 'text', name: f.name, placeholder: f.placeholder, value: values[0] || '' });
     }
     inputs[f.name] = input;
-    form.append(h('label', { class: 'field' }, h('span', {}, f.label), input));
+    // A group of checkboxes has labels of its own, and a label may not contain labels.
+    form.append(h(f.type === 'checks' ? 'div' : 'label', { class: 'field' }, h('span', {}, f.label), input));
   }
   const problem = h('div', { class: 'form-error', role: 'alert' });
   form.append(
