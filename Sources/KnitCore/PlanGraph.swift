@@ -92,35 +92,109 @@ extension PlanInput {
     public func isFed(by tags: TagSet) -> Bool { !isPinned && tags.isSuperset(of: userTags) }
 }
 
+/// Registered plans indexed by tag for Plan Detail's upstreams and downstreams. Built once, it answers
+/// for any number of plans by looking only at outputs and inputs that share a tag with the point asked
+/// about, so `plan find` over 10,000 plans is not 10,000 × 10,000 comparisons.
+public struct PlanNeighbourhood: Sendable {
+    /// The plans, ordered by planId bytes: the order upstreams and downstreams are listed in.
+    private let plans: [IdentifiedPlan]
+    /// Each user tag of an output (point = output index) or of the log (point = outputs.count) →
+    /// (plan index, point), in plan then point order.
+    private let pointsByTag: [Tag: [(plan: Int, point: Int)]]
+    /// First user tag of every unpinned input → (plan index, input index).
+    private let inputsByFirstTag: [Tag: [(plan: Int, input: Int)]]
+    /// Unpinned inputs without user tags, which every output feeds.
+    private let untaggedInputs: [(plan: Int, input: Int)]
+
+    public init(_ others: [IdentifiedPlan]) {
+        plans = others.sorted { compareBytes($0.planId, $1.planId) < 0 }
+        var points: [Tag: [(plan: Int, point: Int)]] = [:]
+        var inputs: [Tag: [(plan: Int, input: Int)]] = [:]
+        var untagged: [(plan: Int, input: Int)] = []
+        for (index, entry) in plans.enumerated() {
+            let tagSets = entry.plan.outputs.map(\.tags) + (entry.plan.log.map { [$0] } ?? [])
+            for (point, tags) in tagSets.enumerated() {
+                for tag in tags { points[tag, default: []].append((index, point)) }
+            }
+            for (inputIndex, input) in entry.plan.inputs.enumerated() where !input.isPinned {
+                if let first = input.userTags.tags.first {
+                    inputs[first, default: []].append((index, inputIndex))
+                } else {
+                    untagged.append((index, inputIndex))
+                }
+            }
+        }
+        pointsByTag = points
+        inputsByFirstTag = inputs
+        untaggedInputs = untagged
+    }
+
+    /// Outputs and logs of other plans whose Data always satisfy `input`, by planId, then output order
+    /// with the log last.
+    func upstreams(of input: PlanInput, excluding planId: String) -> [PlanUpstreamJSON] {
+        guard !input.isPinned else { return [] }
+        let candidates: [(plan: Int, point: Int)]
+        if let first = input.userTags.tags.first {
+            candidates = pointsByTag[first] ?? []
+        } else {
+            candidates = plans.indices.flatMap { index in
+                (0..<(plans[index].plan.outputs.count + (plans[index].plan.log == nil ? 0 : 1))).map { (index, $0) }
+            }
+        }
+        var found: [PlanUpstreamJSON] = []
+        for (index, point) in candidates where plans[index].planId != planId {
+            let other = plans[index]
+            let summary = other.plan.summary(planId: other.planId)
+            if point < other.plan.outputs.count {
+                let output = other.plan.outputs[point]
+                if input.isFed(by: output.tags) {
+                    found.append(PlanUpstreamJSON(plan: summary, mountpoint: output.mountpoint))
+                }
+            } else if let log = other.plan.log, input.isFed(by: log) {
+                found.append(PlanUpstreamJSON(plan: summary, log: LogPointJSON(tags: log)))
+            }
+        }
+        return found
+    }
+
+    /// Inputs of other plans that Data tagged `tags` always satisfy, by planId, then input order.
+    func downstreams(of tags: TagSet, excluding planId: String) -> [PlanDownstreamJSON] {
+        var candidates = untaggedInputs
+        for tag in tags { candidates += inputsByFirstTag[tag] ?? [] }
+        candidates.sort { $0.plan != $1.plan ? $0.plan < $1.plan : $0.input < $1.input }
+        var found: [PlanDownstreamJSON] = []
+        for (index, inputIndex) in candidates where plans[index].planId != planId {
+            let other = plans[index]
+            let input = other.plan.inputs[inputIndex]
+            if input.isFed(by: tags) {
+                found.append(
+                    PlanDownstreamJSON(plan: other.plan.summary(planId: other.planId), mountpoint: input.mountpoint)
+                )
+            }
+        }
+        return found
+    }
+}
+
 extension PlanDetailJSON {
     /// Plan Detail of `plan` registered as `planId`, with upstreams and downstreams among `others`
     /// (ordered by planId, then output order with the log last). `others` may contain the plan itself;
     /// it is skipped.
     public init(planId: String, plan: Plan, others: [IdentifiedPlan]) {
-        let neighbours = others.filter { $0.planId != planId }.sorted { compareBytes($0.planId, $1.planId) < 0 }
+        self.init(planId: planId, plan: plan, neighbourhood: PlanNeighbourhood(others))
+    }
+
+    /// Plan Detail of `plan` with upstreams and downstreams from an index built once for many plans.
+    public init(planId: String, plan: Plan, neighbourhood: PlanNeighbourhood) {
         let inputs = plan.inputs.map { input in
-            var upstreams: [PlanUpstreamJSON] = []
-            for other in neighbours {
-                let summary = other.plan.summary(planId: other.planId)
-                for output in other.plan.outputs where input.isFed(by: output.tags) {
-                    upstreams.append(PlanUpstreamJSON(plan: summary, mountpoint: output.mountpoint))
-                }
-                if let log = other.plan.log, input.isFed(by: log) {
-                    upstreams.append(PlanUpstreamJSON(plan: summary, log: LogPointJSON(tags: log)))
-                }
-            }
-            return PlanInputJSON(path: input.path, tags: input.tags, upstreams: upstreams)
+            PlanInputJSON(
+                path: input.path,
+                tags: input.tags,
+                upstreams: neighbourhood.upstreams(of: input, excluding: planId)
+            )
         }
         func downstreams(of tags: TagSet) -> [PlanDownstreamJSON] {
-            var found: [PlanDownstreamJSON] = []
-            for other in neighbours {
-                for input in other.plan.inputs where input.isFed(by: tags) {
-                    found.append(
-                        PlanDownstreamJSON(plan: other.plan.summary(planId: other.planId), mountpoint: input.mountpoint)
-                    )
-                }
-            }
-            return found
+            neighbourhood.downstreams(of: tags, excluding: planId)
         }
         self.init(
             planId: planId,

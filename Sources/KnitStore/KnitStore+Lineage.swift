@@ -43,6 +43,7 @@ extension KnitStore {
         try read("plan graph") { txn in
             let plans = try allImagePlans(txn)
             let byId = Dictionary(plans.map { ($0.planId, $0) }, uniquingKeysWith: { first, _ in first })
+            let neighbourhood = PlanNeighbourhood(plans)
             do {
                 return try PlanGraphBuilder.build(
                     planId: planId,
@@ -52,7 +53,7 @@ extension KnitStore {
                 ) { id in
                     if id == uploadedPlan.planId { return Self.pseudoDetail(uploadedPlan) }
                     guard let found = byId[id] else { return nil }
-                    return PlanDetailJSON(planId: id, plan: found.plan, others: plans)
+                    return PlanDetailJSON(planId: id, plan: found.plan, neighbourhood: neighbourhood)
                 }
             } catch let error as GraphError {
                 throw StoreError(error.code == .notFound ? .notFound : .corrupted, error.message)

@@ -93,6 +93,7 @@ extension KnitStore {
         let outSet = TagSet(outTags)
         return try read("find plans") { txn in
             let plans = try allImagePlans(txn)
+            let neighbourhood = PlanNeighbourhood(plans)
             var found: [PlanDetailJSON] = []
             if active != false, image == nil, inTags.isEmpty, outTags.isEmpty {
                 found.append(Self.pseudoDetail(uploadedPlan))
@@ -106,7 +107,7 @@ extension KnitStore {
                     let points = plan.outputs.map(\.tags) + (plan.log.map { [$0] } ?? [])
                     guard points.contains(where: { $0.isSuperset(of: outSet) }) else { continue }
                 }
-                found.append(PlanDetailJSON(planId: entry.planId, plan: plan, others: plans))
+                found.append(PlanDetailJSON(planId: entry.planId, plan: plan, neighbourhood: neighbourhood))
             }
             return found.sorted { $0.planId.utf8.lexicographicallyPrecedes($1.planId.utf8) }
         }

@@ -127,3 +127,81 @@ import Testing
         #expect(trainDetail.active)
     }
 }
+
+/// The indexed neighbourhood must give exactly what comparing every plan with every other gives.
+@Suite struct PlanNeighbourhoodTests {
+    /// Upstreams and downstreams the slow way: every point of every other plan, in planId order.
+    private func bruteForce(_ planId: String, _ plan: Plan, _ all: [IdentifiedPlan]) -> PlanDetailJSON {
+        var detail = PlanDetailJSON(planId: planId, plan: plan, neighbourhood: PlanNeighbourhood([]))
+        let others = all.filter { $0.planId != planId }.sorted {
+            $0.planId.utf8.lexicographicallyPrecedes($1.planId.utf8)
+        }
+        for (index, input) in plan.inputs.enumerated() {
+            var upstreams: [PlanUpstreamJSON] = []
+            for other in others {
+                let summary = other.plan.summary(planId: other.planId)
+                for output in other.plan.outputs where input.isFed(by: output.tags) {
+                    upstreams.append(PlanUpstreamJSON(plan: summary, mountpoint: output.mountpoint))
+                }
+                if let log = other.plan.log, input.isFed(by: log) {
+                    upstreams.append(PlanUpstreamJSON(plan: summary, log: LogPointJSON(tags: log)))
+                }
+            }
+            detail.inputs[index].upstreams = upstreams
+        }
+        func downstreams(_ tags: TagSet) -> [PlanDownstreamJSON] {
+            others.flatMap { other in
+                other.plan.inputs.filter { $0.isFed(by: tags) }.map {
+                    PlanDownstreamJSON(plan: other.plan.summary(planId: other.planId), mountpoint: $0.mountpoint)
+                }
+            }
+        }
+        for (index, output) in plan.outputs.enumerated() {
+            detail.outputs[index].downstreams = downstreams(output.tags)
+        }
+        if let log = plan.log { detail.log?.downstreams = downstreams(log) }
+        return detail
+    }
+
+    @Test func matchesComparingEveryPlanWithEveryOther() throws {
+        // Deterministic pseudo-random plans over a small tag vocabulary, so tags are shared a lot.
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        let vocabulary = ["k:a", "k:b", "k:c", "v:1", "v:2", "x:y"]
+        func tags(_ count: Int) -> [String] {
+            Array(Set((0..<count).map { _ in vocabulary[next(vocabulary.count)] })).sorted()
+        }
+        func point(_ path: String, _ texts: [String]) -> MountpointJSON {
+            MountpointJSON(path: path, tags: TagSet(texts.map { try! KnitCore.Tag(parsing: $0) }))
+        }
+        var plans: [IdentifiedPlan] = []
+        for i in 0..<60 {
+            let inputs = (0..<(1 + next(2))).map { j in
+                point("/in/\(j)", tags(1 + next(3)) + (next(8) == 0 ? ["knit#id:pinned-\(i)"] : []))
+            }
+            let outputs = (0..<(1 + next(2))).map { j in point("/out/\(j)", tags(1 + next(3))) }
+            let log = next(2) == 0 ? LogPointJSON(tags: point("", tags(1 + next(2))).tags) : nil
+            let plan = try Plan(
+                validating: makeSpec {
+                    $0.image = "repo/p\(i):1"
+                    $0.inputs = inputs
+                    $0.outputs = outputs
+                    $0.log = log
+                }
+            )
+            let number = (i * 37) % 60
+            plans.append(IdentifiedPlan(planId: "p-" + (number < 10 ? "0" : "") + String(number), plan: plan))
+        }
+        let neighbourhood = PlanNeighbourhood(plans)
+        var linked = 0
+        for entry in plans {
+            let fast = PlanDetailJSON(planId: entry.planId, plan: entry.plan, neighbourhood: neighbourhood)
+            #expect(fast == bruteForce(entry.planId, entry.plan, plans), "plan \(entry.planId)")
+            linked += fast.inputs.map(\.upstreams.count).reduce(0, +)
+        }
+        #expect(linked > 60, "the random plans must actually link to each other (\(linked) links)")
+    }
+}
