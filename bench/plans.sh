@@ -21,3 +21,4 @@ echo "  no plans          p50 $(value no_plans_push_p50_us) µs   p95 $(value no
 echo "  $PLANS plans      p50 $(value with_plans_push_p50_us) µs   p95 $(value with_plans_push_p95_us) µs   (1 Run created per push)"
 echo "  ratio p50: $(value push_cost_ratio)   target <= 1000 µs"
 echo "  registering $PLANS plans: $(value register_seconds) s, the last 100: $(value last_register_ms_p50) ms each (p50)"
+echo "  knit plan find (all $PLANS, with upstreams and downstreams): $(value find_all_plans_ms_p50) ms (p50 of 3)"

@@ -41,6 +41,19 @@ struct NominationBenchmark {
                 + "last_register_ms_p50=\(format(percentile(lastRegistrations, 50) / 1000))"
         )
 
+        // `plan find` without filters: every Plan Detail, each with its upstreams and downstreams.
+        var findTimes: [UInt64] = []
+        for _ in 0..<3 {
+            let before = nowNanoseconds()
+            let found = try store.findPlans()
+            findTimes.append(nowNanoseconds() - before)
+            guard found.count == plans + 1 else {
+                fail("plan find returned \(found.count) plans, expected \(plans + 1)")
+            }
+        }
+        findTimes.sort()
+        print("find_all_plans_ms_p50=\(format(percentile(findTimes, 50) / 1000))")
+
         let loaded = try timePushes(into: store, label: "with_plans", creating: 1)
         print("push_cost_ratio=\(format(loaded / max(baseline, 0.001)))")
     }
