@@ -320,18 +320,27 @@ public struct LineageBuilder {
             addEdge(GraphEdge(from: rootId, to: KnitGraph.runNodeId(runId), type: .root))
         } else {
             for input in producer.inputs {
-                _ = try ensureData(input.knitId, data)
-                addEdge(
-                    GraphEdge(
-                        from: KnitGraph.dataNodeId(input.knitId),
-                        to: KnitGraph.runNodeId(runId),
-                        type: .input,
-                        label: input.path
-                    )
-                )
+                try addInput(input, of: runId, data: data)
                 next.append(input.knitId)
             }
         }
+    }
+
+    /// The Data on one input of `runId` and its edge into the Run.
+    private mutating func addInput(
+        _ input: RunAssignmentJSON,
+        of runId: String,
+        data: (String) throws -> LineageDataFacts?
+    ) throws {
+        _ = try ensureData(input.knitId, data)
+        addEdge(
+            GraphEdge(
+                from: KnitGraph.dataNodeId(input.knitId),
+                to: KnitGraph.runNodeId(runId),
+                type: .input,
+                label: input.path
+            )
+        )
     }
 
     private mutating func stepDown(
@@ -344,17 +353,7 @@ public struct LineageBuilder {
         for runId in here.consumerRunIds where nodeIndex[KnitGraph.runNodeId(runId)] == nil {
             guard let consumer = try run(runId) else { continue }
             addRun(consumer)
-            for input in consumer.inputs {
-                _ = try ensureData(input.knitId, data)
-                addEdge(
-                    GraphEdge(
-                        from: KnitGraph.dataNodeId(input.knitId),
-                        to: KnitGraph.runNodeId(runId),
-                        type: .input,
-                        label: input.path
-                    )
-                )
-            }
+            for input in consumer.inputs { try addInput(input, of: runId, data: data) }
             var produced: [String] = []
             try addOutputs(of: consumer, data: data, next: &produced)
             next.append(contentsOf: produced)
