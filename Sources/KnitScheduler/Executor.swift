@@ -22,6 +22,11 @@ public protocol Executor: Sendable {
     /// it; every id gets an answer (`.notFound` when it has no container).
     func observe(runIds: [String]) async throws -> [String: ExecutorObservation]
 
+    /// Whether a Run of `image` can be started now. An executor that has to fetch the image does so in
+    /// the background and answers `.pending` meanwhile, so one slow download never holds up the Runs
+    /// that could start; `.failed` carries why the image cannot be had (said once per failed attempt).
+    func prepare(image: String) async -> ImagePreparation
+
     /// Asks the container to stop (SIGTERM), kills it after `grace`, and returns once it has
     /// exited. A Run without a container is not an error.
     func stop(runId: String, grace: Duration) async throws -> Void
@@ -35,6 +40,9 @@ public protocol Executor: Sendable {
 }
 
 extension Executor {
+    /// Executors that do not fetch images: every image is as ready as it will ever be.
+    public func prepare(image: String) async -> ImagePreparation { .ready }
+
     /// One ``observe(runId:)`` after the other, for executors without a batch query.
     public func observe(runIds: [String]) async throws -> [String: ExecutorObservation] {
         var seen: [String: ExecutorObservation] = [:]
@@ -102,6 +110,15 @@ public struct RunLaunch: Sendable, Equatable {
         self.memoryBytes = memoryBytes
         self.environment = environment
     }
+}
+
+/// Whether an image can be used to start a Run now.
+public enum ImagePreparation: Sendable, Equatable {
+    case ready
+    /// Being fetched; ask again later.
+    case pending
+    /// Cannot be had: the runtime's reason.
+    case failed(String)
 }
 
 /// One look at a Run's container.

@@ -34,12 +34,13 @@ internal import Synchronization
 /// * a missing image with `--pull=never` is exit 125 "image not known".
 ///
 /// Images: `podman run` never pulls (`--pull=never`), so a Run uses what the local store holds
-/// (`podman load`, `knit image load` through the registry, a local build). Only when that fails
-/// with "image not known" and the name has a registry host part (`host:port/name:tag`, a host
-/// with a dot, not podman's own `localhost/` prefix) does the executor `podman pull` it — with
+/// (`podman load`, `knit image load` through the registry, a local build). A name with a registry
+/// host part (`host:port/name:tag`, a host with a dot, not podman's own `localhost/` prefix) is
+/// fetched by ``prepare(image:)`` before the Run starts, in a background task, with
 /// ``Configuration/registryAuthFile`` and ``Configuration/registryCertDirectory``, bounded by
-/// ``Configuration/pullTimeout`` — and run it again. Trying the run first keeps the usual
-/// start at one podman call; a failed pull ends the Run as image-not-found with podman's reason.
+/// ``Configuration/pullTimeout``, so a long pull holds up no other Run. Should the image vanish
+/// from the store later, `start` pulls it once itself on "image not known"; a failed pull ends
+/// the Run as image-not-found with podman's reason.
 public final class PodmanExecutor: Executor {
     public struct Configuration: Sendable {
         /// Absolute path of the podman binary (see ``PodmanExecutor/findPodman(searchPath:)``).
@@ -111,6 +112,14 @@ public final class PodmanExecutor: Executor {
     private let environment: [String]
     private let logger: Logger
     private let runs = Mutex<[String: RunMemory]>([:])
+    /// Registry images known to be in the local store, and pulls in flight or just failed, by image.
+    private let images = Mutex<ImageStates>(ImageStates())
+
+    private struct ImageStates {
+        var present: Set<String> = []
+        var pulling: Set<String> = []
+        var failed: [String: String] = [:]
+    }
 
     public init(configuration: Configuration, logger: Logger = Logger(label: "knit.executor.podman")) {
         self.configuration = configuration
@@ -189,6 +198,7 @@ public final class PodmanExecutor: Executor {
         {
             pullFailure = await pull(launch)
             if pullFailure == nil {
+                images.withLock { _ = $0.present.insert(launch.image) }
                 result = try await runDetached(arguments, launch: launch, directory: directory)
             }
         }
@@ -402,13 +412,48 @@ public final class PodmanExecutor: Executor {
         return output
     }
 
+    /// A registry image not in the local store is pulled in a background task; until it is there the
+    /// answer is `.pending`, and a failed pull is answered `.failed` once (the next ask pulls again).
+    /// Names without a registry host are `.ready`: they are never pulled, and a missing one fails the
+    /// start with ImageNotFound. One `podman image exists` per registry image per process, at most.
+    public func prepare(image: String) async -> ImagePreparation {
+        guard Self.registryHost(of: image) != nil else { return .ready }
+        let known: ImagePreparation? = images.withLock { state in
+            if state.present.contains(image) { return .ready }
+            if state.pulling.contains(image) { return .pending }
+            if let reason = state.failed.removeValue(forKey: image) { return .failed(reason) }
+            return nil
+        }
+        if let known { return known }
+        if let exists = try? await podman(["image", "exists", image], timeout: configuration.commandTimeout),
+            exists.status == 0
+        {
+            images.withLock { _ = $0.present.insert(image) }
+            return .ready
+        }
+        let first = images.withLock { $0.pulling.insert(image).inserted }
+        guard first else { return .pending }
+        Task {
+            let failure = await pull(image: image, runId: nil)
+            images.withLock { state in
+                state.pulling.remove(image)
+                if let failure { state.failed[image] = failure } else { state.present.insert(image) }
+            }
+        }
+        return .pending
+    }
+
     /// Pulls the Run's image from its registry; nil when it worked, else why not (podman's
     /// message, or the timeout).
     private func pull(_ launch: RunLaunch) async -> String? {
+        await pull(image: launch.image, runId: launch.runId)
+    }
+
+    private func pull(image: String, runId: String?) async -> String? {
         var arguments = ["pull", "--quiet"]
         if let file = configuration.registryAuthFile { arguments += ["--authfile", file] }
         if let directory = configuration.registryCertDirectory { arguments += ["--cert-dir", directory] }
-        arguments.append(launch.image)
+        arguments.append(image)
         let clock = ContinuousClock()
         let started = clock.now
         do {
@@ -416,14 +461,14 @@ public final class PodmanExecutor: Executor {
             guard result.status == 0 else {
                 logger.info(
                     "image pull failed",
-                    metadata: ["run.id": "\(launch.runId)", "container.image": "\(launch.image)"]
+                    metadata: ["run.id": "\(runId ?? "-")", "container.image": "\(image)"]
                 )
                 return Self.podmanError(result.stderr)
             }
             logger.info(
                 "image pulled",
                 metadata: [
-                    "run.id": "\(launch.runId)", "container.image": "\(launch.image)",
+                    "run.id": "\(runId ?? "-")", "container.image": "\(image)",
                     "pull.seconds": "\((clock.now - started).components.seconds)",
                 ]
             )

@@ -19,7 +19,9 @@ internal import Synchronization
 ///    Run is not in flight (finished, deleted, unknown, or not started by the ledger's account);
 /// 3. starts startable Runs, oldest first, while they fit the ``Capacity`` beside every Run in
 ///    flight (strict FIFO: the first one that does not fit waits and so does everything behind it);
-///    new work goes first because the next step costs a runtime call per container;
+///    new work goes first because the next step costs a runtime call per container. A Run whose
+///    image is still being fetched (``Executor/prepare(image:)``) is passed over without holding
+///    capacity; a failed fetch ends it failed 255 `[ImageNotFound]`;
 /// 4. observes every `starting`/`running` Run: running → `running`; exited 0 → done (0, "");
 ///    exited N → failed (N, the executor's message, "OOMKilled: …" for an OOM kill, with 137 when
 ///    only a child was killed and the container still exited 0); no container
@@ -81,6 +83,8 @@ public final class RunDriver: Sendable {
         public var inFlight = 0
         /// Whether a startable Run waits for capacity.
         public var waitingForCapacity = false
+        /// Some ready Run waits for its image to be fetched.
+        public var waitingForImages = false
 
         public init() {}
     }
@@ -171,7 +175,7 @@ public final class RunDriver: Sendable {
             let summary = await tick()
             if !summary.finished.isEmpty { continue }
             let interval =
-                summary.inFlight > 0 || summary.waitingForCapacity
+                summary.inFlight > 0 || summary.waitingForCapacity || summary.waitingForImages
                 ? configuration.busyPollInterval : configuration.idlePollInterval
             let deadline = clock.now.advanced(by: interval)
             while !shouldStop() && !Task.isCancelled {
@@ -275,6 +279,28 @@ public final class RunDriver: Sendable {
                 summary.waitingForCapacity = true
                 logger.debug("run waits for capacity", metadata: ["run.id": "\(run.runId)"])
                 break
+            }
+            switch await executor.prepare(image: run.image) {
+            case .ready:
+                break
+            case .pending:
+                // Being fetched: the Runs behind it that can start now do, and it is asked again on the
+                // next tick. It holds no capacity meanwhile.
+                summary.waitingForImages = true
+                logger.debug(
+                    "run waits for its image",
+                    metadata: ["run.id": "\(run.runId)", "run.image": "\(run.image)"]
+                )
+                continue
+            case .failed(let reason):
+                guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else {
+                    continue
+                }
+                let message =
+                    "(container \(PodmanExecutor.containerName(runId: run.runId))) [ImageNotFound] "
+                    + "cannot pull \(run.image): \(reason)"
+                finish(run.runId, exit: RunExitJSON(code: 255, message: message), succeeded: false, &summary)
+                continue
             }
             if let problem = prepareDirectories(run) {
                 // Not the Run's fault, but nothing will fix it by waiting: fail it with the reason.

@@ -308,7 +308,7 @@ extension Live {
             }
             #expect(failed.status == "failed")
             let message = failed.exit?.message ?? ""
-            #expect(message.contains("ImageNotFound") && message.contains("pulling it failed"), "\(message)")
+            #expect(message.contains("[ImageNotFound] cannot pull \(knit.registryHost)/no-such-\(key):1"), "\(message)")
         }
     }
 }

@@ -185,6 +185,32 @@ struct RunDriverTests {
         }
     }
 
+    @Test("a run whose image is being pulled waits without blocking the runs behind it; a failed pull ends it 255")
+    func pullInBackground() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            // Nothing listens on port 9: the pull fails, but only after the tick has moved on.
+            let image = "127.0.0.1:9/knit-driver-pull-\(UUID().uuidString.prefix(8).lowercased()):1"
+            let pulled = ScheduledRun(runId: "drv-" + KnitIdentifier.make(), image: image)
+            let local = shellRun("sleep 2")
+            ledger.add(pulled)
+            ledger.add(local)
+
+            let first = await driver.tick()
+            #expect(first.started == [local.runId], "the local image starts although an older run waits for its pull")
+            #expect(first.waitingForImages)
+            #expect(ledger.status(pulled.runId) == .ready, "a pending pull neither starts nor fails the run")
+
+            try await drive(driver) { ledger.status(pulled.runId)?.isFinished == true }
+            let exit = try #require(ledger.entry(pulled.runId)?.exit)
+            #expect(ledger.status(pulled.runId) == .failed)
+            #expect(exit.code == 255)
+            #expect(exit.message.hasPrefix("(container knit-run-\(pulled.runId)) [ImageNotFound] cannot pull \(image)"))
+            #expect(try await executor.observe(runId: pulled.runId) == .notFound)
+        }
+    }
+
     @Test("aborting a running container ends the run failed 253 within seconds")
     func abort() async throws {
         try await withScratch { _, executor in
