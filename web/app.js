@@ -768,7 +768,7 @@ function planDetailView(planId) {
         'button',
         {
           type: 'button',
-          class: 'secondary',
+          class: 'secondary write',
           onclick: () =>
             confirmAndDo(
               p.active ? `Deactivate plan ${p.planId}? Its waiting Runs will be parked.` : `Activate plan ${p.planId}?`,
@@ -882,11 +882,11 @@ function runDetailView(runId) {
       const buttons = [];
       if (ABORTABLE.has(r.status) && r.plan.image)
         buttons.push(
-          h('button', { type: 'button', class: 'danger', onclick: () => confirmAndDo(`Abort run ${r.runId}? It will end as failed (exit 253).`, () => request(`/runs/${r.runId}/abort`, { method: 'PUT' }), problem) }, 'Abort')
+          h('button', { type: 'button', class: 'danger write', onclick: () => confirmAndDo(`Abort run ${r.runId}? It will end as failed (exit 253).`, () => request(`/runs/${r.runId}/abort`, { method: 'PUT' }), problem) }, 'Abort')
         );
       if (TEAROFFABLE.has(r.status) && r.plan.image)
         buttons.push(
-          h('button', { type: 'button', class: 'secondary', onclick: () => confirmAndDo(`Tear off run ${r.runId}? It stops now and what it wrote so far becomes its output (done).`, () => request(`/runs/${r.runId}/tearoff`, { method: 'PUT' }), problem) }, 'Tear off')
+          h('button', { type: 'button', class: 'secondary write', onclick: () => confirmAndDo(`Tear off run ${r.runId}? It stops now and what it wrote so far becomes its output (done).`, () => request(`/runs/${r.runId}/tearoff`, { method: 'PUT' }), problem) }, 'Tear off')
         );
       const mounts = (list) => table(['path', 'mountpoint tags', 'knitId'], list.map((m) => [mono(m.path), tagChips(m.tags), dataLink(m.knitId)]));
       return [
@@ -955,7 +955,30 @@ function signInView() {
   return { el: form, refresh: async () => {} };
 }
 
+// Who the token belongs to, from GET /api/whoami (a Knit extension): shown in the header, and a
+// reader's console hides the buttons that change things (elements of class "write"). Against a
+// server without it every button stays; the API refuses what the role does not allow anyway.
+let identityFor = null;
+
+async function loadIdentity() {
+  const t = token();
+  if (!t || identityFor === t) return;
+  identityFor = t;
+  document.body.classList.remove('read-only');
+  const who = document.getElementById('who');
+  if (who) who.textContent = '';
+  try {
+    const { data } = await getJSON('/whoami');
+    if (token() !== t || !data) return;
+    document.body.classList.toggle('read-only', data.role === 'reader');
+    if (who) who.textContent = `${data.name} (${data.role})`;
+  } catch (e) {
+    // 404 from a Knitfab server, or a network problem: keep every button.
+  }
+}
+
 function signOut(message) {
+  identityFor = null;
   sessionStorage.removeItem(TOKEN_KEY);
   signInMessage = message || '';
   route();
@@ -995,6 +1018,7 @@ function route() {
   current = null;
   const signedIn = Boolean(token());
   document.body.classList.toggle('signed-out', !signedIn);
+  if (signedIn) loadIdentity();
   const root = clear(main());
   let section = '';
   let view;

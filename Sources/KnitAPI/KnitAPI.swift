@@ -1,6 +1,6 @@
+import KnitArchive
 import KnitCore
 import KnitStore
-import KnitArchive
 import Logging
 
 #if canImport(Glibc)
@@ -88,6 +88,10 @@ public final class KnitAPI: Sendable {
             return try routePlans(request, segments: segments, caller: caller, readBody: readBody)
         case (_, _, "runs"):
             return try routeRuns(request, segments: segments, caller: caller)
+        case ("GET", 1, "whoami"):
+            // Extension: who the token belongs to, so a client (the web console) can offer only what
+            // the role allows. The API still checks every request itself.
+            return .json(WhoAmIJSON(name: caller.name, role: caller.role.rawValue))
         case ("GET", 2, "auth") where segments[1] == "registry", ("HEAD", 2, "auth") where segments[1] == "registry":
             return try registryAuthorization(request, caller: caller)
         default:
@@ -139,4 +143,10 @@ final class RequestCounter: @unchecked Sendable {  // guarded by `lock`
         value += 1
         return value
     }
+}
+
+/// `GET /api/whoami`: the token's user and role.
+private struct WhoAmIJSON: Encodable {
+    let name: String
+    let role: String
 }

@@ -32,6 +32,19 @@ import Testing
         #expect(response.status == 200)
     }
 
+    @Test func whoamiNamesTheTokensUserAndRole() throws {
+        let harness = try APIHarness()
+        for (user, role) in [("alice", "user"), ("rita", "reader")] {
+            let response = harness.request("GET", "/api/whoami", as: user)
+            #expect(response.status == 200)
+            let body = try json(response)
+            #expect(body["name"]?.stringValue == user)
+            #expect(body["role"]?.stringValue == role)
+        }
+        #expect(harness.request("GET", "/api/whoami", as: nil).status == 401)
+        #expect(harness.request("POST", "/api/whoami", as: "alice").status == 404)
+    }
+
     @Test func readersCannotWrite() throws {
         let harness = try APIHarness()
         let archive = try makeArchive(format: .tarGzip, files: ["a.txt": "x"])

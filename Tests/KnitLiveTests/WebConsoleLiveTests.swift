@@ -188,6 +188,18 @@ extension Live {
             #expect(runPage.dom.contains("href=\"#/data/\(run.outputs[0].knitId)\""), "output Data linked")
             #expect(runPage.dom.contains(">Abort<"))
             #expect(runPage.dom.contains("The log starts when the Run starts."))
+            // A reader's console says who is signed in and hides what would change something.
+            #expect(runPage.dom.contains("rita (reader)"), "the header names the reader")
+            #expect(runPage.dom.contains("<body class=\"read-only\"") || runPage.dom.contains("read-only\">"))
+            let asUser = try Self.load(
+                knit,
+                route: "/runs/\(run.runId)",
+                token: knit.token(for: "alice"),
+                name: "run-user"
+            )
+            Self.expectRendered(asUser, "run detail as a user")
+            #expect(asUser.dom.contains("alice (user)"))
+            #expect(asUser.dom.contains(">Abort<") && !asUser.dom.contains("read-only"), "a user keeps the buttons")
 
             // Runs list filtered by status: the waiting Run, not the finished upload.
             let runList = try Self.load(knit, route: "/runs?status=waiting", token: token, name: "run-list")
