@@ -1,6 +1,10 @@
 internal import KnitCore
 internal import Synchronization
 
+#if canImport(Glibc)
+    internal import Glibc
+#endif
+
 /// Decoded and validated plan records, kept for the life of the process.
 ///
 /// Registering a plan checks it against every other plan (cycles, upstreams, downstreams), and a push
@@ -18,12 +22,20 @@ final class PlanMemo: Sendable {
 
     private let entries = Mutex<[String: Entry]>([:])
 
+    /// memcmp: the generic `elementsEqual` was 14 % of registering a plan among 4,000.
+    private static func same(_ stored: [UInt8], _ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard stored.count == bytes.count else { return false }
+        // Both non-empty from here on, so both have a base address.
+        guard !stored.isEmpty else { return true }
+        return stored.withUnsafeBytes { memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }
+    }
+
     init() {}
 
     /// The record and validated plan stored as `bytes` under `planId`.
     func decoded(planId: String, bytes: UnsafeRawBufferPointer) throws -> (record: PlanRecord, plan: Plan?) {
         let cached = entries.withLock { $0[planId] }
-        if let cached, cached.bytes.elementsEqual(bytes) { return (cached.record, cached.plan) }
+        if let cached, Self.same(cached.bytes, bytes) { return (cached.record, cached.plan) }
         let record = try KnitStore.decode(PlanRecord.self, bytes)
         let plan = record.pseudoName == nil ? try KnitStore.plan(from: record) : nil
         let entry = Entry(bytes: Array(bytes), record: record, plan: plan)
