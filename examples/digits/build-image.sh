@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds localhost/knit-digits:1: Debian bookworm (debootstrap minbase) with python3 and
-# python3-sklearn from Debian's own packages, plus this example's scripts in /work. Nothing comes
+# python3-sklearn from Debian's own packages, plus this example's scripts in /opt/digits. Nothing comes
 # from a container registry; the only network access is to the Debian mirror.
 #
 # usage: build-image.sh [--force] [TAG]     (TAG defaults to localhost/knit-digits:1)
@@ -87,8 +87,8 @@ rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/cache/deb
     "$root"/usr/share/locale/* "$root"/var/log/* "$root"/etc/resolv.conf "$root"/dev/* "$root"/proc/* "$root"/sys/* "$root"/run/*
 find "$root/usr/lib/python3/dist-packages" -depth -type d -name tests -exec rm -rf {} +
 
-mkdir -p "$root/work" "$root/in" "$root/out"
-cp "$here"/scripts/*.py "$root/work/"
+mkdir -p "$root/opt/digits" "$root/in" "$root/out"
+cp "$here"/scripts/*.py "$root/opt/digits/"
 echo "rootfs after cleanup $(du -sh "$root" | cut -f1)"
 
 # ENTRYPOINT/CMD mirror the Knitfab tutorial's training image, so `knit plan template` on this
@@ -96,7 +96,7 @@ echo "rootfs after cleanup $(du -sh "$root" | cut -f1)"
 # entrypoint (the Plans do that).
 previous=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
 tar -C "$root" --numeric-owner -cf - . | podman import --quiet \
-    --change 'WORKDIR /work' \
+    --change 'WORKDIR /opt/digits' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
