@@ -293,21 +293,15 @@ public final class RunDriver: Sendable {
                 )
                 continue
             case .failed(let reason):
-                guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else {
-                    continue
-                }
                 let message =
                     "(container \(PodmanExecutor.containerName(runId: run.runId))) [ImageNotFound] "
                     + "cannot pull \(run.image): \(reason)"
-                finish(run.runId, exit: RunExitJSON(code: 255, message: message), succeeded: false, &summary)
+                failBeforeStart(run.runId, message, &summary)
                 continue
             }
             if let problem = prepareDirectories(run) {
                 // Not the Run's fault, but nothing will fix it by waiting: fail it with the reason.
-                guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else {
-                    continue
-                }
-                finish(run.runId, exit: RunExitJSON(code: 255, message: problem), succeeded: false, &summary)
+                failBeforeStart(run.runId, problem, &summary)
                 continue
             }
             guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else { continue }
@@ -334,6 +328,13 @@ public final class RunDriver: Sendable {
             }
         }
         return started
+    }
+
+    /// Ends a ready Run that cannot start (exit 255, `message`) through `starting`, the only way a
+    /// Run leaves `ready`; nothing when another driver took it meanwhile.
+    private func failBeforeStart(_ runId: String, _ message: String, _ summary: inout TickSummary) {
+        guard ledgerCall("mark starting", { try ledger.markStarting(runId: runId) }) == true else { return }
+        finish(runId, exit: RunExitJSON(code: 255, message: message), succeeded: false, &summary)
     }
 
     private enum StartOutcome { case running, failed, unknown }
