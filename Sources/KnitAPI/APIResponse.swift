@@ -2,6 +2,8 @@ import KnitCore
 
 /// What a handler answers: status, headers and a body that is either ready or streamed.
 public struct APIResponse: Sendable {
+    /// Takes the next bytes of a streamed body. An empty buffer sends nothing: it asks the transport whether
+    /// the client is still there, and throws when it is not (a stream that waits for data calls it so).
     public typealias Sink = (UnsafeRawBufferPointer) throws -> Void
 
     public enum Body: Sendable {
@@ -14,6 +16,8 @@ public struct APIResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: Body
+    /// Ids a change made (a new Data, Plan or Run's outputs), for the audit line; never sent.
+    var createdIds: [String] = []
 
     public init(status: Int, headers: [(String, String)] = [], body: Body = .empty) {
         self.status = status
@@ -34,7 +38,11 @@ public struct APIResponse: Sendable {
         }
     }
 
-    static func error(_ error: KnitAPIError) -> APIResponse { json(error.body, status: error.status) }
+    static func error(_ error: KnitAPIError) -> APIResponse {
+        var response = json(error.body, status: error.status)
+        if let seconds = error.retryAfterSeconds { response.headers.append(("Retry-After", "\(seconds)")) }
+        return response
+    }
 
     /// Collects a body into memory (tests and small responses).
     public func collectBody() throws -> [UInt8] {

@@ -84,12 +84,19 @@ extension KnitAPI {
     // MARK: PUT /api/data/{knitId}
 
     func updateTags(knitId: String, readBody: BodyReader) throws -> APIResponse {
-        let body = try readSmallBody(readBody, limit: 16 << 20)
+        let body = try readSmallBody(readBody, limit: RequestLimits.jsonBodyBytes)
         let change: TagChangeJSON
         do { change = try JSONDecoder().decode(TagChangeJSON.self, from: Data(body)) } catch {
             throw KnitAPIError.badRequest(
                 "format error: body must be JSON {\"add\":[\"k:v\"],\"remove\":[\"k:v\"],\"remove_key\":[\"k\"]}",
                 advice: describeDecodingError(error)
+            )
+        }
+        let changeSize = change.add.count + change.remove.count + change.removeKey.count
+        guard changeSize <= RequestLimits.tagsPerChange else {
+            throw KnitAPIError.badRequest(
+                "a tag change may name at most \(RequestLimits.tagsPerChange) tags; this one names \(changeSize)",
+                advice: "split the change into several requests"
             )
         }
         let systemKeys = change.add.map(\.key) + change.remove.map(\.key) + change.removeKey
@@ -113,19 +120,13 @@ extension KnitAPI {
         if let expectedMD5, expectedMD5.utf8.count != 32 || !expectedMD5.utf8.allSatisfy(isHexDigit) {
             throw KnitAPIError.badRequest("x-checksum-md5 must be 32 hex digits")
         }
-        guard let slot = transfers.tryAcquire() else {
-            throw KnitAPIError(
-                status: 503,
-                reason: "too many transfers in progress",
-                advice: "please retry later"
-            )
-        }
+        let slot = try transfers.acquire(user: caller.name)
         defer { withExtendedLifetime(slot) {} }
 
         let ticket = try storeCall { () throws(StoreError) in try store.beginUpload(creator: caller.name) }
         var uploadLogger = logger
         uploadLogger[metadataKey: "data.id"] = "\(ticket.knitId)"
-        return try BodyPrefetcher.withPrefetching(readBody) { prefetched in
+        var response = try BodyPrefetcher.withPrefetching(readBody) { prefetched in
             try receiveUpload(
                 ticket: ticket,
                 tags: tags,
@@ -134,6 +135,8 @@ extension KnitAPI {
                 logger: uploadLogger
             )
         }
+        response.createdIds = [ticket.knitId]
+        return response
     }
 
     private func receiveUpload(
@@ -200,7 +203,7 @@ extension KnitAPI {
 
     // MARK: GET /api/data/{knitId}
 
-    func downloadData(_ request: APIRequest, knitId: String, logger: Logger) throws -> APIResponse {
+    func downloadData(_ request: APIRequest, knitId: String, caller: Caller, logger: Logger) throws -> APIResponse {
         let detail = try storeCall { () throws(StoreError) in try store.dataDetail(knitId: knitId) }
         let format = ServedFormat.negotiate(accept: request.header("accept"))
         let headers = [
@@ -208,9 +211,7 @@ extension KnitAPI {
             ("Content-Disposition", "attachment; filename=\"\(detail.knitId).\(ServedFormat.fileExtension(format))\""),
         ]
         if request.method == "HEAD" { return APIResponse(status: 200, headers: headers) }
-        guard let slot = transfers.tryAcquire() else {
-            throw KnitAPIError(status: 503, reason: "too many transfers in progress", advice: "please retry later")
-        }
+        let slot = try transfers.acquire(user: caller.name)
         let directory = store.dataDirectory(knitId: detail.knitId)
         let streamLogger = logger
         return APIResponse(

@@ -19,18 +19,30 @@ public final class KnitAPI: Sendable {
     let store: KnitStore
     let logger: Logger
     let transfers: TransferSlots
+    /// Followed run logs: a pool of their own, so readers following logs never keep anyone from uploading.
+    let logFollowers: TransferSlots
     let requestCounter = RequestCounter()
 
     let onChange: (@Sendable () -> Void)?
 
     /// - Parameters:
     ///   - transferSlots: uploads plus downloads allowed at once; more get 503.
+    ///   - followSlots: followed run logs (`GET /api/runs/{id}/log?follow`) allowed at once; more get 503.
+    ///   - slotsPerUser: the most of either pool one user may hold; default half of each pool.
     ///   - onChange: called after every successful change of Data, Plans or Runs (each may have made Runs
     ///     startable or asked one to stop); knitd rings the scheduler's wake-up socket with it.
-    public init(store: KnitStore, logger: Logger, transferSlots: Int = 16, onChange: (@Sendable () -> Void)? = nil) {
+    public init(
+        store: KnitStore,
+        logger: Logger,
+        transferSlots: Int = 16,
+        followSlots: Int = 4,
+        slotsPerUser: Int? = nil,
+        onChange: (@Sendable () -> Void)? = nil
+    ) {
         self.store = store
         self.logger = logger
-        self.transfers = TransferSlots(capacity: transferSlots)
+        self.transfers = TransferSlots(capacity: transferSlots, perUser: slotsPerUser, purpose: "transfers")
+        self.logFollowers = TransferSlots(capacity: followSlots, perUser: slotsPerUser, purpose: "log streams")
         self.onChange = onChange
     }
 
@@ -69,6 +81,47 @@ public final class KnitAPI: Sendable {
         }
 
         let caller = try authenticate(request)
+        // Reads change nothing and are not audited (the registry check, a GET, audits the push it judges).
+        let changes = request.method != "GET" && request.method != "HEAD"
+        do {
+            let response = try routeAuthenticated(
+                request,
+                segments: segments,
+                caller: caller,
+                readBody: readBody,
+                logger: logger
+            )
+            if changes, response.status < 300 {
+                audit(caller, request, outcome: "done", created: response.createdIds, logger: logger)
+            }
+            return response
+        } catch let error as KnitAPIError where changes && error.status == 403 {
+            audit(caller, request, outcome: "denied", logger: logger)
+            throw error
+        }
+    }
+
+    /// One line per change and per refused change: who (user and role), what (method and path, which
+    /// name the ids acted on) and what it made. Never the query string: it may carry anything a client put
+    /// there, tokens included.
+    func audit(_ caller: Caller, _ request: APIRequest, outcome: String, created: [String] = [], logger: Logger) {
+        var metadata: Logger.Metadata = [
+            "audit.user": "\(caller.name)",
+            "audit.role": "\(caller.role.rawValue)",
+            "audit.action": "\(request.method) \(request.path)",
+            "audit.outcome": "\(outcome)",
+        ]
+        if !created.isEmpty { metadata["audit.created"] = "\(created.joined(separator: ","))" }
+        logger.notice("audit", metadata: metadata)
+    }
+
+    private func routeAuthenticated(
+        _ request: APIRequest,
+        segments: [String],
+        caller: Caller,
+        readBody: BodyReader,
+        logger: Logger
+    ) throws -> APIResponse {
         switch (request.method, segments.count, segments.first) {
         case ("GET", 1, "data"):
             return try findData(request)
@@ -76,9 +129,9 @@ public final class KnitAPI: Sendable {
             try requireWrite(caller)
             return try uploadData(request, caller: caller, readBody: readBody, logger: logger)
         case ("GET", 2, "data"), ("HEAD", 2, "data"):
-            return try downloadData(request, knitId: segments[1], logger: logger)
+            return try downloadData(request, knitId: segments[1], caller: caller, logger: logger)
         case ("PUT", 2, "data"):
-            try requireWrite(caller)
+            try requireOwner(caller, of: .data(knitId: segments[1]), toDo: "change the tags of")
             return try updateTags(knitId: segments[1], readBody: readBody)
         case (_, 1, "data"), (_, 2, "data"):
             throw methodNotAllowed(request)
@@ -93,7 +146,7 @@ public final class KnitAPI: Sendable {
             // the role allows. The API still checks every request itself.
             return .json(WhoAmIJSON(name: caller.name, role: caller.role.rawValue))
         case ("GET", 2, "auth") where segments[1] == "registry", ("HEAD", 2, "auth") where segments[1] == "registry":
-            return try registryAuthorization(request, caller: caller)
+            return try registryAuthorization(request, caller: caller, logger: logger)
         default:
             throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
         }
@@ -118,6 +171,21 @@ public final class KnitAPI: Sendable {
 
     private func requireWrite(_ caller: Caller) throws {
         guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+    }
+
+    /// 403 unless the caller may change `thing` (``Ownership``); 404 when it does not exist. Checked before
+    /// any body is read.
+    func requireOwner(_ caller: Caller, of thing: OwnedThing, toDo action: String) throws {
+        guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+        let store = self.store
+        let owner = try storeCall { () throws(StoreError) in try store.owner(of: thing) } ?? ""
+        guard Ownership.mayChange(owner: owner, caller: caller.name, role: caller.role) else {
+            throw KnitAPIError(
+                status: 403,
+                reason: "\(thing) belongs to \(owner.isEmpty ? "no user" : "user '\(owner)'"); only its owner or an admin may \(action) it",
+                advice: "ask its owner or an administrator"
+            )
+        }
     }
 
     private func methodNotAllowed(_ request: APIRequest) -> KnitAPIError {

@@ -40,12 +40,12 @@ extension KnitAPI {
             let detail: PlanDetailJSON
             switch (method, segments[2]) {
             case ("PUT", "active"), ("DELETE", "active"):
-                try requirePlanWrite(caller)
+                try requireOwner(caller, of: .plan(planId: planId), toDo: "change")
                 detail = try planStoreCall { () throws(StoreError) in
                     try store.setPlanActive(planId: planId, active: method == "PUT")
                 }
             case ("PUT", "resources"):
-                try requirePlanWrite(caller)
+                try requireOwner(caller, of: .plan(planId: planId), toDo: "change")
                 let change = try decodeBody(
                     PlanResourceChangeJSON.self,
                     readBody,
@@ -55,7 +55,7 @@ extension KnitAPI {
                     try store.changePlanResources(planId: planId, change: change)
                 }
             case ("PUT", "annotations"):
-                try requirePlanWrite(caller)
+                try requireOwner(caller, of: .plan(planId: planId), toDo: "change")
                 let change = try decodeBody(
                     PlanAnnotationChangeJSON.self,
                     readBody,
@@ -65,7 +65,7 @@ extension KnitAPI {
                     try store.changePlanAnnotations(planId: planId, change: change)
                 }
             case ("PUT", "serviceaccount"):
-                try requirePlanWrite(caller)
+                try requireOwner(caller, of: .plan(planId: planId), toDo: "change")
                 let change = try decodeBody(
                     PlanServiceAccountJSON.self,
                     readBody,
@@ -75,7 +75,7 @@ extension KnitAPI {
                     try store.setPlanServiceAccount(planId: planId, name: change.serviceAccount)
                 }
             case ("DELETE", "serviceaccount"):
-                try requirePlanWrite(caller)
+                try requireOwner(caller, of: .plan(planId: planId), toDo: "change")
                 detail = try planStoreCall { () throws(StoreError) in
                     try store.setPlanServiceAccount(planId: planId, name: nil)
                 }
@@ -137,7 +137,9 @@ extension KnitAPI {
         }
         let spec = try decodeBody(PlanSpecJSON.self, readBody, shape: "a plan spec object")
         let detail = try planStoreCall { () throws(StoreError) in try store.registerPlan(spec, creator: caller.name) }
-        return .json(detail)
+        var response = APIResponse.json(detail)
+        response.createdIds = [detail.planId]
+        return response
     }
 
     // MARK: helpers
@@ -159,7 +161,7 @@ extension KnitAPI {
     }
 
     private func decodeBody<T: Decodable>(_ type: T.Type, _ readBody: BodyReader, shape: String) throws -> T {
-        let body = try readSmallBody(readBody, limit: 16 << 20)
+        let body = try readSmallBody(readBody, limit: RequestLimits.jsonBodyBytes)
         do { return try JSONDecoder().decode(type, from: Data(body)) } catch {
             // Well-formed JSON whose values do not fit (a tag without ':', a number for a path) is a spec
             // problem like any other, so it gets the same reason as the validation rules.

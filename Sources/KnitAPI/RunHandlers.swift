@@ -13,22 +13,22 @@ extension KnitAPI {
     func routeRuns(_ request: APIRequest, segments: [String], caller: Caller) throws -> APIResponse {
         switch (request.method, segments.count) {
         case ("PUT", 3) where segments[2] == "abort" || segments[2] == "tearoff":
-            guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+            try requireOwner(caller, of: .run(runId: segments[1]), toDo: "stop")
             return try stopRun(runId: segments[1], fail: segments[2] == "abort")
         case ("PUT", 3) where segments[2] == "retry":
-            guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+            try requireOwner(caller, of: .run(runId: segments[1]), toDo: "retry")
             return try retryRun(runId: segments[1])
         case (_, 3) where segments[2] == "abort" || segments[2] == "tearoff" || segments[2] == "retry":
             throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
         case ("GET", 3) where segments[2] == "log":
-            return try runLog(runId: segments[1], follow: request.query.contains { $0.name == "follow" })
+            return try runLog(runId: segments[1], follow: request.query.contains { $0.name == "follow" }, caller: caller)
         case ("GET", 1):
             return try findRuns(request)
         case ("GET", 2):
             let runId = segments[1]
             return .json(try storeCall { () throws(StoreError) in try store.runDetail(runId: runId) })
         case ("DELETE", 2):
-            guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+            try requireOwner(caller, of: .run(runId: segments[1]), toDo: "delete")
             return try deleteRun(runId: segments[1])
         case (_, 1), (_, 2):
             throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
@@ -40,9 +40,10 @@ extension KnitAPI {
     // MARK: GET /api/runs/{id}/log
 
     /// The Run's log (the file `log` of its log Data), as text. With `follow` while the Run is starting or
-    /// running, the stream goes on as the container writes and ends when the Run finishes; a follower
-    /// holds a transfer slot. 404 when the plan has no log; 503 before the Run starts.
-    func runLog(runId: String, follow: Bool) throws -> APIResponse {
+    /// running, the stream goes on as the container writes and ends when the Run finishes, or as soon as
+    /// the client is gone; a follower holds a slot of the log-stream pool (never a transfer slot). 404 when
+    /// the plan has no log; 503 before the Run starts.
+    func runLog(runId: String, follow: Bool, caller: Caller) throws -> APIResponse {
         let store = self.store
         let run = try storeCall { () throws(StoreError) in try store.runDetail(runId: runId) }
         guard let log = run.log else { throw KnitAPIError.notFound("run \(runId) has no log: its plan has none") }
@@ -51,10 +52,7 @@ extension KnitAPI {
             throw KnitAPIError(status: 503, reason: "the run has not started yet", advice: "retry once it is running")
         }
         let live = follow && (status == .starting || status == .running)
-        let slot = live ? transfers.tryAcquire() : nil
-        if live, slot == nil {
-            throw KnitAPIError(status: 503, reason: "too many transfers in progress", advice: "please retry later")
-        }
+        let slot = live ? try logFollowers.acquire(user: caller.name) : nil
         let path = store.dataDirectory(knitId: log.knitId) + "/log"
         var headers = [("Content-Type", "text/plain; charset=utf-8")]
         // nginx must pass a followed log on at once instead of filling its buffers first.
@@ -101,7 +99,10 @@ extension KnitAPI {
     /// an upload, or its outputs are in use.
     func retryRun(runId: String) throws -> APIResponse {
         do {
-            return .json(try store.retryRun(runId: runId))
+            let detail = try store.retryRun(runId: runId)
+            var response = APIResponse.json(detail)
+            response.createdIds = detail.outputs.map(\.knitId) + (detail.log.map { [$0.knitId] } ?? [])
+            return response
         } catch {
             throw runOperationError(error)
         }
@@ -188,6 +189,8 @@ private func streamFile(
         }
         if finalPass || count < 0 { return }
         if stillWriting() {
+            // Nothing new to send, so no write would notice a client that left: ask the transport.
+            try sink(UnsafeRawBufferPointer(start: nil, count: 0))
             usleep(200_000)
         } else {
             finalPass = true

@@ -3,6 +3,10 @@ public import KnitCore
 internal import KnitDigest
 internal import KnitHTTP
 
+#if canImport(Glibc)
+    internal import Glibc
+#endif
+
 #if canImport(FoundationEssentials)
     internal import FoundationEssentials
 #else
@@ -111,12 +115,42 @@ public struct KnitAPIClient: Sendable {
     /// - Parameters:
     ///   - format: nil picks ``negotiatedFormats()``'s first.
     ///   - progress: called on the calling thread.
+    ///   - busyRetryLimit: how long to keep trying while the server answers 503 (all its transfer slots, or
+    ///     the caller's share of them, are busy): the archive is sent again after a growing pause. A busy
+    ///     server is the normal state of a shared one, not a failure of this push.
     public func pushData(
         directory: String,
         tags: [Tag],
         dereference: Bool = false,
         format: ArchiveFormat? = nil,
+        busyRetryLimit: Double = 600,
         progress: ((TransferProgress) -> Void)? = nil
+    ) throws(KnitClientError) -> DataRecord {
+        let deadline = monotonicSeconds() + busyRetryLimit
+        var pause = 0.2
+        while true {
+            do {
+                return try pushDataOnce(
+                    directory: directory,
+                    tags: tags,
+                    dereference: dereference,
+                    format: format,
+                    progress: progress
+                )
+            } catch where error.status == 503 && monotonicSeconds() + pause < deadline {
+                // Jitter spreads clients that were refused together.
+                usleep(useconds_t(pause * Double.random(in: 0.5...1.0) * 1_000_000))
+                pause = min(pause * 2, 5)
+            }
+        }
+    }
+
+    private func pushDataOnce(
+        directory: String,
+        tags: [Tag],
+        dereference: Bool,
+        format: ArchiveFormat?,
+        progress: ((TransferProgress) -> Void)?
     ) throws(KnitClientError) -> DataRecord {
         let format = format ?? negotiatedFormats()[0]
         var total: Int64?
@@ -463,4 +497,11 @@ extension Substring {
         while let l = s.last, l == " " || l == "\t" || l == "\r" { s.removeLast() }
         return String(s)
     }
+}
+
+/// Seconds on the monotonic clock, for retry deadlines that wall-clock changes cannot stretch.
+private func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }

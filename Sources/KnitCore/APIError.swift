@@ -7,12 +7,15 @@ public struct KnitAPIError: Error, Sendable, Equatable, CustomStringConvertible 
     public var reason: String
     public var advice: String?
     public var see: String?
+    /// For a 503: when the client may try again (sent as `Retry-After`).
+    public var retryAfterSeconds: Int?
 
-    public init(status: Int, reason: String, advice: String? = nil, see: String? = nil) {
+    public init(status: Int, reason: String, advice: String? = nil, see: String? = nil, retryAfterSeconds: Int? = nil) {
         self.status = status
         self.reason = reason
         self.advice = advice
         self.see = see
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var message: String { [reason, advice].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: "\n") }

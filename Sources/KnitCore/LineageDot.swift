@@ -163,15 +163,39 @@ private func dotQuoted(_ text: String) -> String {
         case "\"": out += "\\\""
         case "\\": out += "\\\\"
         case "\n": out += "\\n"
-        default: out.append(character)
+        // An escaped backslash: a dot string shows `\\` as one.
+        default: appendVisible(character, to: &out, backslash: "\\\\")
         }
     }
     return out + "\""
 }
 
+/// Appends `character`, or for a control character (other than tab and newline) its `\xNN` spelling:
+/// graphviz refuses raw control characters in labels, and a graph must render whatever its text (names
+/// and tags stored before such tags were refused, file names).
+private func appendVisible(_ character: Character, to out: inout String, backslash: String = "\\") {
+    guard character.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\t" && $0 != "\n" })
+    else {
+        out.append(character)
+        return
+    }
+    for scalar in character.unicodeScalars {
+        if scalar.properties.generalCategory == .control && scalar != "\t" && scalar != "\n" {
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            out += backslash + "x" + String(repeating: "0", count: max(0, 2 - hex.count)) + hex
+        } else {
+            out.unicodeScalars.append(scalar)
+        }
+    }
+}
+
+private func hasControlCharacter(_ text: String) -> Bool {
+    text.unicodeScalars.contains { $0.properties.generalCategory == .control && $0 != "\t" && $0 != "\n" }
+}
+
 /// Text for an HTML-like label, escaped as Go's `html.EscapeString` does.
 private func dotHTMLEscaped(_ text: String) -> String {
-    guard text.contains(where: { "<>&\"'".contains($0) }) else { return text }
+    guard text.contains(where: { "<>&\"'".contains($0) }) || hasControlCharacter(text) else { return text }
     var out = ""
     for character in text {
         switch character {
@@ -180,7 +204,7 @@ private func dotHTMLEscaped(_ text: String) -> String {
         case "&": out += "&amp;"
         case "\"": out += "&#34;"
         case "'": out += "&#39;"
-        default: out.append(character)
+        default: appendVisible(character, to: &out)
         }
     }
     return out

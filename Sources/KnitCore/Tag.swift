@@ -7,10 +7,15 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
     public let key: String
     public let value: String
 
-    /// Longest key a tag may have (characters), as in Knitfab.
-    public static let maximumKeyLength = 1024
-    /// Longest value a tag may have (UTF-8 bytes), as in Knitfab.
-    public static let maximumValueLength = 1 << 20
+    /// Longest key a tag may have (UTF-8 bytes).
+    ///
+    /// Knit caps tags tighter than Knitfab (1024 characters, 1 MiB): every stored tag must also be findable,
+    /// and a query carries it percent-encoded in the request line (up to three bytes per byte), which nginx
+    /// accepts up to 32 KiB. 256 + 4096 bytes encode to at most about 13 KiB, so even two tags fit in one
+    /// query.
+    public static let maximumKeyLength = 256
+    /// Longest value a tag may have (UTF-8 bytes); see ``maximumKeyLength``.
+    public static let maximumValueLength = 4096
 
     public init(key: String, value: String) {
         self.key = key
@@ -18,15 +23,36 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
     }
 
     /// Parses `key:value`.
-    /// - Throws: ``TagError`` when there is no `:`, the key is empty, or a part is too long.
+    /// - Throws: ``TagError`` when there is no `:`, the key is empty, a part is too long or holds a
+    ///   control character.
     public init(parsing text: String) throws(TagError) {
         guard let colon = text.firstIndex(of: ":") else { throw TagError(text: text, problem: .missingColon) }
-        let key = Self.trimmed(text[..<colon])
-        let value = Self.trimmed(text[text.index(after: colon)...])
+        try self.init(validatingKey: text[..<colon], value: text[text.index(after: colon)...], text: text)
+    }
+
+    /// A tag from a separate key and value (the JSON object form `{"key","value"}`), with the rules of the
+    /// text form: trimmed, key not empty and without `:` (the text form could not say it, so it could never
+    /// be found or removed), lengths capped, no control characters.
+    public init(validatingKey key: String, value: String) throws(TagError) {
+        try self.init(validatingKey: key[...], value: value[...], text: "\(key):\(value)")
+    }
+
+    private init(validatingKey rawKey: Substring, value rawValue: Substring, text: String) throws(TagError) {
+        let key = Self.trimmed(rawKey)
+        let value = Self.trimmed(rawValue)
         guard !key.isEmpty else { throw TagError(text: text, problem: .emptyKey) }
-        guard key.count <= Self.maximumKeyLength else { throw TagError(text: text, problem: .keyTooLong) }
+        guard key.utf8.count <= Self.maximumKeyLength else { throw TagError(text: text, problem: .keyTooLong) }
         guard value.utf8.count <= Self.maximumValueLength else { throw TagError(text: text, problem: .valueTooLong) }
+        guard !key.contains(":") else { throw TagError(text: text, problem: .colonInKey) }
+        // Control characters cannot be typed in a query, break one-line logs and graph labels, and no
+        // tool that shows tags renders them; nothing legitimate needs them.
+        guard !(key.unicodeScalars.contains(where: Self.isControl) || value.unicodeScalars.contains(where: Self.isControl))
+        else { throw TagError(text: text, problem: .controlCharacter) }
         self.init(key: key, value: value)
+    }
+
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.properties.generalCategory == .control
     }
 
     /// Keys starting with `knit#` belong to the system; users may query them but never set them.
@@ -51,13 +77,11 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
             return
         }
         let object = try decoder.container(keyedBy: ObjectKeys.self)
-        let key = Self.trimmed(Substring(try object.decode(String.self, forKey: .key)))
-        guard !key.isEmpty else {
-            throw DecodingError.dataCorrupted(
-                .init(codingPath: decoder.codingPath, debugDescription: "tag key is empty")
-            )
+        let key = try object.decode(String.self, forKey: .key)
+        let value = try object.decode(String.self, forKey: .value)
+        do { try self.init(validatingKey: key, value: value) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
         }
-        self.init(key: key, value: Self.trimmed(Substring(try object.decode(String.self, forKey: .value))))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -90,7 +114,9 @@ func compareBytes(_ a: String, _ b: String) -> Int {
 
 /// Why a tag's text was rejected.
 public struct TagError: Error, Equatable, Sendable, CustomStringConvertible {
-    public enum Problem: Sendable, Equatable { case missingColon, emptyKey, keyTooLong, valueTooLong, systemKey }
+    public enum Problem: Sendable, Equatable {
+        case missingColon, emptyKey, keyTooLong, valueTooLong, systemKey, colonInKey, controlCharacter
+    }
     public let text: String
     public let problem: Problem
 
@@ -100,13 +126,17 @@ public struct TagError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        let shown = text.count > 80 ? String(text.prefix(80)) + "…" : text
+        // Shown escaped: the text may hold the very control characters it is refused for.
+        let shown = (text.count > 80 ? String(text.prefix(80)) + "…" : text).unicodeScalars
+            .map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
         switch problem {
         case .missingColon: return "tag '\(shown)' has no ':' (expected KEY:VALUE)"
         case .emptyKey: return "tag '\(shown)' has an empty key"
-        case .keyTooLong: return "tag key is longer than \(Tag.maximumKeyLength) characters"
+        case .keyTooLong: return "tag key is longer than \(Tag.maximumKeyLength) bytes"
         case .valueTooLong: return "tag value is longer than \(Tag.maximumValueLength) bytes"
         case .systemKey: return "tag '\(shown)' uses a reserved 'knit#' key"
+        case .colonInKey: return "tag key of '\(shown)' contains ':' (a key ends at the first ':')"
+        case .controlCharacter: return "tag '\(shown)' contains a control character"
         }
     }
 }
@@ -150,13 +180,38 @@ public struct TagSet: Hashable, Sendable, Sequence, Codable, ExpressibleByArrayL
     public func isSuperset(of other: TagSet) -> Bool { other.tags.allSatisfy { tags.contains($0) } }
 
     public mutating func insert(_ tag: Tag) {
-        guard !tags.contains(tag) else { return }
-        tags.append(tag)
-        tags.sort()
+        let index = insertionIndex(of: tag)
+        guard index == tags.endIndex || tags[index] != tag else { return }
+        tags.insert(tag, at: index)
     }
 
-    public mutating func remove(_ tag: Tag) { tags.removeAll { $0 == tag } }
+    public mutating func remove(_ tag: Tag) {
+        let index = insertionIndex(of: tag)
+        if index < tags.endIndex, tags[index] == tag { tags.remove(at: index) }
+    }
+
     public mutating func removeKey(_ key: String) { tags.removeAll { $0.key == key } }
+
+    /// The set after a tag change: keys removed first, then tags removed, then tags added (Knitfab's order).
+    /// O((n + m) log(n + m)) for n tags and a change of m, however large either is: one request's change
+    /// runs inside the store's single write transaction, which nobody else can use meanwhile.
+    public func applying(removeKeys: [String], remove: [Tag], add: [Tag]) -> TagSet {
+        let keys = Set(removeKeys)
+        let removed = Set(remove)
+        let kept = tags.filter { !keys.contains($0.key) && !removed.contains($0) }
+        return TagSet(kept + add)
+    }
+
+    /// First index whose tag is not below `tag` (binary search on the sorted tags).
+    private func insertionIndex(of tag: Tag) -> Int {
+        var low = 0
+        var high = tags.count
+        while low < high {
+            let middle = (low + high) / 2
+            if tags[middle] < tag { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
 
     public init(from decoder: any Decoder) throws { self.init(try [Tag](from: decoder)) }
     public func encode(to encoder: any Encoder) throws { try tags.encode(to: encoder) }

@@ -90,6 +90,22 @@ public struct FastCGIResponse: ~Copyable {
         _ = FCGX_FFlush(raw.pointee.out)
     }
 
+    /// Whether the web server has closed the connection: nginx does so when its client goes away, while
+    /// the response is still being written. A response that waits for data (a followed log) asks this,
+    /// since it has no write that would fail. Uses `poll` and `recv(MSG_PEEK)` on the connection.
+    public func peerHasClosed() -> Bool {
+        let fd = raw.pointee.ipcFd
+        guard fd >= 0 else { return true }
+        // POLLRDHUP (Linux, 0x2000) is hidden behind _GNU_SOURCE in the C headers Swift imports.
+        let readHangUp: Int16 = 0x2000
+        var entry = pollfd(fd: fd, events: Int16(POLLIN) | readHangUp, revents: 0)
+        guard poll(&entry, 1, 0) > 0 else { return false }
+        if entry.revents & (Int16(POLLHUP) | Int16(POLLERR) | readHangUp | Int16(POLLNVAL)) != 0 { return true }
+        var byte: UInt8 = 0
+        // Readable: either end of stream (0) or a record we do not expect now; only the former means gone.
+        return recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) == 0
+    }
+
     /// Ends the request; the connection to the web server is closed.
     public consuming func finish() {
         FCGX_Finish_r(raw)
@@ -111,6 +127,7 @@ func reasonPhrase(_ status: Int) -> String {
     case 405: return "Method Not Allowed"
     case 409: return "Conflict"
     case 413: return "Payload Too Large"
+    case 414: return "URI Too Long"
     case 415: return "Unsupported Media Type"
     case 500: return "Internal Server Error"
     case 503: return "Service Unavailable"

@@ -28,6 +28,9 @@ extension KnitStore {
     /// Changes the user tags of `knitId`: `removeKey`, then `remove`, then `add`. Removing an absent tag
     /// or adding a present one is ignored.
     /// - Throws: `.invalid` when any tag or key is a `knit#` one (nothing changes), `.notFound`.
+    /// The most user tags one Data may carry.
+    public static let maximumUserTags = 100_000
+
     public func updateTags(knitId: String, change: TagChangeJSON) throws(StoreError) -> DataDetailJSON {
         let systemKeys =
             change.removeKey.filter { $0.hasPrefix(SystemTag.prefix) }
@@ -41,10 +44,14 @@ extension KnitStore {
             guard var record = try dataRecord(txn, key) else {
                 throw StoreError(.notFound, "data \(knitId) not found")
             }
-            var tags = TagSet(record.userTags)
-            for removedKey in change.removeKey { tags.removeKey(removedKey) }
-            for tag in change.remove { tags.remove(tag) }
-            for tag in change.add { tags.insert(tag) }
+            let tags = TagSet(record.userTags)
+                .applying(removeKeys: change.removeKey, remove: change.remove, add: change.add)
+            guard tags.count <= Self.maximumUserTags else {
+                throw StoreError(
+                    .invalid,
+                    "data \(knitId) would carry \(tags.count) tags; at most \(Self.maximumUserTags) are allowed"
+                )
+            }
             try reindex(txn, knitId: knitId, from: record.userTags, to: tags.tags)
             record.userTags = tags.tags
             try txn.put(db.data, key: key, value: record.encoded())

@@ -134,9 +134,13 @@ extension KnitStore {
     /// `home/data/<logKnitId>/log`: the file a Run's stdout and stderr go to.
     public func logFilePath(logKnitId: String) -> String { dataDirectory(knitId: logKnitId) + "/log" }
 
-    /// Every Run in ready, starting, running, completing or aborting, by runId, with the resources its
-    /// plan reserves (so a restarted scheduler knows what running containers hold) and the exit a stop
-    /// request recorded.
+    /// Every image-plan Run in ready, starting, running, completing or aborting, by runId, with the
+    /// resources its plan reserves (so a restarted scheduler knows what running containers hold) and the
+    /// exit a stop request recorded.
+    ///
+    /// Runs of pseudo plans (an upload in progress is a running `knit#uploaded` Run) are not listed: they
+    /// have no container, knitd drives them, and a scheduler that saw one would find no worker for it and
+    /// fail an upload that is still streaming.
     public func runsInFlight() throws(StoreError) -> [String: InFlightRunInfo] {
         try read("runs in flight") { txn in
             var found: [String: InFlightRunInfo] = [:]
@@ -144,12 +148,12 @@ extension KnitStore {
             for status in [RunStatus.ready, .starting, .running, .completing, .aborting] {
                 for id in try txn.duplicates(db.runsByStatus, key: Array(status.rawValue.utf8)) {
                     let run = try run(txn, String(decoding: id, as: UTF8.self))
-                    let plan = try cache.plan(self, txn, run.planId)
+                    guard let plan = try cache.plan(self, txn, run.planId) else { continue }
                     found[run.runId] = InFlightRunInfo(
                         status: run.status,
                         exit: run.exit,
-                        cpuMillicores: plan?.cpuMillicores,
-                        memoryBytes: plan?.memoryBytes
+                        cpuMillicores: plan.cpuMillicores,
+                        memoryBytes: plan.memoryBytes
                     )
                 }
             }

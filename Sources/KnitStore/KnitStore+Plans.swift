@@ -74,7 +74,7 @@ extension KnitStore {
     /// Plans matching every given filter, ordered by planId (Knitfab's `GET /api/plans`).
     ///
     /// - `active`: nil for both.
-    /// - `image`: `name` matches any tag of that image, `name:tag` only that tag. A colon before the last
+    /// - `image`: `name` (or `name:`) matches any tag of that image, `name:tag` only that tag. A colon before the last
     ///   `/` belongs to a registry's `host:port` (Knitfab #225).
     /// - `inTags`: some input asks for all of them; `knit#id` / `knit#timestamp` match an input pinned to
     ///   that Data or instant. Two values of one system key, or any other `knit#` key, match nothing.
@@ -279,7 +279,9 @@ private struct ImageQuery {
         let nameStart = text.lastIndex(of: "/").map { text.index(after: $0) } ?? text.startIndex
         if let colon = text[nameStart...].lastIndex(of: ":") {
             name = String(text[..<colon])
-            version = String(text[text.index(after: colon)...])
+            // `name:` (what Knitfab's CLI sends for `--image name`) asks for any version, as in Knitfab.
+            let tag = String(text[text.index(after: colon)...])
+            version = tag.isEmpty ? nil : tag
         } else {
             name = text
             version = nil

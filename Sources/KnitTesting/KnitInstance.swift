@@ -19,8 +19,12 @@ public final class KnitInstance: @unchecked Sendable {
 
     public struct Options: Sendable {
         public var threads: Int
-        /// Must stay below `threads` (knitd refuses otherwise).
+        /// With `followSlots`, must stay below `threads` (knitd refuses otherwise).
         public var transferSlots: Int
+        /// Followed run logs at once.
+        public var followSlots: Int
+        /// The most of either pool one user may hold (knitd's default, half, when nil).
+        public var slotsPerUser: Int?
         public var logLevel: String
         public var extraKnitdArguments: [String]
         /// (name, role) of the users to create; each gets a handout and an initialised project.
@@ -33,6 +37,8 @@ public final class KnitInstance: @unchecked Sendable {
         public init(
             threads: Int = 16,
             transferSlots: Int = 8,
+            followSlots: Int = 4,
+            slotsPerUser: Int? = nil,
             logLevel: String = "debug",
             extraKnitdArguments: [String] = [],
             users: [(name: String, role: String)] = [("admin", "admin"), ("alice", "user"), ("rita", "reader")],
@@ -40,6 +46,8 @@ public final class KnitInstance: @unchecked Sendable {
         ) {
             self.threads = threads
             self.transferSlots = transferSlots
+            self.followSlots = followSlots
+            self.slotsPerUser = slotsPerUser
             self.logLevel = logLevel
             self.extraKnitdArguments = extraKnitdArguments
             self.users = users
@@ -305,8 +313,10 @@ public final class KnitInstance: @unchecked Sendable {
         var arguments = [
             "--home", home, "--socket", socketPath, "--socket-mode", "0666",
             "--threads", String(options.threads), "--transfer-slots", String(options.transferSlots),
+            "--follow-slots", String(options.followSlots),
             "--log-level", options.logLevel,
         ]
+        if let perUser = options.slotsPerUser { arguments += ["--slots-per-user", String(perUser)] }
         arguments += options.extraKnitdArguments
         let process = try BackgroundProcess(
             knitdPath,

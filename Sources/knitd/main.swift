@@ -35,16 +35,22 @@ struct Knitd: ParsableCommand {
     @Option(help: "Uploads plus downloads at once; more are answered 503. Keep well below --threads.")
     var transferSlots: Int = 32
 
+    @Option(help: "Followed run logs at once; more are answered 503. With --transfer-slots, below --threads.")
+    var followSlots: Int = 8
+
+    @Option(help: "The most transfers, and the most followed logs, one user may have at once (default: half of each pool).")
+    var slotsPerUser: Int?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
     func validate() throws {
-        guard threads > 0, transferSlots > 0 else {
-            throw ValidationError("--threads and --transfer-slots must be positive")
+        guard threads > 0, transferSlots > 0, followSlots > 0, (slotsPerUser ?? 1) > 0 else {
+            throw ValidationError("--threads, --transfer-slots, --follow-slots and --slots-per-user must be positive")
         }
-        guard transferSlots < threads else {
+        guard transferSlots + followSlots < threads else {
             throw ValidationError(
-                "--transfer-slots must be below --threads, or slow transfers can starve other requests"
+                "--transfer-slots plus --follow-slots must be below --threads, or slow transfers and log streams can starve other requests"
             )
         }
         guard mode_t(socketMode, radix: 8) != nil else {
@@ -90,7 +96,13 @@ struct Knitd: ParsableCommand {
         }
 
         let schedulerSocket = home + "/run/scheduler.sock"
-        let api = KnitAPI(store: store, logger: logger, transferSlots: transferSlots) {
+        let api = KnitAPI(
+            store: store,
+            logger: logger,
+            transferSlots: transferSlots,
+            followSlots: followSlots,
+            slotsPerUser: slotsPerUser
+        ) {
             Wakeup.notify(path: schedulerSocket)
         }
         let server = FastCGIServer(listener: listener) { request in serve(request, api: api) }
@@ -148,12 +160,19 @@ func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
         // An unbuffered response is read live (a followed log): each chunk leaves libfcgi's buffer at once.
         let live = response.headers.contains { $0.0 == "X-Accel-Buffering" && $0.1 == "no" }
         try? produce { bytes in
+            if bytes.isEmpty {
+                if writer.peerHasClosed() { throw ClientWentAway() }
+                return
+            }
             try writer.write(bytes)
             if live { writer.flush() }
         }
     }
     writer.finish()
 }
+
+/// Ends a streamed response whose client (through nginx) has gone.
+private struct ClientWentAway: Error {}
 
 extension String {
     fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }

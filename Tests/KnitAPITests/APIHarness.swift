@@ -3,6 +3,7 @@ import KnitArchive
 import KnitCore
 import KnitStore
 import Logging
+import Synchronization
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -20,18 +21,26 @@ final class APIHarness {
     let api: KnitAPI
     let tokens: [String: String]
 
-    init(transferSlots: Int = 4) throws {
+    /// Every log line the API wrote, for audit checks.
+    let log = CapturedLog()
+
+    init(transferSlots: Int = 4, followSlots: Int = 2, slotsPerUser: Int? = nil) throws {
         var template = Array("/tmp/knit-api-test-XXXXXX".utf8CString)
         home = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         store = try KnitStore(home: home, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let log = self.log
         api = KnitAPI(
             store: store,
-            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-            transferSlots: transferSlots
+            logger: Logger(label: "test", factory: { _ in CapturingLogHandler(log: log) }),
+            transferSlots: transferSlots,
+            followSlots: followSlots,
+            slotsPerUser: slotsPerUser
         )
         tokens = [
             "alice": try store.addUser(name: "alice", role: .user),
+            "carol": try store.addUser(name: "carol", role: .user),
             "rita": try store.addUser(name: "rita", role: .reader),
+            "root": try store.addUser(name: "root", role: .admin),
         ]
     }
 
@@ -81,6 +90,35 @@ final class APIHarness {
 }
 
 struct ClientGone: Error {}
+
+/// Log lines kept in memory: (level, message, metadata rendered as text).
+final class CapturedLog: Sendable {
+    private let lines = Mutex<[(level: Logger.Level, message: String, metadata: [String: String])]>([])
+
+    func append(_ level: Logger.Level, _ message: String, _ metadata: [String: String]) {
+        lines.withLock { $0.append((level, message, metadata)) }
+    }
+
+    func entries(_ message: String) -> [[String: String]] {
+        lines.withLock { $0.filter { $0.message == message }.map(\.metadata) }
+    }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let log: CapturedLog
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        log.append(event.level, "\(event.message)", merged.mapValues { "\($0)" })
+    }
+}
 
 func json(_ response: APIResponse) throws -> JSONValue {
     let bytes = try response.collectBody()

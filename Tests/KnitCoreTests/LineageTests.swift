@@ -273,6 +273,23 @@ func provLibraryRecords(_ json: String) -> (count: Int?, complaint: String) {
         #expect(result.status == 0, "\(result.output)")
     }
 
+    /// F14: a control character in a tag (stored before such tags were refused) broke SVG rendering of
+    /// every graph that held the Data.
+    @Test func graphvizAcceptsControlCharactersInLabels() throws {
+        guard access("/usr/bin/dot", X_OK) == 0 else { return }
+        var world = World()
+        world.data["K0"]?.tags = [
+            KnitCore.Tag(key: SystemTag.id, value: "K0"), KnitCore.Tag(key: "c1", value: "a\u{01}b\u{1B}[0m\u{0}"),
+            KnitCore.Tag(key: "c\u{7}", value: "<b>\"q\\"),
+        ]
+        let dot = try world.lineage("K1", depth: .all).dot(offsetMinutes: 0)
+        #expect(dot.contains("a\\x01b\\x1B[0m\\x00"))
+        #expect(!dot.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" && $0 != "\t" })
+        let result = runProcess(["/usr/bin/dot", "-Tsvg"], input: dot)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("<svg"))
+    }
+
     @Test func openLineageEventsMatchTheSpec() throws {
         let graph = try World().lineage("K1", depth: .all)
         let events = LineageExport.openLineage(graph, producer: "urn:knit:test")

@@ -11,7 +11,7 @@ extension Live {
     /// Slow clients cannot take the server down: when every transfer slot is held by a trickling
     /// upload, knitd still answers small requests promptly and refuses further transfers with
     /// 503 ("too many transfers, retry later") instead of queueing them.
-    @Suite(.knitInstance(.init(threads: 8, transferSlots: 4)))
+    @Suite(.knitInstance(.init(threads: 8, transferSlots: 4, followSlots: 2, slotsPerUser: 4)))
     struct SlowClients {
         @Test func busyTransferSlotsDoNotBlockSmallRequests() throws {
             let knit = try LiveKnit.instance()

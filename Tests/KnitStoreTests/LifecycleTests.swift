@@ -195,6 +195,19 @@ private final class Chain {
         chain.store.abandonUpload(ticket)
     }
 
+    /// F2: the scheduler failed every upload still streaming when it ticked, because the upload's running
+    /// `knit#uploaded` Run was handed to it as a Run that should have a container.
+    @Test func uploadsInProgressAreNotInFlightForTheScheduler() throws {
+        let chain = try Chain()
+        try chain.runToRunning()
+        let ticket = try chain.store.beginUpload(creator: "alice")
+        defer { chain.store.abandonUpload(ticket) }
+        #expect(try chain.store.runDetail(runId: ticket.runId).status == "running")
+        let inFlight = try chain.store.runsInFlight()
+        #expect(inFlight[ticket.runId] == nil)
+        #expect(inFlight[chain.runA.runId]?.status == .running)
+    }
+
     @Test func schedulerTransitionsRefuseRunsThatAreNotStartable() throws {
         let chain = try Chain()
         #expect(!(try chain.store.markRunning(runId: chain.runA.runId)))

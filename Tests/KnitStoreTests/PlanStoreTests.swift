@@ -189,6 +189,9 @@ func planSpec(
         #expect(try store.findPlans(image: "localhost:5000/team/train:v3").isEmpty)
         #expect(try store.findPlans(image: "localhost").isEmpty)
         #expect(ids(try store.findPlans(image: "other")) == [c.planId])
+        // Knitfab's CLI sends `--image NAME` as `image=NAME:`; an empty version means any version.
+        #expect(ids(try store.findPlans(image: "localhost:5000/team/train:")) == [a.planId, b.planId])
+        #expect(ids(try store.findPlans(image: "other:")) == [c.planId])
 
         // in_tag: one input has all of them.
         #expect(ids(try store.findPlans(inTags: [tag("type:dataset")])) == [a.planId, b.planId])

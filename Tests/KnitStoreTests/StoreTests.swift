@@ -230,7 +230,7 @@ import Testing
     @Test func longTagsAreIndexed() throws {
         let dir = TemporaryDirectory()
         let store = try openStore(dir.path)
-        let long = "blob:" + String(repeating: "v", count: 5000)
+        let long = "blob:" + String(repeating: "v", count: Tag.maximumValueLength)
         let id = try upload(store, tags: [long, "x:1"]).knitId
         #expect(try store.findData(tags: [tag(long)], since: nil, durationMs: nil).map(\.knitId) == [id])
         #expect(try store.dataDetail(knitId: id).tags.contains(tag(long)))
