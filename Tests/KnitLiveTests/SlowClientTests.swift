@@ -110,7 +110,7 @@ extension Live {
             let socket = home + "/run/test.sock"
             let start = try knit.background(
                 knit.knitdPath,
-                ["--home", home, "--socket", socket, "--threads", "4", "--transfer-slots", "2"],
+                ["--home", home, "--socket", socket, "--threads", "4", "--transfer-slots", "2", "--follow-slots", "1"],
                 name: "knitd-future"
             )
             #expect(start.wait(timeout: 20), "knitd kept running on a store with schema version 999")
