@@ -172,6 +172,25 @@ extension Live {
             )
             #expect(control.status == 400, "\(control.text)")
         }
+
+        /// F15: a tag of 10 KB was stored but nginx answered a query for it with 414. The longest tag knitd
+        /// now stores, in multi-byte characters (three bytes a byte once percent-encoded), is findable.
+        @Test func theLongestStorableTagCanBeQueried() throws {
+            let knit = try LiveKnit.instance()
+            let key = String(repeating: "k", count: Tag.maximumKeyLength - 8) + uniqueKey("")
+            let value = String(repeating: "é", count: Tag.maximumValueLength / 2)
+            let tag = try Tag(parsing: key + ":" + value)
+            let pushed = try pushValue(knit, "long", tags: [tag.description])
+            let query = "/api/data/?tag=" + (tag.description.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+            #expect(query.utf8.count > 12_000)
+            let found = knit.request("GET", query)
+            #expect(found.status == 200, "\(found.status) \(found.text.prefix(300))")
+            #expect(try decodeDetails(found.body).map(\.knitId) == [pushed.knitId])
+            // One byte more is refused at the door with a clear 400.
+            let tooLong = knit.runKnit(["data", "push", "-t", key + ":" + value + "x", try makeScratchDirectory(knit, "x")])
+            #expect(tooLong.status != 0)
+            #expect(tooLong.stderr.contains("longer than"), "\(tooLong.stderr)")
+        }
     }
 
     /// Long requests of one user, or of readers following logs, never keep others from uploading (F5, F12).
