@@ -125,11 +125,14 @@ extension KnitAPI {
         let ticket = try storeCall { () throws(StoreError) in try store.beginUpload(creator: caller.name) }
         var uploadLogger = logger
         uploadLogger[metadataKey: "data.id"] = "\(ticket.knitId)"
+        // Measured before any of the body is read.
+        let limit = uploadLimit()
         return try BodyPrefetcher.withPrefetching(readBody) { prefetched in
             try receiveUpload(
                 ticket: ticket,
                 tags: tags,
                 expectedMD5: expectedMD5,
+                limit: limit,
                 readBody: prefetched,
                 logger: uploadLogger
             )
@@ -140,6 +143,7 @@ extension KnitAPI {
         ticket: UploadTicket,
         tags: [Tag],
         expectedMD5: String?,
+        limit: (limits: ArchiveLimits, description: String),
         readBody: BodyReader,
         logger uploadLogger: Logger
     ) throws -> APIResponse {
@@ -160,7 +164,7 @@ extension KnitAPI {
             }
         }
         do {
-            let summary = try extractArchive(into: ticket.stagingPath, read: read)
+            let summary = try extractArchive(into: ticket.stagingPath, limits: limit.limits, read: read)
             // libarchive stops at the end-of-archive marker; the rest of the body still counts for the checksum
             // and must be consumed so the connection ends cleanly.
             try drain(read)
@@ -187,6 +191,13 @@ extension KnitAPI {
                 throw KnitAPIError.badRequest("upload interrupted: the request body ended early")
             }
             uploadLogger.info("upload rejected", metadata: ["error": "\(error)"])
+            if error.code == .contentTooLarge {
+                throw KnitAPIError(
+                    status: 413,
+                    reason: "the Data is larger than \(limit.description): \(error.message)",
+                    advice: "split it into smaller Data, or ask your administrator"
+                )
+            }
             throw archiveFailure(error)
         } catch {
             store.abandonUpload(ticket)
@@ -196,6 +207,25 @@ extension KnitAPI {
             }
             throw error
         }
+    }
+
+    /// The limits of one upload: `--max-data-bytes`, and the space the store's file system has free now, so
+    /// an archive declaring more than can be stored (a sparse file of 50 GB in a 10 KB tar) is refused before
+    /// its content is written.
+    func uploadLimit() -> (limits: ArchiveLimits, description: String) {
+        var limits = ArchiveLimits.default
+        var description = "the limit"
+        var info = statvfs()
+        if statvfs(store.home + "/staging", &info) == 0 {
+            let free = Int64(clamping: UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize)).partialValue)
+            limits.maxTotalBytes = free
+            description = "the server's free space (\(free) bytes)"
+        }
+        if let maxDataBytes, maxDataBytes <= limits.maxTotalBytes {
+            limits.maxTotalBytes = maxDataBytes
+            description = "the server's maximum Data size (\(maxDataBytes) bytes, knitd --max-data-bytes)"
+        }
+        return (limits, description)
     }
 
     // MARK: GET /api/data/{knitId}
@@ -266,7 +296,12 @@ extension KnitAPI {
                 )
             }
             logger.error("archive extraction failed on the server side", metadata: ["error": "\(error)"])
-            return KnitAPIError(status: 500, reason: "internal error", advice: "see the server log")
+            let cause = error.errno.map { String(cString: strerror($0)) } ?? "I/O error"
+            return KnitAPIError(
+                status: 500,
+                reason: "the server could not write the Data: \(cause)",
+                advice: "nothing was stored; see the server log and retry later"
+            )
         default:
             return .badRequest("bad archive: \(error.message)", advice: error.path.map { "entry: \($0)" })
         }

@@ -22,15 +22,26 @@ public final class KnitAPI: Sendable {
     let requestCounter = RequestCounter()
 
     let onChange: (@Sendable () -> Void)?
+    /// Most bytes one Data may hold (declared file sizes, sparse holes included); nil: only the free space.
+    let maxDataBytes: Int64?
 
     /// - Parameters:
     ///   - transferSlots: uploads plus downloads allowed at once; more get 503.
+    ///   - maxDataBytes: the most content one upload may declare; the free space of the store's file system
+    ///     at the start of each upload is always a limit too.
     ///   - onChange: called after every successful change of Data, Plans or Runs (each may have made Runs
     ///     startable or asked one to stop); knitd rings the scheduler's wake-up socket with it.
-    public init(store: KnitStore, logger: Logger, transferSlots: Int = 16, onChange: (@Sendable () -> Void)? = nil) {
+    public init(
+        store: KnitStore,
+        logger: Logger,
+        transferSlots: Int = 16,
+        maxDataBytes: Int64? = nil,
+        onChange: (@Sendable () -> Void)? = nil
+    ) {
         self.store = store
         self.logger = logger
         self.transfers = TransferSlots(capacity: transferSlots)
+        self.maxDataBytes = maxDataBytes
         self.onChange = onChange
     }
 

@@ -35,6 +35,14 @@ struct Knitd: ParsableCommand {
     @Option(help: "Uploads plus downloads at once; more are answered 503. Keep well below --threads.")
     var transferSlots: Int = 32
 
+    @Option(
+        help: """
+            Most bytes one Data may hold, counting the declared size of every file (holes of sparse files \
+            included); larger uploads get 413. The free space of the store's file system is always a limit too.
+            """
+    )
+    var maxDataBytes: Int64?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -47,6 +55,7 @@ struct Knitd: ParsableCommand {
                 "--transfer-slots must be below --threads, or slow transfers can starve other requests"
             )
         }
+        if let maxDataBytes, maxDataBytes < 0 { throw ValidationError("--max-data-bytes must not be negative") }
         guard mode_t(socketMode, radix: 8) != nil else {
             throw ValidationError("--socket-mode must be octal, e.g. 0660")
         }
@@ -90,7 +99,7 @@ struct Knitd: ParsableCommand {
         }
 
         let schedulerSocket = home + "/run/scheduler.sock"
-        let api = KnitAPI(store: store, logger: logger, transferSlots: transferSlots) {
+        let api = KnitAPI(store: store, logger: logger, transferSlots: transferSlots, maxDataBytes: maxDataBytes) {
             Wakeup.notify(path: schedulerSocket)
         }
         let server = FastCGIServer(listener: listener) { request in serve(request, api: api) }

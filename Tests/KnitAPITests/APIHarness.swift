@@ -20,14 +20,15 @@ final class APIHarness {
     let api: KnitAPI
     let tokens: [String: String]
 
-    init(transferSlots: Int = 4) throws {
+    init(transferSlots: Int = 4, maxDataBytes: Int64? = nil) throws {
         var template = Array("/tmp/knit-api-test-XXXXXX".utf8CString)
         home = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         store = try KnitStore(home: home, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         api = KnitAPI(
             store: store,
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-            transferSlots: transferSlots
+            transferSlots: transferSlots,
+            maxDataBytes: maxDataBytes
         )
         tokens = [
             "alice": try store.addUser(name: "alice", role: .user),
