@@ -233,16 +233,49 @@ extension KnitAPI {
     func downloadData(_ request: APIRequest, knitId: String, logger: Logger) throws -> APIResponse {
         let detail = try storeCall { () throws(StoreError) in try store.dataDetail(knitId: knitId) }
         let format = ServedFormat.negotiate(accept: request.header("accept"))
-        let headers = [
+        // tar+gzip is what Knitfab's CLI asks for, and it turns a directory entry `sub/` into an empty file `sub`
+        // (then fails on `sub/x`): that format has no directory entries, as Knitfab's own server writes it.
+        let directoryEntries = format != .tarGzip
+        let directory = store.dataDirectory(knitId: detail.knitId)
+        // Only content that can no longer change has a digest worth keeping: an upload or Run that ended.
+        let final = detail.tags.contains { $0.key == SystemTag.timestamp } && directoryExists(directory)
+        let variant = format.rawValue
+        var digest =
+            final ? store.downloadDigest(knitId: detail.knitId, variant: variant, writer: archiveWriterVersion) : nil
+        var headers = [
             ("Content-Type", format.contentType),
             ("Content-Disposition", "attachment; filename=\"\(detail.knitId).\(ServedFormat.fileExtension(format))\""),
         ]
-        if request.method == "HEAD" { return APIResponse(status: 200, headers: headers) }
+        if request.method == "HEAD" {
+            if let digest { headers.append((Self.checksumHeader, digest)) }
+            return APIResponse(status: 200, headers: headers)
+        }
         guard let slot = transfers.tryAcquire() else {
             throw KnitAPIError(status: 503, reason: "too many transfers in progress", advice: "please retry later")
         }
-        let directory = store.dataDirectory(knitId: detail.knitId)
+        if final, digest == nil, let size = try? treeSize(of: directory, dereference: false),
+            size <= digestDryRunLimit
+        {
+            var md5 = MD5Digest()
+            do {
+                try writeArchive(of: directory, format: format, directoryEntries: directoryEntries) { md5.update($0) }
+                let hex = md5.finalizeHex()
+                store.recordDownloadDigest(
+                    knitId: detail.knitId,
+                    variant: variant,
+                    writer: archiveWriterVersion,
+                    md5: hex
+                )
+                digest = hex
+            } catch {
+                logger.info("download digest not computed", metadata: ["error": "\(error)"])
+            }
+        }
+        if let digest { headers.append((Self.checksumHeader, digest)) }
+        let computeOnTheWay = final && digest == nil
         let streamLogger = logger
+        let digests = self.store
+        let knitId = detail.knitId
         return APIResponse(
             status: 200,
             headers: headers,
@@ -251,7 +284,20 @@ extension KnitAPI {
                     do {
                         // Content of a Data whose upload has not finished is not there yet: it streams as empty.
                         if directoryExists(directory) {
-                            try writeArchive(of: directory, format: format) { bytes in try sink(bytes) }
+                            let running = computeOnTheWay ? RunningDigest() : nil
+                            try writeArchive(of: directory, format: format, directoryEntries: directoryEntries) {
+                                bytes in
+                                running?.update(bytes)
+                                try sink(bytes)
+                            }
+                            if let running {
+                                digests.recordDownloadDigest(
+                                    knitId: knitId,
+                                    variant: variant,
+                                    writer: archiveWriterVersion,
+                                    md5: running.finalizeHex()
+                                )
+                            }
                         } else {
                             let empty = emptyDirectory()
                             defer { _ = rmdir(empty) }
@@ -265,6 +311,8 @@ extension KnitAPI {
             }
         )
     }
+
+    static let checksumHeader = "x-checksum-md5"
 
     // MARK: helpers
 
@@ -377,6 +425,13 @@ private func emptyDirectory() -> String {
         mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
     }
     return path ?? "/nonexistent"
+}
+
+/// An MD5 fed from a closure.
+private final class RunningDigest {
+    private var digest: MD5Digest? = MD5Digest()
+    func update(_ bytes: UnsafeRawBufferPointer) { digest!.update(bytes) }
+    func finalizeHex() -> String { digest.take()!.finalizeHex() }
 }
 
 extension String {

@@ -24,6 +24,10 @@ public final class KnitAPI: Sendable {
     let onChange: (@Sendable () -> Void)?
     /// Most bytes one Data may hold (declared file sizes, sparse holes included); nil: only the free space.
     let maxDataBytes: Int64?
+    /// Data up to this size get their download digest computed before the first download of a format is sent
+    /// (a dry run: gzip level 1 manages ~50 MB/s, so about a second at the default); larger ones get it computed
+    /// while that first download streams, and sent with every later one.
+    let digestDryRunLimit: Int64
 
     /// - Parameters:
     ///   - transferSlots: uploads plus downloads allowed at once; more get 503.
@@ -36,12 +40,14 @@ public final class KnitAPI: Sendable {
         logger: Logger,
         transferSlots: Int = 16,
         maxDataBytes: Int64? = nil,
+        digestDryRunLimit: Int64 = 64 << 20,
         onChange: (@Sendable () -> Void)? = nil
     ) {
         self.store = store
         self.logger = logger
         self.transfers = TransferSlots(capacity: transferSlots)
         self.maxDataBytes = maxDataBytes
+        self.digestDryRunLimit = digestDryRunLimit
         self.onChange = onChange
     }
 

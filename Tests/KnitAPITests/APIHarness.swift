@@ -20,7 +20,7 @@ final class APIHarness {
     let api: KnitAPI
     let tokens: [String: String]
 
-    init(transferSlots: Int = 4, maxDataBytes: Int64? = nil) throws {
+    init(transferSlots: Int = 4, maxDataBytes: Int64? = nil, digestDryRunLimit: Int64 = 64 << 20) throws {
         var template = Array("/tmp/knit-api-test-XXXXXX".utf8CString)
         home = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         store = try KnitStore(home: home, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
@@ -28,7 +28,8 @@ final class APIHarness {
             store: store,
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
             transferSlots: transferSlots,
-            maxDataBytes: maxDataBytes
+            maxDataBytes: maxDataBytes,
+            digestDryRunLimit: digestDryRunLimit
         )
         tokens = [
             "alice": try store.addUser(name: "alice", role: .user),
