@@ -192,10 +192,12 @@ extension KnitAPI {
             }
             uploadLogger.info("upload rejected", metadata: ["error": "\(error)"])
             if error.code == .contentTooLarge {
+                let at = error.path.map { " (at entry \($0))" } ?? ""
                 throw KnitAPIError(
                     status: 413,
-                    reason: "the Data is larger than \(limit.description): \(error.message)",
-                    advice: "split it into smaller Data, or ask your administrator"
+                    reason: "the Data declares more content than \(limit.description)\(at)",
+                    advice: "sizes count as declared in the archive, holes of sparse files included; "
+                        + "split the Data, or ask your administrator"
                 )
             }
             throw archiveFailure(error)

@@ -9,14 +9,18 @@ import Testing
 
 /// F9: an entry name that is not UTF-8 gave 500, left its staging directory behind and broke start-up recovery.
 @Suite struct BadNameTests {
-    @Test("F9: an entry name that is not valid UTF-8 is 400 with the reason, and staging stays empty")
-    func nonUTF8EntryNameIsRefused() throws {
+    @Test(
+        "F9: an entry name that is not valid UTF-8 is 400 with the reason, and staging stays empty",
+        arguments: ["GNU_FORMAT", "PAX_FORMAT", "USTAR_FORMAT"]
+    )
+    func nonUTF8EntryNameIsRefused(format: String) throws {
         let harness = try APIHarness()
         let body = try pythonTar(
             """
             ti = tarfile.TarInfo(b'bad\\xff\\xfename'.decode('utf-8', 'surrogateescape')); ti.size = 1
             t.addfile(ti, io.BytesIO(b'x'))
-            """
+            """,
+            format: format
         )
         let response = harness.request("POST", "/api/data/", body: body)
         #expect(response.status == 400)
@@ -44,14 +48,14 @@ import Testing
     }
 }
 
-/// A GNU-format tar written by Python's tarfile; `entries` is Python code adding to `t` (with `io` imported).
-func pythonTar(_ entries: String) throws -> [UInt8] {
+/// A tar (GNU format unless `format` says otherwise) written by Python's tarfile; `entries` is Python code adding to `t` (with `io` imported).
+func pythonTar(_ entries: String, format: String = "GNU_FORMAT") throws -> [UInt8] {
     var template = Array("/tmp/knit-pytar-XXXXXX".utf8CString)
     let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
     defer { run(["rm", "-rf", dir]) }
     let script = """
         import io, sys, tarfile
-        with tarfile.open(sys.argv[1], 'w', format=tarfile.GNU_FORMAT, encoding='utf-8', errors='surrogateescape') as t:
+        with tarfile.open(sys.argv[1], 'w', format=tarfile.\(format), encoding='utf-8', errors='surrogateescape') as t:
         \(entries.split(separator: "\n").map { "    " + $0 }.joined(separator: "\n"))
         """
     try #require(run(["python3", "-c", script, dir + "/out.tar"]) == 0)

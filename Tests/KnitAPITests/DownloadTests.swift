@@ -81,6 +81,11 @@ func decompress(_ bytes: [UInt8], tool: String) throws -> [UInt8] {
 @Suite struct DownloadTests {
     /// a.txt, x.bin (0755), link -> a.txt, sub/b.txt, sub/deeper/c.txt and an empty directory `empty`.
     private func uploadTree(_ harness: APIHarness) throws -> String {
+        try #require(try uploadTreeDetail(harness)["knitId"]?.stringValue)
+    }
+
+    /// ``uploadTree(_:)``, answering the Data Detail.
+    private func uploadTreeDetail(_ harness: APIHarness) throws -> JSONValue {
         let source = makeTree(["a.txt": Array("alpha\n".utf8), "x.bin": [1, 2, 3]])
         defer { run(["rm", "-rf", source]) }
         chmod(source + "/x.bin", 0o755)
@@ -97,7 +102,7 @@ func decompress(_ bytes: [UInt8], tool: String) throws -> [UInt8] {
         try writeArchive(of: source, format: .tarZstd) { body.append(contentsOf: $0) }
         let response = harness.request("POST", "/api/data/", body: body)
         try #require(response.status == 200)
-        return try #require(try json(response)["knitId"]?.stringValue)
+        return try json(response)
     }
 
     private func header(_ response: APIResponse, _ name: String) -> String? {
@@ -179,6 +184,19 @@ func decompress(_ bytes: [UInt8], tool: String) throws -> [UInt8] {
             let head = harness.request("HEAD", "/api/data/\(knitId)", headers: ["accept": accept])
             #expect(header(head, "x-checksum-md5") == seen[0])
         }
+    }
+
+    @Test("the kept digests go with their Data")
+    func digestsAreDroppedWithTheData() throws {
+        let harness = try APIHarness()
+        let detail = try uploadTreeDetail(harness)
+        let knitId = try #require(detail["knitId"]?.stringValue)
+        _ = try harness.request("GET", "/api/data/\(knitId)", headers: ["accept": "application/x-tar"]).collectBody()
+        let kept = { harness.store.downloadDigest(knitId: knitId, variant: "tar", writer: archiveWriterVersion) }
+        #expect(kept() != nil)
+        let runId = try #require(detail["upstream"]?["run"]?["runId"]?.stringValue)
+        #expect(harness.request("DELETE", "/api/runs/\(runId)").status == 204)
+        #expect(kept() == nil)
     }
 
     @Test("a Data changed on disk after its digest was kept no longer matches its x-checksum-md5")
