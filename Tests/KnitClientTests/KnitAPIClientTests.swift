@@ -156,6 +156,29 @@ import Testing
         #expect(capture(["/bin/ls", "-A", dir.file("files")]) == "")
     }
 
+    /// The `knit` binary itself: a tampered download is an error (exit status 1, `knit: checksum mismatch: …`).
+    @Test(.enabled(if: getenv("KNIT_BIN_DIR") != nil, "needs the built knit binary (KNIT_BIN_DIR)"))
+    func knitDataPullFailsOnATamperedDownload() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let knitId = try client(server).pushData(directory: makeTree(dir), tags: [Tag(key: "test", value: "tampered")])
+            .detail.knitId
+        dir.write("handout", "apiRoot: \(server.base)/api\ntoken: tok\n")
+        let knit = String(cString: getenv("KNIT_BIN_DIR")!) + "/knit"
+        let store = dir.file("profiles")
+        dir.mkdir("out")
+        let pulled = capture([
+            "/bin/sh", "-c",
+            "cd \(dir.path) && \(knit) init --profile-store \(store) --profile t handout 2>/dev/null"
+                + " && \(knit) data pull --profile-store \(store) --profile t -x \(knitId) out 2>&1; echo \"rc=$?\"",
+        ])
+        #expect(pulled.contains("knit: checksum mismatch: \(knitId): "), "\(pulled)")
+        #expect(pulled.hasSuffix("rc=1\n"), "\(pulled)")
+        #expect(capture(["/bin/ls", "-A", dir.file("out/\(knitId)")]) == "")
+    }
+
     @Test func pullOfUnknownDataReportsTheServersReason() throws {
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
         defer { server.stop() }
