@@ -219,7 +219,8 @@ extension KnitAPI {
         var description = "the limit"
         var info = statvfs()
         if statvfs(store.home + "/staging", &info) == 0 {
-            let free = Int64(clamping: UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize)).partialValue)
+            let (bytes, overflow) = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
+            let free = overflow ? Int64.max : Int64(clamping: bytes)
             limits.maxTotalBytes = free
             description = "the server's free space (\(free) bytes)"
         }

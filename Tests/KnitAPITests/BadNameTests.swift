@@ -48,7 +48,8 @@ import Testing
     }
 }
 
-/// A tar (GNU format unless `format` says otherwise) written by Python's tarfile; `entries` is Python code adding to `t` (with `io` imported).
+/// A tar (GNU format unless `format` says otherwise) written by Python's tarfile; `entries` is Python code
+/// adding to `t` (with `io` imported).
 func pythonTar(_ entries: String, format: String = "GNU_FORMAT") throws -> [UInt8] {
     var template = Array("/tmp/knit-pytar-XXXXXX".utf8CString)
     let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }

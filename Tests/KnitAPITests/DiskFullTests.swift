@@ -209,7 +209,9 @@ func randomContent(_ count: Int, seed: UInt64) -> [UInt8] {
         while offset < count {
             var word = generator.next()
             let n = min(8, count - offset)
-            withUnsafeBytes(of: &word) { raw.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: n) }
+            withUnsafeBytes(of: &word) {
+                raw.baseAddress!.advanced(by: offset).copyMemory(from: $0.baseAddress!, byteCount: n)
+            }
             offset += n
         }
     }

@@ -32,7 +32,8 @@ struct UploadThroughputTests {
             let elapsed = ContinuousClock.now - start
             #expect(response.status == 200)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            print("upload bench round \(round): \(total) bytes in \(seconds) s = \(Int(Double(total) / 1e6 / seconds)) MB/s")
+            let rate = Int(Double(total) / 1e6 / seconds)
+            print("upload bench round \(round): \(total) bytes in \(seconds) s = \(rate) MB/s")
         }
     }
 }

@@ -151,7 +151,9 @@ import Testing
         #expect(capture(["/bin/ls", "-A", dir.file("out")]) == "")
 
         dir.mkdir("files")
-        let saveError = #expect(throws: KnitClientError.self) { try api.pullArchive(knitId: knitId, into: dir.file("files")) }
+        let saveError = #expect(throws: KnitClientError.self) {
+            try api.pullArchive(knitId: knitId, into: dir.file("files"))
+        }
         #expect(saveError?.code == .checksum)
         #expect(capture(["/bin/ls", "-A", dir.file("files")]) == "")
     }

@@ -157,7 +157,12 @@ extension Live {
             let path = scratch + "/badname.tar.gz"
             try craftTar(knit, path, entries: #"file(b"bad\xff\xfename".decode("utf-8", "surrogateescape"))"#)
             let before = try StoreSnapshot(knit)
-            let response = knit.request("POST", "/api/data/", headers: ["Content-Type: application/tar+gzip"], bodyFile: path)
+            let response = knit.request(
+                "POST",
+                "/api/data/",
+                headers: ["Content-Type: application/tar+gzip"],
+                bodyFile: path
+            )
             #expect(response.status == 400, "non-UTF-8 name: \(response.status) \(response.text)")
             #expect(errorMessage(response)?.contains("not valid UTF-8") == true, "\(response.text)")
             try before.expectUnchanged(knit, "non-UTF-8 name")
@@ -170,7 +175,10 @@ extension Live {
             let scratch = try makeScratchDirectory(knit, "sparse")
             try FileManager.default.createDirectory(atPath: scratch + "/tree", withIntermediateDirectories: true)
             #expect(knit.run("/usr/bin/truncate", ["-s", "15T", scratch + "/tree/huge"]).status == 0)
-            let made = knit.run("/bin/tar", ["--sparse", "-cf", scratch + "/sparse.tar", "-C", scratch + "/tree", "huge"])
+            let made = knit.run(
+                "/bin/tar",
+                ["--sparse", "-cf", scratch + "/sparse.tar", "-C", scratch + "/tree", "huge"]
+            )
             try #require(made.status == 0, "tar --sparse: \(made.stderr)")
             try FileManager.default.removeItem(atPath: scratch + "/tree/huge")
             let before = try StoreSnapshot(knit)
