@@ -173,8 +173,18 @@ extension KnitAPI {
                 uploadLogger.info("upload rejected: checksum mismatch")
                 throw KnitAPIError.badRequest("hash is not match.", advice: "expected \(expectedMD5), got \(actual)")
             }
-            let detail = try storeCall { () throws(StoreError) in
-                try store.finishUpload(ticket, tags: tags, sizeBytes: summary.bytes)
+            let detail: DataDetailJSON
+            do { detail = try store.finishUpload(ticket, tags: tags, sizeBytes: summary.bytes) } catch {
+                // fsync and rename failures (EIO) say what happened; the path stays in the log.
+                if error.code == .io {
+                    logger.error("publishing an upload failed", metadata: ["error": "\(error)"])
+                    throw KnitAPIError(
+                        status: 500,
+                        reason: "the server could not store the Data: writing it to disk failed",
+                        advice: "nothing was stored; see the server log and retry later"
+                    )
+                }
+                throw apiError(for: error)
             }
             uploadLogger.info(
                 "upload done",
