@@ -167,29 +167,39 @@ final class SmallDisk {
         #expect(listDirectory(disk.home + "/data").isEmpty)
     }
 
-    @Test("F11: a tar declaring a 50 GB sparse file is 413 against --max-data-bytes, nothing stored")
-    func sparseBombAgainstMaxDataBytes() throws {
+    /// GNU tar's old sparse headers and pax sparse 1.0 (`--format=pax`) both declare the logical size.
+    @Test(
+        "F11: a tar declaring a 50 GB sparse file is 413 against --max-data-bytes, nothing stored",
+        arguments: ["gnu", "pax"]
+    )
+    func sparseBombAgainstMaxDataBytes(format: String) throws {
         let harness = try APIHarness(maxDataBytes: 1 << 30)
-        let response = harness.request("POST", "/api/data/", body: try sparseTar(apparentSize: "50G"))
+        let response = harness.request("POST", "/api/data/", body: try sparseTar(apparentSize: "50G", format: format))
         #expect(response.status == 413)
         #expect(try json(response)["reason"]?.stringValue?.contains("--max-data-bytes") == true)
         #expect(harness.store.dataCount() == 0)
         #expect(harness.stagingEntries().isEmpty)
         #expect(harness.dataEntries().isEmpty)
-        // Up to the limit is fine.
-        let small = try makeArchive(format: .tar, files: ["a": "1"])
-        #expect(harness.request("POST", "/api/data/", body: small).status == 200)
+        // Up to the limit is fine, sparse files included: they are stored with their holes.
+        let small = harness.request("POST", "/api/data/", body: try sparseTar(apparentSize: "10M", format: format))
+        #expect(small.status == 200)
+        let knitId = try #require(try json(small)["knitId"]?.stringValue)
+        var info = stat()
+        #expect(stat(harness.home + "/data/\(knitId)/huge", &info) == 0)
+        #expect(info.st_size == 10 << 20)
     }
 }
 
-/// A GNU tar `--sparse` archive of one file with `apparentSize` and no data.
-func sparseTar(apparentSize: String) throws -> [UInt8] {
+/// A GNU tar `--sparse` archive (in tar's `format`) of one file with `apparentSize` and no data.
+func sparseTar(apparentSize: String, format: String = "gnu") throws -> [UInt8] {
     var template = Array("/tmp/knit-sparse-XXXXXX".utf8CString)
     let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
     defer { run(["rm", "-rf", dir]) }
     try #require(run(["mkdir", dir + "/tree"]) == 0)
     try #require(run(["truncate", "-s", apparentSize, dir + "/tree/huge"]) == 0)
-    try #require(run(["tar", "--sparse", "-cf", dir + "/sparse.tar", "-C", dir + "/tree", "huge"]) == 0)
+    try #require(
+        run(["tar", "--sparse", "--format=\(format)", "-cf", dir + "/sparse.tar", "-C", dir + "/tree", "huge"]) == 0
+    )
     return readBytes(dir + "/sparse.tar")
 }
 
