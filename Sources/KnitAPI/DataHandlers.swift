@@ -126,11 +126,14 @@ extension KnitAPI {
         let ticket = try storeCall { () throws(StoreError) in try store.beginUpload(creator: caller.name) }
         var uploadLogger = logger
         uploadLogger[metadataKey: "data.id"] = "\(ticket.knitId)"
+        // Measured before any of the body is read.
+        let limit = uploadLimit()
         var response = try BodyPrefetcher.withPrefetching(readBody) { prefetched in
             try receiveUpload(
                 ticket: ticket,
                 tags: tags,
                 expectedMD5: expectedMD5,
+                limit: limit,
                 readBody: prefetched,
                 logger: uploadLogger
             )
@@ -143,6 +146,7 @@ extension KnitAPI {
         ticket: UploadTicket,
         tags: [Tag],
         expectedMD5: String?,
+        limit: (limits: ArchiveLimits, description: String),
         readBody: BodyReader,
         logger uploadLogger: Logger
     ) throws -> APIResponse {
@@ -163,7 +167,7 @@ extension KnitAPI {
             }
         }
         do {
-            let summary = try extractArchive(into: ticket.stagingPath, read: read)
+            let summary = try extractArchive(into: ticket.stagingPath, limits: limit.limits, read: read)
             // libarchive stops at the end-of-archive marker; the rest of the body still counts for the checksum
             // and must be consumed so the connection ends cleanly.
             try drain(read)
@@ -172,8 +176,18 @@ extension KnitAPI {
                 uploadLogger.info("upload rejected: checksum mismatch")
                 throw KnitAPIError.badRequest("hash is not match.", advice: "expected \(expectedMD5), got \(actual)")
             }
-            let detail = try storeCall { () throws(StoreError) in
-                try store.finishUpload(ticket, tags: tags, sizeBytes: summary.bytes)
+            let detail: DataDetailJSON
+            do { detail = try store.finishUpload(ticket, tags: tags, sizeBytes: summary.bytes) } catch {
+                // fsync and rename failures (EIO) say what happened; the path stays in the log.
+                if error.code == .io {
+                    logger.error("publishing an upload failed", metadata: ["error": "\(error)"])
+                    throw KnitAPIError(
+                        status: 500,
+                        reason: "the server could not store the Data: writing it to disk failed",
+                        advice: "nothing was stored; see the server log and retry later"
+                    )
+                }
+                throw apiError(for: error)
             }
             uploadLogger.info(
                 "upload done",
@@ -190,6 +204,15 @@ extension KnitAPI {
                 throw KnitAPIError.badRequest("upload interrupted: the request body ended early")
             }
             uploadLogger.info("upload rejected", metadata: ["error": "\(error)"])
+            if error.code == .contentTooLarge {
+                let at = error.path.map { " (at entry \($0))" } ?? ""
+                throw KnitAPIError(
+                    status: 413,
+                    reason: "the Data declares more content than \(limit.description)\(at)",
+                    advice: "sizes count as declared in the archive, holes of sparse files included; "
+                        + "split the Data, or ask your administrator"
+                )
+            }
             throw archiveFailure(error)
         } catch {
             store.abandonUpload(ticket)
@@ -201,19 +224,72 @@ extension KnitAPI {
         }
     }
 
+    /// The limits of one upload: `--max-data-bytes`, and the space the store's file system has free now, so
+    /// an archive declaring more than can be stored (a sparse file of 50 GB in a 10 KB tar) is refused before
+    /// its content is written.
+    func uploadLimit() -> (limits: ArchiveLimits, description: String) {
+        var limits = ArchiveLimits.default
+        var description = "the limit"
+        var info = statvfs()
+        if statvfs(store.home + "/staging", &info) == 0 {
+            let (bytes, overflow) = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
+            let free = overflow ? Int64.max : Int64(clamping: bytes)
+            limits.maxTotalBytes = free
+            description = "the server's free space (\(free) bytes)"
+        }
+        if let maxDataBytes, maxDataBytes <= limits.maxTotalBytes {
+            limits.maxTotalBytes = maxDataBytes
+            description = "the server's maximum Data size (\(maxDataBytes) bytes, knitd --max-data-bytes)"
+        }
+        return (limits, description)
+    }
+
     // MARK: GET /api/data/{knitId}
 
     func downloadData(_ request: APIRequest, knitId: String, caller: Caller, logger: Logger) throws -> APIResponse {
         let detail = try storeCall { () throws(StoreError) in try store.dataDetail(knitId: knitId) }
         let format = ServedFormat.negotiate(accept: request.header("accept"))
-        let headers = [
+        // tar+gzip is what Knitfab's CLI asks for, and it turns a directory entry `sub/` into an empty file `sub`
+        // (then fails on `sub/x`): that format has no directory entries, as Knitfab's own server writes it.
+        let directoryEntries = format != .tarGzip
+        let directory = store.dataDirectory(knitId: detail.knitId)
+        // Only content that can no longer change has a digest worth keeping: an upload or Run that ended.
+        let final = detail.tags.contains { $0.key == SystemTag.timestamp } && directoryExists(directory)
+        let variant = format.rawValue
+        var digest =
+            final ? store.downloadDigest(knitId: detail.knitId, variant: variant, writer: archiveWriterVersion) : nil
+        var headers = [
             ("Content-Type", format.contentType),
             ("Content-Disposition", "attachment; filename=\"\(detail.knitId).\(ServedFormat.fileExtension(format))\""),
         ]
-        if request.method == "HEAD" { return APIResponse(status: 200, headers: headers) }
+        if request.method == "HEAD" {
+            if let digest { headers.append((Self.checksumHeader, digest)) }
+            return APIResponse(status: 200, headers: headers)
+        }
         let slot = try transfers.acquire(user: caller.name)
-        let directory = store.dataDirectory(knitId: detail.knitId)
+        if final, digest == nil, let size = try? treeSize(of: directory, dereference: false),
+            size <= digestDryRunLimit
+        {
+            var md5 = MD5Digest()
+            do {
+                try writeArchive(of: directory, format: format, directoryEntries: directoryEntries) { md5.update($0) }
+                let hex = md5.finalizeHex()
+                store.recordDownloadDigest(
+                    knitId: detail.knitId,
+                    variant: variant,
+                    writer: archiveWriterVersion,
+                    md5: hex
+                )
+                digest = hex
+            } catch {
+                logger.info("download digest not computed", metadata: ["error": "\(error)"])
+            }
+        }
+        if let digest { headers.append((Self.checksumHeader, digest)) }
+        let computeOnTheWay = final && digest == nil
         let streamLogger = logger
+        let digests = self.store
+        let knitId = detail.knitId
         return APIResponse(
             status: 200,
             headers: headers,
@@ -222,7 +298,20 @@ extension KnitAPI {
                     do {
                         // Content of a Data whose upload has not finished is not there yet: it streams as empty.
                         if directoryExists(directory) {
-                            try writeArchive(of: directory, format: format) { bytes in try sink(bytes) }
+                            let running = computeOnTheWay ? RunningDigest() : nil
+                            try writeArchive(of: directory, format: format, directoryEntries: directoryEntries) {
+                                bytes in
+                                running?.update(bytes)
+                                try sink(bytes)
+                            }
+                            if let running {
+                                digests.recordDownloadDigest(
+                                    knitId: knitId,
+                                    variant: variant,
+                                    writer: archiveWriterVersion,
+                                    md5: running.finalizeHex()
+                                )
+                            }
                         } else {
                             let empty = emptyDirectory()
                             defer { _ = rmdir(empty) }
@@ -236,6 +325,8 @@ extension KnitAPI {
             }
         )
     }
+
+    static let checksumHeader = "x-checksum-md5"
 
     // MARK: helpers
 
@@ -267,7 +358,12 @@ extension KnitAPI {
                 )
             }
             logger.error("archive extraction failed on the server side", metadata: ["error": "\(error)"])
-            return KnitAPIError(status: 500, reason: "internal error", advice: "see the server log")
+            let cause = error.errno.map { String(cString: strerror($0)) } ?? "I/O error"
+            return KnitAPIError(
+                status: 500,
+                reason: "the server could not write the Data: \(cause)",
+                advice: "nothing was stored; see the server log and retry later"
+            )
         default:
             return .badRequest("bad archive: \(error.message)", advice: error.path.map { "entry: \($0)" })
         }
@@ -343,6 +439,13 @@ private func emptyDirectory() -> String {
         mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
     }
     return path ?? "/nonexistent"
+}
+
+/// An MD5 fed from a closure.
+private final class RunningDigest {
+    private var digest: MD5Digest? = MD5Digest()
+    func update(_ bytes: UnsafeRawBufferPointer) { digest!.update(bytes) }
+    func finalizeHex() -> String { digest.take()!.finalizeHex() }
 }
 
 extension String {

@@ -24,11 +24,19 @@ public final class KnitAPI: Sendable {
     let requestCounter = RequestCounter()
 
     let onChange: (@Sendable () -> Void)?
+    /// Most bytes one Data may hold (declared file sizes, sparse holes included); nil: only the free space.
+    let maxDataBytes: Int64?
+    /// Data up to this size get their download digest computed before the first download of a format is sent
+    /// (a dry run: gzip level 1 manages ~50 MB/s, so about a second at the default); larger ones get it computed
+    /// while that first download streams, and sent with every later one.
+    let digestDryRunLimit: Int64
 
     /// - Parameters:
     ///   - transferSlots: uploads plus downloads allowed at once; more get 503.
     ///   - followSlots: followed run logs (`GET /api/runs/{id}/log?follow`) allowed at once; more get 503.
     ///   - slotsPerUser: the most of either pool one user may hold; default half of each pool.
+    ///   - maxDataBytes: the most content one upload may declare; the free space of the store's file system
+    ///     at the start of each upload is always a limit too.
     ///   - onChange: called after every successful change of Data, Plans or Runs (each may have made Runs
     ///     startable or asked one to stop); knitd rings the scheduler's wake-up socket with it.
     public init(
@@ -37,12 +45,16 @@ public final class KnitAPI: Sendable {
         transferSlots: Int = 16,
         followSlots: Int = 4,
         slotsPerUser: Int? = nil,
+        maxDataBytes: Int64? = nil,
+        digestDryRunLimit: Int64 = 64 << 20,
         onChange: (@Sendable () -> Void)? = nil
     ) {
         self.store = store
         self.logger = logger
         self.transfers = TransferSlots(capacity: transferSlots, perUser: slotsPerUser, purpose: "transfers")
         self.logFollowers = TransferSlots(capacity: followSlots, perUser: slotsPerUser, purpose: "log streams")
+        self.maxDataBytes = maxDataBytes
+        self.digestDryRunLimit = digestDryRunLimit
         self.onChange = onChange
     }
 

@@ -12,8 +12,13 @@ public struct ArchiveError: Error, CustomStringConvertible {
         case unsupportedEntry
         /// The bytes are not a complete tar / tar.gz / tar.zst: garbage, truncated, bad CRC or checksum, empty.
         case corrupt
-        /// ``ArchiveLimits`` exceeded (entry count, total bytes or path length).
+        /// ``ArchiveLimits`` exceeded: entry count or path length.
         case tooLarge
+        /// ``ArchiveLimits/maxTotalBytes`` exceeded by the declared (logical) sizes of the files, holes of sparse
+        /// files included.
+        case contentTooLarge
+        /// An entry name or symlink target that is not valid UTF-8.
+        case badName
         /// The caller's `read` closure threw; its error is ``ArchiveError/underlying``.
         case readFailed
         /// The caller's `write` closure threw; its error is ``ArchiveError/underlying``.

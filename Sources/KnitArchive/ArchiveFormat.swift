@@ -1,3 +1,5 @@
+internal import CKnitArchive
+
 /// The container formats Knit sends and accepts: always tar, optionally compressed.
 ///
 /// Extraction never trusts this value: libarchive detects the compression from the bytes. The format only
@@ -48,3 +50,13 @@ extension Substring {
         return s
     }
 }
+
+/// Names what writes the bytes of an archive: Knit's layout and the versions of the libraries that compress.
+/// ``writeArchive(of:format:dereference:directoryEntries:compressionLevel:progress:write:)`` gives the same bytes
+/// for the same tree and options as long as this stays the same, so a digest of a download can be kept with it.
+public let archiveWriterVersion: String = {
+    let libarchive = archive_version_details().map { String(cString: $0) } ?? "libarchive ?"
+    let zstd = ZSTD_versionString().map { String(cString: $0) } ?? "?"
+    // Bump "layout" when Knit changes what it writes (entry order, header fields, compression options).
+    return String("layout=1;\(libarchive);zstd-direct/\(zstd)".map { $0 == " " ? "_" : $0 })
+}()

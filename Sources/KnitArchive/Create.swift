@@ -7,7 +7,9 @@ internal import CKnitArchive
 /// Writes the tree under `directory` as an archive in `format`, streaming the bytes to `write`.
 ///
 /// Entries are paths relative to `directory` (no `./`, no leading `/`) in a stable order: depth first, names
-/// sorted bytewise. Directories are entries of their own, so empty ones survive. Regular files keep their
+/// sorted bytewise. Directories are entries of their own, so empty ones survive, unless `directoryEntries` is
+/// false: then only files and symlinks are written, as Knitfab's server does (its CLI extracts an entry `sub/`
+/// as an empty *file* `sub`, and then fails on `sub/x`). Regular files keep their
 /// permission bits (masked to 0o777) and mtime; owners are not stored (uid/gid 0). Symlinks are stored with their
 /// target verbatim, or with `dereference` followed and stored as what they point to (a link back up the tree is
 /// skipped; a dangling link stays a link). Fifos, sockets and devices are skipped. Hard links become separate
@@ -17,6 +19,7 @@ internal import CKnitArchive
 ///   - directory: The tree root.
 ///   - format: Container and compression.
 ///   - dereference: Follow symlinks instead of storing them.
+///   - directoryEntries: Write an entry for each directory (false: empty directories are lost).
 ///   - compressionLevel: gzip 1...9 or zstd 1...19; default 1 for both (speed over ratio: most Data is
 ///     incompressible). Ignored for plain tar.
 ///   - progress: Called with the running total of file content bytes archived.
@@ -33,6 +36,7 @@ public func writeArchive(
     of directory: String,
     format: ArchiveFormat,
     dereference: Bool = false,
+    directoryEntries: Bool = true,
     compressionLevel: Int? = nil,
     progress: ((Int64) -> Void)? = nil,
     write: (UnsafeRawBufferPointer) throws -> Void
@@ -54,6 +58,7 @@ public func writeArchive(
             defer { buffer.deallocate() }
             var archived: Int64 = 0
             try TreeWalker(dereference: dereference).walk(root: directory) { (node) throws(ArchiveError) in
+                if case .directory = node.kind, !directoryEntries { return }
                 try writer.add(node)
                 if case .regular = node.kind {
                     try writer.copyFile(node, buffer: buffer) { (count) in

@@ -243,7 +243,7 @@ private struct Extractor {
             }
         }
         // Directory permissions and times are applied here, deepest first, after their contents were written.
-        if archive_write_close(disk) < ARCHIVE_WARN { throw diskError(entry: nil) }
+        if archive_write_close(disk) != ARCHIVE_OK { throw diskError(entry: nil) }
         return summary
     }
 
@@ -253,6 +253,15 @@ private struct Extractor {
         }
         let name = bytes(ofCString: rawName)
         let shown = display(name)
+        // Names are refused rather than stored when they are not UTF-8: every consumer of a Data (JSON, the
+        // console, pax headers of downloads, Knitfab's Go CLI) handles names as UTF-8 text.
+        if String(validating: name, as: UTF8.self) == nil {
+            throw ArchiveError(
+                code: .badName,
+                message: "extract: entry name \(shown) is not valid UTF-8",
+                path: shown
+            )
+        }
         entryCount += 1
         if entryCount > limits.maxEntries {
             throw ArchiveError(
@@ -318,10 +327,12 @@ private struct Extractor {
             switch type {
             case typeRegular:
                 let size = archive_entry_size(entry)
+                // The declared (logical) size, so a sparse file counts with its holes: it is what a download
+                // sends and what a Run reads.
                 let (sum, overflow) = declaredBytes.addingReportingOverflow(max(size, 0))
                 if overflow || sum > limits.maxTotalBytes {
                     throw ArchiveError(
-                        code: .tooLarge,
+                        code: .contentTooLarge,
                         message: "extract: content exceeds \(limits.maxTotalBytes) bytes (at \(shown))",
                         path: shown
                     )
@@ -334,6 +345,13 @@ private struct Extractor {
                     throw ArchiveError(code: .corrupt, message: "extract: symlink \(shown) has no target", path: shown)
                 }
                 let target = bytes(ofCString: rawTarget)
+                if String(validating: target, as: UTF8.self) == nil {
+                    throw ArchiveError(
+                        code: .badName,
+                        message: "extract: symlink \(shown) has a target that is not valid UTF-8",
+                        path: shown
+                    )
+                }
                 if target.isEmpty || target.count > limits.maxPathBytes {
                     throw ArchiveError(
                         code: target.isEmpty ? .corrupt : .tooLarge,
@@ -379,11 +397,14 @@ private struct Extractor {
         try withCString(root + [UInt8(ascii: "/")] + joined) { (path) throws(ArchiveError) in
             archive_entry_copy_pathname(entry, path)
         }
-        if archive_write_header(disk, entry) < ARCHIVE_WARN { throw diskError(entry: shown) }
+        // The disk writer reports a failed write(2) (ENOSPC, EIO) as ARCHIVE_WARN and then truncates the file to
+        // its declared size at finish_entry, which leaves a hole where the data should be: every status but
+        // ARCHIVE_OK is a failure here.
+        if archive_write_header(disk, entry) != ARCHIVE_OK { throw diskError(entry: shown) }
         if type == typeRegular || hardlink != nil {
             try copyData(shown: shown)
         }
-        if archive_write_finish_entry(disk) < ARCHIVE_WARN { throw diskError(entry: shown) }
+        if archive_write_finish_entry(disk) != ARCHIVE_OK { throw diskError(entry: shown) }
 
         summary.entries += 1
         if hardlink != nil || type == typeRegular {
@@ -412,12 +433,12 @@ private struct Extractor {
             summary.bytes += Int64(size)
             if summary.bytes > limits.maxTotalBytes {
                 throw ArchiveError(
-                    code: .tooLarge,
+                    code: .contentTooLarge,
                     message: "extract: content exceeds \(limits.maxTotalBytes) bytes (at \(shown))",
                     path: shown
                 )
             }
-            if archive_write_data_block(disk, block, size, offset) < ARCHIVE_WARN { throw diskError(entry: shown) }
+            if archive_write_data_block(disk, block, size, offset) != ARCHIVE_OK { throw diskError(entry: shown) }
         }
     }
 
@@ -493,7 +514,7 @@ private struct Extractor {
     private func diskError(entry: String?) -> ArchiveError {
         let code = archive_errno(disk)
         let at = entry.map { " \($0)" } ?? ""
-        let detail = code == ENOSPC ? "disk full" : archiveMessage(disk)
+        let detail = code == ENOSPC || code == EDQUOT ? "disk full" : archiveMessage(disk)
         return ArchiveError(
             code: .io,
             message: "extract: writing\(at) failed: \(detail)",

@@ -125,7 +125,8 @@ struct TreeWalker {
 ///
 /// - Parameters:
 ///   - directory: The tree root.
-///   - dereference: Follow symlinks, as ``writeArchive(of:format:dereference:compressionLevel:progress:write:)``
+///   - dereference: Follow symlinks, as
+///     ``writeArchive(of:format:dereference:directoryEntries:compressionLevel:progress:write:)``
 ///     would with the same flag.
 ///
 /// #### Errors

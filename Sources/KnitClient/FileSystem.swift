@@ -126,6 +126,40 @@ enum FileSystem {
     }
 }
 
+extension FileSystem {
+    /// Removes everything inside directory `path` (names as raw bytes, symlinks not followed); best effort.
+    static func removeContents(of path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        removeContents(fd: fd)
+        _ = Glibc.close(fd)
+    }
+
+    private static func removeContents(fd: Int32) {
+        let copy = dup(fd)
+        guard copy >= 0, let dir = fdopendir(copy) else {
+            if copy >= 0 { _ = Glibc.close(copy) }
+            return
+        }
+        var names: [[CChar]] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                Array(raw.prefix { $0 != 0 }.map { CChar(bitPattern: $0) }) + [0]
+            }
+            if name != [46, 0] && name != [46, 46, 0] { names.append(name) }
+        }
+        closedir(dir)
+        for name in names {
+            if unlinkat(fd, name, 0) == 0 { continue }
+            let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else { continue }
+            removeContents(fd: child)
+            _ = Glibc.close(child)
+            unlinkat(fd, name, AT_REMOVEDIR)
+        }
+    }
+}
+
 /// An output file on raw file descriptors, removed unless renamed into place.
 final class OutputFile {
     private var fd: Int32

@@ -46,8 +46,9 @@ public struct PullResult: Sendable, Equatable {
     public var format: ArchiveFormat?
     public var contentType: String?
     public var bytes: Int64
-    /// "[WARN] checksum unmatch: …" when the `x-checksum-md5` header/trailer disagrees with the bytes.
-    public var warning: String?
+    /// The MD5 of the bytes received, when the server sent one (`x-checksum-md5`) and it matched; nil when the
+    /// server sent none. A mismatch is an error (``KnitClientError/Code/checksum``), never a result.
+    public var checksum: String?
     /// For ``KnitAPIClient/pullArchive(knitId:into:progress:)``: the file written.
     public var path: String?
 }
@@ -72,7 +73,6 @@ public struct KnitAPIClient: Sendable {
     let http: HTTPClient
 
     public static let checksumHeader = "x-checksum-md5"
-    public static let checksumWarning = "[WARN] checksum unmatch: Your Data is saved, but it may be corrupted"
 
     public init(profile: KnitProfile) {
         self.profile = profile
@@ -211,6 +211,10 @@ public struct KnitAPIClient: Sendable {
     }
 
     /// Streams Data `knitId`'s archive to `sink` as it arrives, asking for `formats` (best first).
+    ///
+    /// When the server sent an `x-checksum-md5` (a header from Knit, a trailer from Knitfab), the MD5 of the
+    /// bytes received must match it, or this throws ``KnitClientError/Code/checksum`` after the last byte went
+    /// to `sink`: the caller discards what it wrote.
     public func pullData(
         knitId: String,
         formats: [ArchiveFormat]? = nil,
@@ -242,11 +246,18 @@ public struct KnitAPIClient: Sendable {
         let contentType = response.headers["Content-Type"]
         let expected = response.field(Self.checksumHeader)?.lowercased()
         let actual = digest.finalizeHex()
+        if let expected, expected != actual {
+            throw KnitClientError(
+                .checksum,
+                "checksum mismatch: \(knitId): the server sent x-checksum-md5 \(expected), the \(count) bytes received "
+                    + "have MD5 \(actual); the download is damaged, try again"
+            )
+        }
         return PullResult(
             format: contentType.flatMap(ArchiveFormat.init(contentType:)),
             contentType: contentType,
             bytes: count,
-            warning: expected != nil && expected != actual ? Self.checksumWarning : nil
+            checksum: expected
         )
     }
 
@@ -260,7 +271,8 @@ public struct KnitAPIClient: Sendable {
     }
 
     /// Downloads Data `knitId` and extracts it into `directory` (which must exist and be empty).
-    /// Download and extraction run on two threads joined by a bounded queue.
+    /// Download and extraction run on two threads joined by a bounded queue. On a checksum mismatch what was
+    /// extracted is removed again, so `directory` is left empty.
     public func pullData(
         knitId: String,
         extractInto directory: String,
@@ -292,7 +304,10 @@ public struct KnitAPIClient: Sendable {
         queue.finish(error: result.failureValue)
         extractor.join()
         // A failure of the download itself explains a broken archive better than the archive does.
-        if case .failure(let failure) = result, !(failure.underlying is ArchiveError) { throw failure }
+        if case .failure(let failure) = result, !(failure.underlying is ArchiveError) {
+            if failure.code == .checksum { FileSystem.removeContents(of: directory) }
+            throw failure
+        }
         if let error = outcome.error {
             let message = (error as? ArchiveError)?.message ?? "\(error)"
             throw KnitClientError(.archive, "\(knitId): \(message)", underlying: error)

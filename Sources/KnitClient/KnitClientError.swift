@@ -1,7 +1,7 @@
 /// Why a client operation failed. `description` is the one line the CLI shows after `knit: `.
 public struct KnitClientError: Error, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Kind: String { case profile, server, transport, archive, io, usage, response }
+        private enum Kind: String { case profile, server, transport, archive, io, usage, response, checksum }
         private let kind: Kind
         private init(_ kind: Kind) { self.kind = kind }
 
@@ -19,6 +19,8 @@ public struct KnitClientError: Error, CustomStringConvertible {
         public static let usage = Code(.usage)
         /// The server answered 2xx with a body that is not what the API promises.
         public static let response = Code(.response)
+        /// A download's bytes do not have the MD5 the server sent for them (`x-checksum-md5`).
+        public static let checksum = Code(.checksum)
 
         public var description: String { kind.rawValue }
     }

@@ -154,6 +154,7 @@ extension KnitStore {
             guard let record = try dataRecord(txn, key) else { continue }
             try reindex(txn, knitId: knitId, from: record.userTags, to: [])
             try txn.delete(db.data, key: key)
+            try dropDownloadDigests(txn, knitId: knitId)
         }
     }
 

@@ -128,6 +128,7 @@ extension KnitStore {
     /// Call once at start-up, before serving.
     public func recoverAtStartup() -> RecoveryReport {
         var report = RecoveryReport()
+        // Each step goes on past what it cannot do: one bad leftover must not keep every later one around.
         do {
             let open: [(runId: String, knitId: String)] = try read("list open uploads") { txn in
                 var pairs: [(String, String)] = []
@@ -138,17 +139,45 @@ extension KnitStore {
                 return pairs
             }
             for upload in open {
-                try write("drop open upload") { txn in try dropUpload(txn, runId: upload.runId, knitId: upload.knitId) }
-                try FileSystem.removeTree(stagingDirectory(knitId: upload.knitId))
-                try FileSystem.removeTree(dataDirectory(knitId: upload.knitId))
-                report.abandonedUploads += 1
-            }
-            for name in try FileSystem.entries(home + "/staging") {
-                try FileSystem.removeTree(home + "/staging/" + name)
-                report.removedStagingEntries += 1
+                do {
+                    try write("drop open upload") { txn in
+                        try dropUpload(txn, runId: upload.runId, knitId: upload.knitId)
+                    }
+                    report.abandonedUploads += 1
+                } catch {
+                    logger.error(
+                        "start-up recovery cannot drop an open upload",
+                        metadata: ["knit.id": "\(upload.knitId)", "store.error": "\(error)"]
+                    )
+                }
+                for directory in [stagingDirectory(knitId: upload.knitId), dataDirectory(knitId: upload.knitId)] {
+                    do { try FileSystem.removeTree(directory) } catch {
+                        logger.error(
+                            "start-up recovery cannot remove content",
+                            metadata: ["knit.id": "\(upload.knitId)", "store.error": "\(error)"]
+                        )
+                    }
+                }
             }
         } catch {
-            logger.error("start-up recovery failed", metadata: ["store.error": "\(error)"])
+            logger.error("start-up recovery cannot list open uploads", metadata: ["store.error": "\(error)"])
+        }
+        do {
+            for name in try FileSystem.entries(home + "/staging") {
+                let shown = String(decoding: name, as: UTF8.self)
+                do {
+                    try FileSystem.removeTree(bytes: Array((home + "/staging/").utf8) + name, shown: shown)
+                    report.removedStagingEntries += 1
+                } catch {
+                    report.unremovableStagingEntries += 1
+                    logger.error(
+                        "start-up recovery cannot remove a staging entry",
+                        metadata: ["store.entry": "\(shown)", "store.error": "\(error)"]
+                    )
+                }
+            }
+        } catch {
+            logger.error("start-up recovery cannot list staging", metadata: ["store.error": "\(error)"])
         }
         if report != RecoveryReport() {
             logger.info(
@@ -156,6 +185,7 @@ extension KnitStore {
                 metadata: [
                     "store.abandoned": "\(report.abandonedUploads)",
                     "store.staging_removed": "\(report.removedStagingEntries)",
+                    "store.staging_left": "\(report.unremovableStagingEntries)",
                 ]
             )
         }

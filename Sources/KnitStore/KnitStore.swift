@@ -73,6 +73,9 @@ public final class KnitStore: Sendable {
         /// Image repository name (`team/train`) → the user who first pushed to it: only that user (or an
         /// admin) may push to or delete from it.
         let imageOwners: LMDBDatabase
+        /// `knitId/variant` → `writer md5hex`: the MD5 of a Data's download in one archive variant, as written by
+        /// one archive writer version (``KnitStore/downloadDigest(knitId:variant:writer:)``).
+        let downloadDigests: LMDBDatabase
     }
 
     /// Opens the store under `home`, creating it when new.
@@ -122,7 +125,8 @@ public final class KnitStore: Sendable {
                 runsByPlan: try env.openDatabase(name: "runs_by_plan", duplicateSort: true),
                 runsByStatus: try env.openDatabase(name: "runs_by_status", duplicateSort: true),
                 untaggedInputPlans: try env.openDatabase(name: "untagged_input_plans"),
-                imageOwners: try env.openDatabase(name: "image_owners")
+                imageOwners: try env.openDatabase(name: "image_owners"),
+                downloadDigests: try env.openDatabase(name: "download_digests")
             )
         } catch {
             env.close()

@@ -125,8 +125,11 @@ public struct RecoveryReport: Sendable, Equatable {
     public var abandonedUploads: Int
     /// Entries removed from `staging/`.
     public var removedStagingEntries: Int
-    public init(abandonedUploads: Int = 0, removedStagingEntries: Int = 0) {
+    /// Entries of `staging/` that could not be removed (logged; tried again at the next start).
+    public var unremovableStagingEntries: Int
+    public init(abandonedUploads: Int = 0, removedStagingEntries: Int = 0, unremovableStagingEntries: Int = 0) {
         self.abandonedUploads = abandonedUploads
         self.removedStagingEntries = removedStagingEntries
+        self.unremovableStagingEntries = unremovableStagingEntries
     }
 }

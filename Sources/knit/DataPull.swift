@@ -12,7 +12,9 @@ struct DataPull: ParsableCommand {
             Without --extract, writes DEST/<KNIT_ID>.tar.gz (the server is asked for tar+gzip; should it send \
             another format, the extension says which: .tar.zst or .tar). With --extract, unpacks into \
             DEST/<KNIT_ID>/, which is created and must not hold anything yet. DEST - writes the tar.gz to \
-            stdout. A checksum mismatch is reported on stderr; the Data is still saved.
+            stdout. When the server sends an MD5 (x-checksum-md5) and the bytes received do not match it, the pull \
+            fails: the archive file is not kept and an extracted directory is emptied again; with DEST - the bytes \
+            already went to stdout, and the exit status says they are damaged.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -51,7 +53,6 @@ struct DataPull: ParsableCommand {
                 bar?.finish()
                 Console.error("[knit data pull] saved: \(result.path ?? destination)")
             }
-            if let warning = result.warning { Console.error(warning) }
         }
     }
 

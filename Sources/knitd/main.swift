@@ -41,6 +41,14 @@ struct Knitd: ParsableCommand {
     @Option(help: "The most transfers, and the most followed logs, one user may have at once (default: half of each pool).")
     var slotsPerUser: Int?
 
+    @Option(
+        help: """
+            Most bytes one Data may hold, counting the declared size of every file (holes of sparse files \
+            included); larger uploads get 413. The free space of the store's file system is always a limit too.
+            """
+    )
+    var maxDataBytes: Int64?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -53,6 +61,7 @@ struct Knitd: ParsableCommand {
                 "--transfer-slots plus --follow-slots must be below --threads, or slow transfers and log streams can starve other requests"
             )
         }
+        if let maxDataBytes, maxDataBytes < 0 { throw ValidationError("--max-data-bytes must not be negative") }
         guard mode_t(socketMode, radix: 8) != nil else {
             throw ValidationError("--socket-mode must be octal, e.g. 0660")
         }
@@ -101,7 +110,8 @@ struct Knitd: ParsableCommand {
             logger: logger,
             transferSlots: transferSlots,
             followSlots: followSlots,
-            slotsPerUser: slotsPerUser
+            slotsPerUser: slotsPerUser,
+            maxDataBytes: maxDataBytes
         ) {
             Wakeup.notify(path: schedulerSocket)
         }

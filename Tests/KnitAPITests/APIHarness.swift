@@ -24,7 +24,13 @@ final class APIHarness {
     /// Every log line the API wrote, for audit checks.
     let log = CapturedLog()
 
-    init(transferSlots: Int = 4, followSlots: Int = 2, slotsPerUser: Int? = nil) throws {
+    init(
+        transferSlots: Int = 4,
+        followSlots: Int = 2,
+        slotsPerUser: Int? = nil,
+        maxDataBytes: Int64? = nil,
+        digestDryRunLimit: Int64 = 64 << 20
+    ) throws {
         var template = Array("/tmp/knit-api-test-XXXXXX".utf8CString)
         home = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         store = try KnitStore(home: home, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
@@ -34,7 +40,9 @@ final class APIHarness {
             logger: Logger(label: "test", factory: { _ in CapturingLogHandler(log: log) }),
             transferSlots: transferSlots,
             followSlots: followSlots,
-            slotsPerUser: slotsPerUser
+            slotsPerUser: slotsPerUser,
+            maxDataBytes: maxDataBytes,
+            digestDryRunLimit: digestDryRunLimit
         )
         tokens = [
             "alice": try store.addUser(name: "alice", role: .user),

@@ -184,7 +184,7 @@ struct RejectionTests {
             .build()
         let limits = ArchiveLimits(maxEntries: 10, maxTotalBytes: 1000, maxPathBytes: 4096)
         let error = archiveError { try extract(bytes, into: layout.target, limits: limits) }
-        #expect(error?.code == .tooLarge)
+        #expect(error?.code == .contentTooLarge)
         #expect(error?.path == "big")
         #expect(try listing(layout.target) == ["small"])
     }

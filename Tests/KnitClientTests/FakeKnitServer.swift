@@ -1,7 +1,8 @@
 /// A fake Knit API (Python): enough of `/api/health`, `/api/data` to exercise `KnitAPIClient` end to end.
 /// Arguments: `knit FORMATS…` (answers /health with those formats and honours `?tag=`) or `knitfab`
 /// (no /health, ignores `?tag=`, like Knitfab). Requires `Authorization: Bearer tok`.
-/// `GET /api/_log` returns the requests seen; tag `test:corrupt-md5` makes downloads carry a wrong MD5,
+/// `GET /api/_log` returns the requests seen; tag `test:corrupt-md5` makes downloads carry a wrong MD5 trailer,
+/// tag `test:tampered` sends the right MD5 as a header and then changes one byte of the body,
 /// tag `test:transient` adds `knit#transient:processing`.
 let fakeKnitScript = #"""
 import hashlib, io, json, socketserver, sys, tarfile, urllib.parse
@@ -98,6 +99,11 @@ class Handler(BaseHTTPRequestHandler):
             if "test:corrupt-md5" in DATA[knit_id]["tags"]: md5 = "0" * 32
             self.send_response(200)
             self.send_header("Content-Type", "application/tar+gzip" if gz else "application/x-tar")
+            if "test:tampered" in DATA[knit_id]["tags"]:
+                # Knit's way: the MD5 as a header; then one byte in the middle (file content) changes on the way.
+                self.send_header("x-checksum-md5", md5)
+                middle = len(raw) // 2
+                raw = raw[:middle] + bytes([raw[middle] ^ 0x01]) + raw[middle + 1:]
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Trailer", "x-checksum-md5")
             self.end_headers()

@@ -108,7 +108,7 @@ import Testing
         dir.mkdir("out")
         let extracted = try api.pullData(knitId: knitId, extractInto: dir.file("out"))
         #expect(extracted.format == .tar)
-        #expect(extracted.warning == nil)
+        #expect(extracted.checksum?.count == 32)
         #expect(dir.read("out/a.txt") == "alpha\n")
         #expect(dir.read("out/sub/b.bin") == String(repeating: "0123456789", count: 50_000))
         #expect(dir.read("out/link") == "alpha\n")
@@ -119,7 +119,7 @@ import Testing
         let saved = try api.pullArchive(knitId: knitId, into: dir.file("files"))
         #expect(saved.path == dir.file("files/\(knitId).tar.gz"))
         #expect(saved.format == .tarGzip)
-        #expect(saved.warning == nil)
+        #expect(saved.checksum?.count == 32)
         #expect(capture(["/bin/ls", "-A", dir.file("files")]) == "\(knitId).tar.gz\n")
         #expect(capture(["/bin/tar", "-tzf", dir.file("files/\(knitId).tar.gz")]).split(separator: "\n").sorted()
             == ["a.txt", "empty/", "link", "sub/", "sub/b.bin"])
@@ -131,17 +131,54 @@ import Testing
         #expect(streamed.prefix(2) == [0x1F, 0x8B])
     }
 
-    @Test func checksumMismatchIsAWarningNotAFailure() throws {
+    /// A download whose bytes do not match the server's MD5 fails, and nothing unverified is left behind.
+    @Test(arguments: ["test:corrupt-md5", "test:tampered"])
+    func checksumMismatchFailsThePullAndLeavesNothing(tag: String) throws {
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let api = try client(server)
-        let knitId = try api.pushData(directory: makeTree(dir), tags: [Tag(key: "test", value: "corrupt-md5")]).detail.knitId
+        let tags = [try Tag(parsing: tag)]
+        let knitId = try api.pushData(directory: makeTree(dir), tags: tags).detail.knitId
+
         dir.mkdir("out")
-        let result = try api.pullData(knitId: knitId, extractInto: dir.file("out"))
-        #expect(result.warning == "[WARN] checksum unmatch: Your Data is saved, but it may be corrupted")
-        #expect(dir.read("out/a.txt") == "alpha\n")
+        let extractError = #expect(throws: KnitClientError.self) {
+            try api.pullData(knitId: knitId, extractInto: dir.file("out"))
+        }
+        #expect(extractError?.code == .checksum)
+        #expect(extractError?.description.hasPrefix("checksum mismatch: \(knitId): ") == true)
+        #expect(capture(["/bin/ls", "-A", dir.file("out")]) == "")
+
+        dir.mkdir("files")
+        let saveError = #expect(throws: KnitClientError.self) {
+            try api.pullArchive(knitId: knitId, into: dir.file("files"))
+        }
+        #expect(saveError?.code == .checksum)
+        #expect(capture(["/bin/ls", "-A", dir.file("files")]) == "")
+    }
+
+    /// The `knit` binary itself: a tampered download is an error (exit status 1, `knit: checksum mismatch: …`).
+    @Test(.enabled(if: getenv("KNIT_BIN_DIR") != nil, "needs the built knit binary (KNIT_BIN_DIR)"))
+    func knitDataPullFailsOnATamperedDownload() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let knitId = try client(server).pushData(directory: makeTree(dir), tags: [Tag(key: "test", value: "tampered")])
+            .detail.knitId
+        dir.write("handout", "apiRoot: \(server.base)/api\ntoken: tok\n")
+        let knit = String(cString: getenv("KNIT_BIN_DIR")!) + "/knit"
+        let store = dir.file("profiles")
+        dir.mkdir("out")
+        let pulled = capture([
+            "/bin/sh", "-c",
+            "cd \(dir.path) && \(knit) init --profile-store \(store) --profile t handout 2>/dev/null"
+                + " && \(knit) data pull --profile-store \(store) --profile t -x \(knitId) out 2>&1; echo \"rc=$?\"",
+        ])
+        #expect(pulled.contains("knit: checksum mismatch: \(knitId): "), "\(pulled)")
+        #expect(pulled.hasSuffix("rc=1\n"), "\(pulled)")
+        #expect(capture(["/bin/ls", "-A", dir.file("out/\(knitId)")]) == "")
     }
 
     @Test func pullOfUnknownDataReportsTheServersReason() throws {

@@ -150,6 +150,49 @@ extension Live {
             #expect(try allKnitIds(knit) == before.knitIds.union([created.knitId]))
         }
 
+        /// F9: 500, a leftover in staging/, and a start-up recovery that stopped at it.
+        @Test func nonUTF8EntryNameIsRejected() throws {
+            let knit = try LiveKnit.instance()
+            let scratch = try makeScratchDirectory(knit, "badname")
+            let path = scratch + "/badname.tar.gz"
+            try craftTar(knit, path, entries: #"file(b"bad\xff\xfename".decode("utf-8", "surrogateescape"))"#)
+            let before = try StoreSnapshot(knit)
+            let response = knit.request(
+                "POST",
+                "/api/data/",
+                headers: ["Content-Type: application/tar+gzip"],
+                bodyFile: path
+            )
+            #expect(response.status == 400, "non-UTF-8 name: \(response.status) \(response.text)")
+            #expect(errorMessage(response)?.contains("not valid UTF-8") == true, "\(response.text)")
+            try before.expectUnchanged(knit, "non-UTF-8 name")
+        }
+
+        /// F11: 10 KB that declared a 50 GB sparse file was stored, and every download sent 50 GB. 15 TiB is more
+        /// than any test machine has free, so the free-space limit refuses it without --max-data-bytes.
+        @Test func sparseFileLargerThanTheDiskIsRefused() throws {
+            let knit = try LiveKnit.instance()
+            let scratch = try makeScratchDirectory(knit, "sparse")
+            try FileManager.default.createDirectory(atPath: scratch + "/tree", withIntermediateDirectories: true)
+            #expect(knit.run("/usr/bin/truncate", ["-s", "15T", scratch + "/tree/huge"]).status == 0)
+            let made = knit.run(
+                "/bin/tar",
+                ["--sparse", "-cf", scratch + "/sparse.tar", "-C", scratch + "/tree", "huge"]
+            )
+            try #require(made.status == 0, "tar --sparse: \(made.stderr)")
+            try FileManager.default.removeItem(atPath: scratch + "/tree/huge")
+            let before = try StoreSnapshot(knit)
+            let response = knit.request(
+                "POST",
+                "/api/data/",
+                headers: ["Content-Type: application/x-tar"],
+                bodyFile: scratch + "/sparse.tar"
+            )
+            #expect(response.status == 413, "sparse 15 TiB: \(response.status) \(response.text)")
+            #expect(errorMessage(response)?.contains("free space") == true, "\(response.text)")
+            try before.expectUnchanged(knit, "sparse file")
+        }
+
         @Test func clientKilledMidUploadLeavesNothing() throws {
             let knit = try LiveKnit.instance()
             let scratch = try makeScratchDirectory(knit, "killed-client")

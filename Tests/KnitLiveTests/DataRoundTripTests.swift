@@ -80,9 +80,34 @@ extension Live {
                 }
             )
             for expected in [
-                "a/b/c/file.txt", "a/link", "top.txt", "empty.bin", "emptydir", "données/日本語 ファイル.txt", "big.bin",
+                "a/b/c/file.txt", "a/link", "top.txt", "empty.bin", "données/日本語 ファイル.txt", "big.bin",
             ] {
                 #expect(names.contains(expected), "\(expected) missing from the archive listing: \(names.sorted())")
+            }
+            // tar+gzip is laid out as Knitfab's server writes it: no directory entries (Knitfab's CLI would turn
+            // `a/` into an empty file `a`), so the empty directory is not in it.
+            #expect(!list.stdoutText.split(separator: "\n").contains { $0.hasSuffix("/") }, "\(list.stdoutText)")
+            #expect(!names.contains("emptydir"))
+        }
+
+        /// Every download carries `x-checksum-md5` as a header through nginx: the MD5 of the bytes received.
+        @Test(arguments: ["application/tar+gzip", "application/tar+zstd", "application/x-tar"])
+        func downloadChecksumHeaderMatchesTheBytes(_ accept: String) throws {
+            let knit = try LiveKnit.instance()
+            let tree = try Self.makeTree(knit)
+            let pushed = try push(knit, tree, tags: ["kind:checksum"])
+            let scratch = try makeScratchDirectory(knit, "checksum-download")
+            for round in 0..<2 {
+                let got = knit.curl([
+                    "-D", scratch + "/headers", "-o", scratch + "/body", "-H", "Accept: \(accept)",
+                    "-H", "Authorization: Bearer \(knit.token(for: "alice"))", knit.apiRoot + "/data/\(pushed.knitId)",
+                ])
+                try #require(got.status == 0, "curl: \(got.stderr)")
+                let headers = try String(contentsOfFile: scratch + "/headers", encoding: .utf8)
+                let sent = headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-checksum-md5:") }
+                    .map { $0.dropFirst("x-checksum-md5:".count).trimmingCharacters(in: .whitespaces) }
+                let actual = String(knit.run("/usr/bin/md5sum", [scratch + "/body"]).stdoutText.prefix(32))
+                #expect(sent == actual, "\(accept) round \(round): header \(sent ?? "none"), bytes \(actual)")
             }
         }
 
