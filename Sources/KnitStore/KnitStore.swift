@@ -70,6 +70,9 @@ public final class KnitStore: Sendable {
         /// planId → empty, for plans having an input that asks for no user tag (only `knit#id` /
         /// `knit#timestamp`), which `input_tag_index` cannot point at.
         let untaggedInputPlans: LMDBDatabase
+        /// knitId → runId of Data whose records are dropped and whose directories are still to be deleted
+        /// (written in the dropping transaction, removed once the directory is gone).
+        let garbage: LMDBDatabase
     }
 
     /// Opens the store under `home`, creating it when new.
@@ -118,7 +121,8 @@ public final class KnitStore: Sendable {
                 consumers: try env.openDatabase(name: "consumers", duplicateSort: true),
                 runsByPlan: try env.openDatabase(name: "runs_by_plan", duplicateSort: true),
                 runsByStatus: try env.openDatabase(name: "runs_by_status", duplicateSort: true),
-                untaggedInputPlans: try env.openDatabase(name: "untagged_input_plans")
+                untaggedInputPlans: try env.openDatabase(name: "untagged_input_plans"),
+                garbage: try env.openDatabase(name: "garbage")
             )
         } catch {
             env.close()
