@@ -111,7 +111,12 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
             ),
             logger: logger
         )
+        // Directories of dropped Data that knitd could not delete (made by an older scheduler as root, or a
+        // crash between the records and the deletion): root can.
+        store.collectGarbage()
         var driverConfiguration = RunDriver.Configuration()
+        if let owner = store.dataOwner() { driverConfiguration.outputOwner = (owner.uid, owner.gid) }
+        driverConfiguration.storageDirectory = home + "/data"
         let machine = Capacity.machine()
         driverConfiguration.capacity = Capacity(
             cpuMillis: cpuBudget ?? machine.cpuMillis,
