@@ -515,6 +515,13 @@ struct RunOutputSafetyTests {
             ledger.add(small)
             try await drive(driver) { ledger.status(small.runId)?.isFinished == true }
             #expect(ledger.entry(small.runId)?.status == .done, "\(String(describing: ledger.entry(small.runId)?.exit))")
+
+            // Filling the disk and freeing it again before the end does not hide it: a tick saw it full.
+            var hidden = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; sleep 2; rm -f /out/o/big")
+            hidden.outputs = [.init(hostPath: mountPoint + "/data/out-hidden", containerPath: "/out/o")]
+            ledger.add(hidden)
+            try await drive(driver) { ledger.status(hidden.runId)?.isFinished == true }
+            #expect(ledger.entry(hidden.runId)?.exit == RunDriver.diskFullExit)
         }
     }
 }
