@@ -287,7 +287,6 @@ public final class RunDriver: Sendable {
                 exit = problem
             }
             guard finish(run.runId, exit: exit, succeeded: exit == Self.succeededExit, &summary) else { return true }
-            state.withLock { _ = $0.sawFullDisk.remove(run.runId) }
             await removeContainer(run.runId)
             return false
         case .notFound:
@@ -504,14 +503,13 @@ public final class RunDriver: Sendable {
         let fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        var text = Array(lines.map { $0 + "\n" }.joined().utf8)
+        let text = Array(lines.map { $0 + "\n" }.joined().utf8)
         var offset = 0
         while offset < text.count {
-            let written = text.withUnsafeMutableBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let written = text.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if written <= 0 { return }
             offset += written
         }
-        text.removeAll()
     }
 
     // MARK: - Helpers
@@ -522,6 +520,8 @@ public final class RunDriver: Sendable {
     private func finish(_ runId: String, exit: RunExitJSON, succeeded: Bool, _ summary: inout TickSummary) -> Bool {
         guard let changed = ledgerCall("finish", { try ledger.finish(runId: runId, exit: exit, succeeded: succeeded) })
         else { return false }
+        // A retried Run comes back with the same id: it starts with a clean slate.
+        state.withLock { _ = $0.sawFullDisk.remove(runId) }
         if changed {
             summary.finished.append(runId)
             logger.info(

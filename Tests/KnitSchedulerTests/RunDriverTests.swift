@@ -35,7 +35,7 @@ private let quickstartBuilt: Result<Void, any Error> = {
     }
 }()
 
-private func makeExecutor() throws -> PodmanExecutor {
+private func makeExecutor(instance: String = instance) throws -> PodmanExecutor {
     try quickstartBuilt.get()
     return PodmanExecutor(
         configuration: .init(
@@ -62,8 +62,11 @@ private func makeDriver(
 
 /// A scratch directory under /tmp for one test, plus removal of every container of this test
 /// instance afterwards, even when the test fails.
-private func withScratch(_ body: (_ scratch: String, _ executor: PodmanExecutor) async throws -> Void) async throws {
-    let executor = try makeExecutor()
+private func withScratch(
+    instance: String = instance,
+    _ body: (_ scratch: String, _ executor: PodmanExecutor) async throws -> Void
+) async throws {
+    let executor = try makeExecutor(instance: instance)
     let scratch = NSTemporaryDirectory() + "knit-driver-tests-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     func cleanUp() async {
@@ -398,9 +401,12 @@ struct RunOutputSafetyTests {
         return lstat(path, &found) == 0 ? found : nil
     }
 
+    /// Its own executor instance: the other driver suite (which may run at the same time) sweeps its own.
+    private static let instance = "knit-driver-safety-tests"
+
     @Test("F6: s-bits, fifos, devices and escaping symlinks do not survive a run; the log says so")
     func outputsAreSanitized() async throws {
-        try await withScratch { scratch, executor in
+        try await withScratch(instance: Self.instance) { scratch, executor in
             let ledger = InMemoryLedger()
             let nobody: UInt32 = 65534
             let driver = RunDriver(
@@ -481,7 +487,7 @@ struct RunOutputSafetyTests {
 
     @Test("F1: a run that exits 0 after its outputs filled the store's disk ends failed with a clear message")
     func fullDiskFailsTheRun() async throws {
-        try await withScratch { scratch, executor in
+        try await withScratch(instance: Self.instance) { scratch, executor in
             let mountPoint = scratch + "/small"
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
             try #require(mount("tmpfs", mountPoint, "tmpfs", 0, "size=8m") == 0)
