@@ -275,13 +275,31 @@ public struct OutputSanitizer: Sendable {
             for (path, target) in escaping.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
                 remaining[path] = nil
                 let shown = base + [UInt8(ascii: "/")] + path
-                if withCName(path, { unlinkat(rootFD, $0, 0) }) == 0 || errno == ENOENT {
+                if unlink(path, under: rootFD) {
                     report.changes.append(Change(kind: .removedSymlink(target: target), path: shown))
                 } else {
                     report.problems.append("cannot remove \(Change.printable(shown)): \(errnoText(errno))")
                 }
             }
         }
+    }
+
+    /// Removes the entry at `path` (components joined by "/") below `rootFD`, opening one directory after the
+    /// other rather than handing the kernel the whole path, which may be longer than PATH_MAX. True when it
+    /// is gone.
+    private func unlink(_ path: [UInt8], under rootFD: Int32) -> Bool {
+        let components = path.split(separator: UInt8(ascii: "/")).map(Array.init)
+        guard let last = components.last else { return false }
+        var fd = dup(rootFD)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        for component in components.dropLast() {
+            let next = withCName(component) { openat(fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            guard next >= 0 else { return false }
+            close(fd)
+            fd = next
+        }
+        return withCName(last, { unlinkat(fd, $0, 0) }) == 0 || errno == ENOENT
     }
 
     /// Whether `target`, read from the directory holding the link at `path` (relative to the root), leaves
