@@ -320,7 +320,9 @@ extension Plan {
     // MARK: - Rules
 
     /// Splits `host[:port]/repo/name:tag` at the last `:` after the last `/` (a port is not a tag).
-    static func splitImage(_ text: String, runnable: Bool = true, into problems: inout ProblemList) -> (String, String) {
+    static func splitImage(_ text: String, runnable: Bool = true, into problems: inout ProblemList)
+        -> (String, String)
+    {
         let reference = Tag.trimmed(Substring(text))
         guard !reference.isEmpty else {
             problems.add(.image, at: "image", "image is required (IMAGE:TAG)")
@@ -368,7 +370,11 @@ extension Plan {
         // A container volume is `host:container:options` with options split at ',': a path holding either
         // would be read as something else, so no container could be started for the plan.
         if runnable, path.contains(":") || path.contains(",") {
-            problems.add(.path, at: location, "\(quoted(text)) contains ':' or ',', which a container mount cannot hold")
+            problems.add(
+                .path,
+                at: location,
+                "\(quoted(text)) contains ':' or ',', which a container mount cannot hold"
+            )
         }
         guard path.hasPrefix("/") else {
             problems.add(.path, at: location, "\(quoted(text)) is not absolute")
@@ -523,7 +529,11 @@ extension Plan {
                 return nil
             }
             guard millis > 0 else {
-                problems.add(.resource, at: location, "\(quoted(quantity.text)): a cpu limit must be above 0 (e.g. 100m)")
+                problems.add(
+                    .resource,
+                    at: location,
+                    "\(quoted(quantity.text)): a cpu limit must be above 0 (e.g. 100m)"
+                )
                 return nil
             }
         case "memory":

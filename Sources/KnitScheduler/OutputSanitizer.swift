@@ -155,7 +155,9 @@ public struct OutputSanitizer: Sendable {
             let shown = Self.join(base, components)
             var info = stat()
             if withCName(name, { fstatat(fd, $0, &info, AT_SYMLINK_NOFOLLOW) }) != 0 {
-                if errno != ENOENT { report.problems.append("cannot inspect \(Change.printable(shown)): \(errnoText(errno))") }
+                if errno != ENOENT {
+                    report.problems.append("cannot inspect \(Change.printable(shown)): \(errnoText(errno))")
+                }
                 continue
             }
             switch info.st_mode & S_IFMT {

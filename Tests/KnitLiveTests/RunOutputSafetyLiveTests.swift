@@ -51,7 +51,8 @@ extension Live {
             #expect(log.contains("knit: removed symlink /out/o/shadow -> /etc/shadow from the output"), "\(log)")
             #expect(log.contains("knit: cleared the setuid/setgid bits of /out/o/pwn (mode 4755 -> 0755)"), "\(log)")
             let capLine = try #require(log.split(separator: "\n").first { $0.hasPrefix("CapEff:") }, "\(log)")
-            let caps = try #require(UInt64(capLine.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16))
+            let capText = capLine.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces)
+            let caps = try #require(UInt64(capText, radix: 16))
             #expect(caps & (1 << 27) == 0, "CAP_MKNOD in \(capLine)")
         }
 
@@ -102,6 +103,42 @@ extension Live {
             let records = Set(try jsonDecoder.decode([DataDetailJSON].self, from: all.stdout).map(\.knitId))
             let directories = Set(try FileManager.default.contentsOfDirectory(atPath: data))
             #expect(directories == records, "directories without records: \(directories.subtracting(records))")
+        }
+
+        /// F8, F17 end to end: `knit plan apply` refuses before sending, knitd refuses what a client sends anyway,
+        /// and nothing is registered.
+        @Test func F8F17PlansNoContainerCanRunAreRefusedAtApply() throws {
+            let knit = try LiveKnit.instance()
+            let key = uniqueKey("refused")
+            let path = try makeScratchDirectory(knit, "plan") + "/plan.yaml"
+            try quickstartPlanYAML(script: "true", inputs: [("/in/x", ["\(key):in"])], memory: "100Ei")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            let applied = knit.runKnit(["plan", "apply", path])
+            #expect(applied.status == 1)
+            #expect(applied.stderr.contains("resources.memory"), "\(applied.stderr)")
+
+            for (field, json) in [
+                ("resources.memory", #""resources":{"memory":"100Ei"}"#),
+                ("resources.memory", #""resources":{"memory":"0"}"#),
+                ("resources.cpu", #""resources":{"cpu":"0"}"#),
+                ("inputs[0].path", #""resources":{"cpu":"1"},"inputs":[{"path":"/in:rw","tags":["\#(key):in"]}]"#),
+            ] {
+                var body = #"{"image":"\#(quickstartImage)","args":["true"],"#
+                if !json.contains("\"inputs\"") { body += #""inputs":[{"path":"/in/x","tags":["\#(key):in"]}],"# }
+                body += json + "}"
+                let response = knit.request(
+                    "POST",
+                    "/api/plans/",
+                    headers: ["Content-Type: application/json"],
+                    body: Data(body.utf8)
+                )
+                #expect(response.status == 400, "\(body): \(response.text)")
+                #expect(errorMessage(response)?.contains("invalid plan spec") == true, "\(response.text)")
+                #expect(response.text.contains(field), "\(body): \(response.text)")
+            }
+            let found = knit.runKnit(["plan", "find", "-i", "\(key):in"])
+            let listed = found.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(found.status == 0 && listed == "[]", "\(found.stdoutText)")
         }
     }
 }

@@ -474,9 +474,14 @@ struct RunOutputSafetyTests {
 
             // The container itself had no CAP_MKNOD (27), CAP_NET_RAW (13), CAP_SETFCAP (31), and no new privileges.
             let capLine = try #require(log.split(separator: "\n").first { $0.hasPrefix("CapEff:") }, "\(log)")
-            let caps = try #require(UInt64(capLine.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16))
-            for bit in [27, 13, 31, 8, 18, 29, 4] { #expect(caps & (1 << UInt64(bit)) == 0, "capability \(bit) in \(capLine)") }
-            for bit in [0, 1, 3, 6, 7] { #expect(caps & (1 << UInt64(bit)) != 0, "capability \(bit) missing: \(capLine)") }
+            let capText = capLine.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces)
+            let caps = try #require(UInt64(capText, radix: 16))
+            for bit in [27, 13, 31, 8, 18, 29, 4] {
+                #expect(caps & (1 << UInt64(bit)) == 0, "capability \(bit) in \(capLine)")
+            }
+            for bit in [0, 1, 3, 6, 7] {
+                #expect(caps & (1 << UInt64(bit)) != 0, "capability \(bit) missing: \(capLine)")
+            }
             #expect(log.split(separator: "\n").contains { $0.hasPrefix("NoNewPrivs:") && $0.hasSuffix("1") }, "\(log)")
             // The output is mounted nosuid,nodev.
             let mountLine = try #require(log.split(separator: "\n").first { $0.hasPrefix("mount: ") }, "\(log)")
@@ -556,7 +561,9 @@ struct OutputSanitizerTests {
             for (index, byte) in socketPath.enumerated() { raw[index] = byte }
         }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         close(socketFD)
         #expect(bound == 0)
