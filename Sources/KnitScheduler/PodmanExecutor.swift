@@ -157,17 +157,20 @@ public final class PodmanExecutor: Executor {
         "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE",
     ]
 
-    /// Capabilities dropped from podman's defaults (and from docker's older, longer list, which some
-    /// containers.conf files still carry): no device nodes (MKNOD), no file capabilities or s-bits kept on
-    /// writes (SETFCAP, FSETID), no capability games (SETPCAP), no chroot, no audit writes, no raw sockets.
+    /// Capabilities of podman's defaults here (docker's long list: CapEff a80425fb) that a Run never gets:
+    /// no device nodes (MKNOD), no file capabilities or s-bits kept on writes (SETFCAP, FSETID), no
+    /// capability games (SETPCAP), no chroot, no audit writes, no raw sockets.
     public static let droppedCapabilities = [
         "MKNOD", "SETFCAP", "SETPCAP", "SYS_CHROOT", "AUDIT_WRITE", "NET_RAW", "FSETID",
     ]
 
-    /// Arguments that confine every Run's container: the capabilities above, and no privilege gained through
-    /// setuid binaries or file capabilities (`no-new-privileges`).
+    /// Arguments that confine every Run's container: every capability dropped and only the kept ones added
+    /// back (so whatever defaults a podman version or containers.conf brings, a Run has exactly those;
+    /// CapEff 4eb), and no privilege gained through setuid binaries or file capabilities
+    /// (`no-new-privileges`).
     static let confinement =
-        droppedCapabilities.flatMap { ["--cap-drop", $0] } + ["--security-opt", "no-new-privileges"]
+        ["--cap-drop", "ALL"] + keptCapabilities.flatMap { ["--cap-add", $0] }
+        + ["--security-opt", "no-new-privileges"]
 
     // MARK: - Executor
 

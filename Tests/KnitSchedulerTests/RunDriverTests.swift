@@ -482,6 +482,8 @@ struct RunOutputSafetyTests {
             for bit in [0, 1, 3, 6, 7] {
                 #expect(caps & (1 << UInt64(bit)) != 0, "capability \(bit) missing: \(capLine)")
             }
+            // Exactly the kept ones: CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETGID, SETUID, NET_BIND_SERVICE.
+            #expect(caps == 0x4eb, "\(capLine)")
             #expect(log.split(separator: "\n").contains { $0.hasPrefix("NoNewPrivs:") && $0.hasSuffix("1") }, "\(log)")
             // The output is mounted nosuid,nodev.
             let mountLine = try #require(log.split(separator: "\n").first { $0.hasPrefix("mount: ") }, "\(log)")
