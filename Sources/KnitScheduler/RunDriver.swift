@@ -123,6 +123,8 @@ public final class RunDriver: Sendable {
         /// Runs that were in flight while ``Configuration/storageDirectory`` was full. Only a hint that
         /// sharpens the check at the end of each Run; a restart loses it and loses nothing else.
         var sawFullDisk: Set<String> = []
+        /// Whether the last look found the disk full (one log line per episode, not one per tick).
+        var diskWasFull = false
     }
     private let state = Mutex(State())
 
@@ -472,15 +474,17 @@ public final class RunDriver: Sendable {
 
     /// Remembers which running Runs saw ``Configuration/storageDirectory`` full.
     private func noteFullDisk(_ inFlight: [RunInFlight]) {
-        guard let directory = configuration.storageDirectory, !inFlight.isEmpty, Self.diskIsFull(at: directory) else {
-            return
-        }
-        logger.warning("the store's disk is full", metadata: ["path": "\(directory)"])
-        state.withLock { state in
+        guard let directory = configuration.storageDirectory, !inFlight.isEmpty else { return }
+        let full = Self.diskIsFull(at: directory)
+        let newlyFull = state.withLock { state in
+            defer { state.diskWasFull = full }
+            guard full else { return false }
             for run in inFlight where run.status == .running || run.status == .starting {
                 state.sawFullDisk.insert(run.runId)
             }
+            return !state.diskWasFull
         }
+        if newlyFull { logger.warning("the store's disk is full", metadata: ["path": "\(directory)"]) }
     }
 
     /// Whether the file system holding `path` has (almost) no room left for root (the containers run as
