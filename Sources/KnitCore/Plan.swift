@@ -138,6 +138,8 @@ public struct Plan: Sendable, Equatable {
     public static let maximumImageLength = 512
     public static let maximumVersionLength = 128
     public static let maximumServiceAccountLength = 63
+    /// The smallest memory limit podman accepts (6 MiB).
+    public static let minimumMemoryBytes: Int64 = 6 << 20
 
     /// `image:version`, as the API shows it.
     public var imageReference: String { "\(image):\(version)" }
@@ -146,15 +148,19 @@ public struct Plan: Sendable, Equatable {
 extension Plan {
     /// Validates `spec` against every registration rule and normalizes it; absent resources get
     /// ``defaultResources``.
+    /// - Parameter runnable: also apply the rules that say whether a local container can run the plan at all
+    ///   (no `:` or `,` in a mount path, an image not starting with `-`, cpu and memory limits that fit in 64
+    ///   bits, cpu above 0, memory at least ``minimumMemoryBytes``). A store reading plans registered before
+    ///   those rules existed passes false, so such a plan still loads (its Runs fail with the executor's reason).
     /// - Throws: ``PlanValidationError`` listing every problem found.
-    public init(validating spec: PlanSpecJSON) throws(PlanValidationError) {
+    public init(validating spec: PlanSpecJSON, runnable: Bool = true) throws(PlanValidationError) {
         var problems = ProblemList()
-        let (image, version) = Self.splitImage(spec.image, into: &problems)
+        let (image, version) = Self.splitImage(spec.image, runnable: runnable, into: &problems)
 
         if spec.inputs.isEmpty { problems.add(.missing, at: "inputs", "a plan needs at least one input") }
         var inputs: [PlanInput] = []
         for (index, input) in spec.inputs.enumerated() {
-            let path = Self.cleanPath(input.path, at: "inputs[\(index)].path", into: &problems)
+            let path = Self.cleanPath(input.path, at: "inputs[\(index)].path", runnable: runnable, into: &problems)
             if let checked = Self.inputTags(input.tags, at: "inputs[\(index)].tags", into: &problems) {
                 inputs.append(
                     PlanInput(
@@ -169,7 +175,7 @@ extension Plan {
         }
         var outputs: [PlanOutput] = []
         for (index, output) in spec.outputs.enumerated() {
-            let path = Self.cleanPath(output.path, at: "outputs[\(index)].path", into: &problems)
+            let path = Self.cleanPath(output.path, at: "outputs[\(index)].path", runnable: runnable, into: &problems)
             Self.checkNoSystemTags(output.tags, at: "outputs[\(index)].tags", into: &problems)
             outputs.append(PlanOutput(path: path, tags: output.tags))
         }
@@ -204,7 +210,9 @@ extension Plan {
 
         var resources = Self.defaultResources
         for (key, text) in spec.resources ?? [:] {
-            if let quantity = Self.resource(key: key, text: text, into: &problems) { resources[key] = quantity }
+            if let quantity = Self.resource(key: key, text: text, runnable: runnable, into: &problems) {
+                resources[key] = quantity
+            }
         }
 
         let serviceAccount = Self.serviceAccount(spec.serviceAccount, into: &problems)
@@ -312,11 +320,17 @@ extension Plan {
     // MARK: - Rules
 
     /// Splits `host[:port]/repo/name:tag` at the last `:` after the last `/` (a port is not a tag).
-    static func splitImage(_ text: String, into problems: inout ProblemList) -> (String, String) {
+    static func splitImage(_ text: String, runnable: Bool = true, into problems: inout ProblemList)
+        -> (String, String)
+    {
         let reference = Tag.trimmed(Substring(text))
         guard !reference.isEmpty else {
             problems.add(.image, at: "image", "image is required (IMAGE:TAG)")
             return ("", "")
+        }
+        // podman would read such a name as one of its own options; the executor refuses it at every start.
+        if runnable, reference.hasPrefix("-") {
+            problems.add(.image, at: "image", "\(quoted(reference)) starts with '-', which no image name does")
         }
         if reference.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.value < 0x20 }) {
             problems.add(.image, at: "image", "\(quoted(reference)) contains white space")
@@ -344,12 +358,23 @@ extension Plan {
 
     /// The path with one trailing `/` dropped, if it is then absolute and clean (what Go's
     /// `filepath.Clean` would leave unchanged, and not `/` itself).
-    static func cleanPath(_ text: String, at location: String, into problems: inout ProblemList) -> String {
+    static func cleanPath(_ text: String, at location: String, runnable: Bool = true, into problems: inout ProblemList)
+        -> String
+    {
         var path = Substring(text)
         if path.count > 1, path.hasSuffix("/") { path.removeLast() }
         guard !path.isEmpty else {
             problems.add(.path, at: location, "path is required")
             return ""
+        }
+        // A container volume is `host:container:options` with options split at ',': a path holding either
+        // would be read as something else, so no container could be started for the plan.
+        if runnable, path.contains(":") || path.contains(",") {
+            problems.add(
+                .path,
+                at: location,
+                "\(quoted(text)) contains ':' or ',', which a container mount cannot hold"
+            )
         }
         guard path.hasPrefix("/") else {
             problems.add(.path, at: location, "\(quoted(text)) is not absolute")
@@ -480,17 +505,54 @@ extension Plan {
         }
     }
 
-    static func resource(key rawKey: String, text: String, into problems: inout ProblemList) -> ResourceQuantity? {
+    static func resource(key rawKey: String, text: String, runnable: Bool = true, into problems: inout ProblemList)
+        -> ResourceQuantity?
+    {
         let key = Tag.trimmed(Substring(rawKey))
         let location = "resources.\(key)"
         if let problem = LabelSyntax.keyProblem(key) {
             problems.add(.resource, at: location, "resource name \(quoted(key)): \(problem)")
             return nil
         }
-        do { return try ResourceQuantity(parsing: text) } catch {
+        let quantity: ResourceQuantity
+        do { quantity = try ResourceQuantity(parsing: text) } catch {
             problems.add(.resource, at: location, error.description)
             return nil
         }
+        guard runnable else { return quantity }
+        // A limit that does not fit in 64 bits used to become "no limit" (and count as nothing against the
+        // scheduler's budget); 0 and tiny memory limits could only fail every Run at its start.
+        switch key {
+        case "cpu":
+            guard let millis = quantity.scaled(by: 1000) else {
+                problems.add(.resource, at: location, "\(quoted(quantity.text)) is too large for a cpu limit")
+                return nil
+            }
+            guard millis > 0 else {
+                problems.add(
+                    .resource,
+                    at: location,
+                    "\(quoted(quantity.text)): a cpu limit must be above 0 (e.g. 100m)"
+                )
+                return nil
+            }
+        case "memory":
+            guard let bytes = quantity.scaled(by: 1) else {
+                problems.add(.resource, at: location, "\(quoted(quantity.text)) is too large for a memory limit")
+                return nil
+            }
+            guard bytes >= minimumMemoryBytes else {
+                problems.add(
+                    .resource,
+                    at: location,
+                    "\(quoted(quantity.text)): a memory limit must be at least 6Mi (the container runtime's minimum)"
+                )
+                return nil
+            }
+        default:
+            break
+        }
+        return quantity
     }
 
     static func serviceAccount(_ name: String?, into problems: inout ProblemList) -> String? {

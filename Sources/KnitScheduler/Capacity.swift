@@ -1,8 +1,9 @@
 internal import Glibc
 
 /// The budget of cpu and memory the driver may hand to Runs at once. A Run holds its plan
-/// resources from `starting` until it is finished; a Run without a limit holds nothing of that
-/// resource (it is capped only by the machine).
+/// resources from `starting` until it is finished. A Run without a limit (unset, or a value the store
+/// could not read) is never free: it holds ``unlimitedDemand`` of that resource, the plan defaults
+/// (1 cpu, 1 GiB), since it may well use that much and more.
 ///
 /// Admission is strict FIFO: the oldest startable Run that does not fit blocks the ones behind it,
 /// even smaller ones, so a big Run is never starved by a stream of small ones. A Run larger than
@@ -21,6 +22,13 @@ public struct Capacity: Sendable, Equatable {
 
         public static let zero = Demand(cpuMillis: 0, memoryBytes: 0)
 
+        /// A Run's demand from its plan limits; a missing or non-positive limit counts as
+        /// ``Capacity/unlimitedDemand``'s share, never as nothing.
+        public init(cpuMillis: Int?, memoryBytes: Int64?) {
+            self.cpuMillis = cpuMillis.flatMap { $0 > 0 ? $0 : nil } ?? Capacity.unlimitedDemand.cpuMillis
+            self.memoryBytes = memoryBytes.flatMap { $0 > 0 ? $0 : nil } ?? Capacity.unlimitedDemand.memoryBytes
+        }
+
         public static func + (lhs: Demand, rhs: Demand) -> Demand {
             Demand(cpuMillis: lhs.cpuMillis + rhs.cpuMillis, memoryBytes: lhs.memoryBytes + rhs.memoryBytes)
         }
@@ -28,6 +36,9 @@ public struct Capacity: Sendable, Equatable {
 
     public var cpuMillis: Int
     public var memoryBytes: Int64
+
+    /// What a Run without a cpu or memory limit holds of each: the plan defaults, 1 cpu and 1 GiB.
+    public static let unlimitedDemand = Demand(cpuMillis: 1000, memoryBytes: 1 << 30)
 
     public init(cpuMillis: Int, memoryBytes: Int64) {
         precondition(cpuMillis > 0 && memoryBytes > 0, "a capacity must be positive")

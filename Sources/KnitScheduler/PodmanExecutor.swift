@@ -150,6 +150,28 @@ public final class PodmanExecutor: Executor {
     /// The container name of a Run.
     public static func containerName(runId: String) -> String { "knit-run-\(runId)" }
 
+    /// Capabilities a Run's container keeps: what ordinary images need to install and drop to their own
+    /// users and write their files as root (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID), signal their own
+    /// processes (KILL) and bind low ports on their loopback (NET_BIND_SERVICE).
+    public static let keptCapabilities = [
+        "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE",
+    ]
+
+    /// Capabilities of podman's defaults here (docker's long list: CapEff a80425fb) that a Run never gets:
+    /// no device nodes (MKNOD), no file capabilities or s-bits kept on writes (SETFCAP, FSETID), no
+    /// capability games (SETPCAP), no chroot, no audit writes, no raw sockets.
+    public static let droppedCapabilities = [
+        "MKNOD", "SETFCAP", "SETPCAP", "SYS_CHROOT", "AUDIT_WRITE", "NET_RAW", "FSETID",
+    ]
+
+    /// Arguments that confine every Run's container: every capability dropped and only the kept ones added
+    /// back (so whatever defaults a podman version or containers.conf brings, a Run has exactly those;
+    /// CapEff 4eb), and no privilege gained through setuid binaries or file capabilities
+    /// (`no-new-privileges`).
+    static let confinement =
+        ["--cap-drop", "ALL"] + keptCapabilities.flatMap { ["--cap-add", $0] }
+        + ["--security-opt", "no-new-privileges"]
+
     // MARK: - Executor
 
     public func start(_ launch: RunLaunch) async throws {
@@ -166,11 +188,14 @@ public final class PodmanExecutor: Executor {
             "--pull=never", "--network", configuration.network,
             "--log-driver", launch.logPath == nil ? "none" : "passthrough",
         ]
+        arguments += Self.confinement
+        // nosuid,nodev: a setuid binary or a device node in a Data directory means nothing inside the container
+        // (the OutputSanitizer removes what a Run leaves behind, after it ends).
         for mount in launch.inputs {
-            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):ro"]
+            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):ro,nosuid,nodev"]
         }
         for mount in launch.outputs {
-            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):rw"]
+            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):rw,nosuid,nodev"]
         }
         if let millis = launch.cpuMillis {
             arguments += ["--cpus", Self.cpuText(millis: millis)]

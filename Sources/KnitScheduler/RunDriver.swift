@@ -1,3 +1,4 @@
+internal import Glibc
 public import KnitCore
 public import Logging
 internal import Synchronization
@@ -53,6 +54,13 @@ public final class RunDriver: Sendable {
         public var busyPollInterval: Duration
         /// ``run(wakeup:until:)``: how often to tick when idle, in case a ring was lost.
         public var idlePollInterval: Duration
+        /// Who gets everything a Run wrote once it ends (the store's owner, so knitd can delete it);
+        /// nil leaves the owners as the container made them.
+        public var outputOwner: (uid: UInt32, gid: UInt32)?
+        /// A directory on the file system the Runs write to (the store's `data/`): every tick with Runs
+        /// in flight looks at its free space, so a disk that filled up and was freed again before the Run
+        /// ended is still noticed. Nil: only the end of each Run is checked.
+        public var storageDirectory: String?
 
         public init(
             capacity: Capacity = .machine(),
@@ -60,7 +68,9 @@ public final class RunDriver: Sendable {
             sweepInterval: Duration = .seconds(60),
             startBatch: Int = 64,
             busyPollInterval: Duration = .milliseconds(250),
-            idlePollInterval: Duration = .seconds(5)
+            idlePollInterval: Duration = .seconds(5),
+            outputOwner: (uid: UInt32, gid: UInt32)? = nil,
+            storageDirectory: String? = nil
         ) {
             self.capacity = capacity
             self.stopGrace = stopGrace
@@ -68,6 +78,8 @@ public final class RunDriver: Sendable {
             self.startBatch = startBatch
             self.busyPollInterval = busyPollInterval
             self.idlePollInterval = idlePollInterval
+            self.outputOwner = outputOwner
+            self.storageDirectory = storageDirectory
         }
     }
 
@@ -91,6 +103,12 @@ public final class RunDriver: Sendable {
 
     public static let workerNotFoundExit = RunExitJSON(code: 254, message: "worker for the run is not found")
     public static let succeededExit = RunExitJSON(code: 0, message: "")
+    /// A Run that exited 0 while the store's file system was full: writes of its outputs may have failed
+    /// without the program noticing, so it must not become `done` (252: next to Knitfab's 253-255 system codes).
+    public static let diskFullExit = RunExitJSON(
+        code: 252,
+        message: "the store's disk filled up while the run wrote its outputs; outputs may be incomplete"
+    )
     /// 128 + SIGKILL: what an OOM-killed container reports, and what a failed Run reports for an OOM kill
     /// that the container's main process survived.
     static let oomKilledCode: Int32 = 137
@@ -102,6 +120,11 @@ public final class RunDriver: Sendable {
     private struct State {
         var ticking = false
         var lastSweep: ContinuousClock.Instant?
+        /// Runs that were in flight while ``Configuration/storageDirectory`` was full. Only a hint that
+        /// sharpens the check at the end of each Run; a restart loses it and loses nothing else.
+        var sawFullDisk: Set<String> = []
+        /// Whether the last look found the disk full (one log line per episode, not one per tick).
+        var diskWasFull = false
     }
     private let state = Mutex(State())
 
@@ -145,6 +168,7 @@ public final class RunDriver: Sendable {
         var held = await startRuns(holding: claimed, &summary)
         var freed = false
         let observed = await observeAll(inFlight)
+        noteFullDisk(inFlight)
         for run in inFlight {
             if await follow(run, observed[run.runId], &summary) {
                 held = held + run.demand
@@ -202,6 +226,9 @@ public final class RunDriver: Sendable {
                 logger.error("cannot stop container", metadata: ["run.id": "\(runId)", "error": "\(error)"])
                 continue
             }
+            // A torn-off Run keeps what it wrote, and an aborted one keeps it until it is retried or deleted:
+            // both are checked like any other. The exit is the one the user's request recorded.
+            guard settle(runId) != nil else { continue }
             finish(runId, exit: request.exit, succeeded: request.kind == .tearOff, &summary)
             await removeContainer(runId)
         }
@@ -256,12 +283,17 @@ public final class RunDriver: Sendable {
             // The OOM killer may hit a child (`big | tail`) and the shell still exit 0: the Run fails, and
             // a failed Run must not say exit 0, so it gets the code of a SIGKILL, as a killed pid 1 would.
             let code = oomKilled && code == 0 ? Self.oomKilledCode : code
-            let exit = succeeded ? Self.succeededExit : RunExitJSON(code: Self.exitCode(code), message: message)
-            guard finish(run.runId, exit: exit, succeeded: succeeded, &summary) else { return true }
+            var exit = succeeded ? Self.succeededExit : RunExitJSON(code: Self.exitCode(code), message: message)
+            guard let settled = settle(run.runId) else { return true }
+            if succeeded, let problem = settled.problem {
+                exit = problem
+            }
+            guard finish(run.runId, exit: exit, succeeded: exit == Self.succeededExit, &summary) else { return true }
             await removeContainer(run.runId)
             return false
         case .notFound:
             logger.warning("run has no container", metadata: ["run.id": "\(run.runId)", "run.status": "\(run.status)"])
+            guard settle(run.runId) != nil else { return true }
             return !finish(run.runId, exit: Self.workerNotFoundExit, succeeded: false, &summary)
         }
     }
@@ -297,11 +329,6 @@ public final class RunDriver: Sendable {
                     "(container \(PodmanExecutor.containerName(runId: run.runId))) [ImageNotFound] "
                     + "cannot pull \(run.image): \(reason)"
                 failBeforeStart(run.runId, message, &summary)
-                continue
-            }
-            if let problem = prepareDirectories(run) {
-                // Not the Run's fault, but nothing will fix it by waiting: fail it with the reason.
-                failBeforeStart(run.runId, problem, &summary)
                 continue
             }
             guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else { continue }
@@ -389,21 +416,104 @@ public final class RunDriver: Sendable {
         return .unknown
     }
 
-    /// Creates the output directories and the log file's directory. Returns a problem message,
-    /// or nil when everything is in place.
-    private func prepareDirectories(_ run: ScheduledRun) -> String? {
-        var directories = run.outputs.map(\.hostPath)
-        if let logPath = run.logPath, let slash = logPath.lastIndex(of: "/"), slash != logPath.startIndex {
-            directories.append(String(logPath[..<slash]))
+    // MARK: - Ending Runs
+
+    /// What checking an ended Run's outputs found.
+    private struct Settlement {
+        /// Why a Run that exited 0 must fail after all; nil when its outputs are sound.
+        var problem: RunExitJSON?
+    }
+
+    /// Checks and cleans what an ended Run wrote, before the ledger finishes it: whether the store's disk
+    /// filled up, then ``OutputSanitizer`` over each output directory and the log's directory, each change
+    /// written as one line into the Run's log. Nil when the ledger cannot say where the Run wrote: the Run is
+    /// left in flight for the next tick. Running this twice (a crash before `finish`) changes nothing more.
+    private func settle(_ runId: String) -> Settlement? {
+        guard let found = ledgerCall("run outputs", { try ledger.outputs(runId: runId) }) else { return nil }
+        guard let outputs = found else { return Settlement() }
+        var settlement = Settlement()
+        var lines: [String] = []
+        var directories = outputs.outputs.map { (host: $0.hostPath, shown: $0.containerPath) }
+        if let logPath = outputs.logPath, let slash = logPath.lastIndex(of: "/"), slash != logPath.startIndex {
+            directories.append((host: String(logPath[..<slash]), shown: "(log)"))
         }
+        let sawFullDisk = state.withLock { $0.sawFullDisk.contains(runId) }
+        if sawFullDisk || directories.contains(where: { Self.diskIsFull(at: $0.host) }) {
+            settlement.problem = Self.diskFullExit
+            lines.append("knit: \(Self.diskFullExit.message)")
+            logger.warning("the store's disk filled up during a run", metadata: ["run.id": "\(runId)"])
+        }
+        let sanitizer = OutputSanitizer(owner: configuration.outputOwner)
+        var problems: [String] = []
         for directory in directories {
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                return "cannot create directory \(directory): \(error)"
+            let report = sanitizer.sanitize(directory: directory.host, shownAs: directory.shown)
+            lines += report.changes.map(\.description)
+            problems += report.problems
+            if !report.changes.isEmpty {
+                logger.notice(
+                    "run output sanitized",
+                    metadata: [
+                        "run.id": "\(runId)", "path": "\(directory.host)", "changes": "\(report.changes.count)",
+                    ]
+                )
             }
         }
-        return nil
+        if !problems.isEmpty {
+            logger.error("cannot sanitize run output", metadata: ["run.id": "\(runId)", "problems": "\(problems)"])
+            lines.append("knit: the outputs could not be checked completely: \(problems.joined(separator: "; "))")
+            if settlement.problem == nil {
+                settlement.problem = RunExitJSON(
+                    code: 255,
+                    message: "knit could not check the run's outputs: \(problems.joined(separator: "; "))"
+                )
+            }
+        }
+        if let logPath = outputs.logPath, !lines.isEmpty { Self.append(lines, toLog: logPath) }
+        return settlement
+    }
+
+    /// Remembers which running Runs saw ``Configuration/storageDirectory`` full.
+    private func noteFullDisk(_ inFlight: [RunInFlight]) {
+        guard let directory = configuration.storageDirectory, !inFlight.isEmpty else { return }
+        let full = Self.diskIsFull(at: directory)
+        let newlyFull = state.withLock { state in
+            defer { state.diskWasFull = full }
+            guard full else { return false }
+            for run in inFlight where run.status == .running || run.status == .starting {
+                state.sawFullDisk.insert(run.runId)
+            }
+            return !state.diskWasFull
+        }
+        if newlyFull { logger.warning("the store's disk is full", metadata: ["path": "\(directory)"]) }
+    }
+
+    /// Whether the file system holding `path` has (almost) no room left for root (the containers run as
+    /// root, so its reserved blocks count as room) or no free inode. "Almost": a write that fails leaves the
+    /// last partial block unused, so the bar is a small reserve, 1/200 of the file system (at least 64 KiB,
+    /// at most 16 MiB).
+    static func diskIsFull(at path: String) -> Bool {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0, info.f_blocks > 0 else { return false }
+        let blockSize = UInt64(info.f_frsize > 0 ? info.f_frsize : info.f_bsize)
+        let total = UInt64(info.f_blocks) * blockSize
+        let reserve = min(max(total / 200, 64 << 10), 16 << 20)
+        if UInt64(info.f_bfree) * blockSize < reserve { return true }
+        return info.f_files > 0 && info.f_ffree == 0
+    }
+
+    /// Appends `lines` to the Run's log file, never through a symlink; failures (a full disk) are ignored,
+    /// the scheduler's own log has the same facts.
+    static func append(_ lines: [String], toLog path: String) {
+        let fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let text = Array(lines.map { $0 + "\n" }.joined().utf8)
+        var offset = 0
+        while offset < text.count {
+            let written = text.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if written <= 0 { return }
+            offset += written
+        }
     }
 
     // MARK: - Helpers
@@ -414,6 +524,8 @@ public final class RunDriver: Sendable {
     private func finish(_ runId: String, exit: RunExitJSON, succeeded: Bool, _ summary: inout TickSummary) -> Bool {
         guard let changed = ledgerCall("finish", { try ledger.finish(runId: runId, exit: exit, succeeded: succeeded) })
         else { return false }
+        // A retried Run comes back with the same id: it starts with a clean slate.
+        state.withLock { _ = $0.sawFullDisk.remove(runId) }
         if changed {
             summary.finished.append(runId)
             logger.info(

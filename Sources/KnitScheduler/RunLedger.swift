@@ -37,6 +37,23 @@ public protocol RunLedger: Sendable {
     /// creates the next Runs of a chain). Returns false, changing nothing, when the Run is not in
     /// flight any more (finished already, or deleted): finishing happens at most once.
     func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool
+
+    /// Where a Run's container wrote: its output directories and log file. The driver checks and cleans
+    /// them (``OutputSanitizer``) before it finishes the Run. Nil for a Run the ledger does not know.
+    func outputs(runId: String) throws -> RunOutputs?
+}
+
+/// The host paths a Run writes to.
+public struct RunOutputs: Sendable, Equatable {
+    /// Host directory of each output Data → its mount path in the container.
+    public var outputs: [RunLaunch.Mount]
+    /// Host path of the log file; nil when the plan has no log.
+    public var logPath: String?
+
+    public init(outputs: [RunLaunch.Mount], logPath: String? = nil) {
+        self.outputs = outputs
+        self.logPath = logPath
+    }
 }
 
 /// A Run that may start, with what its container needs.
@@ -50,15 +67,15 @@ public struct ScheduledRun: Sendable, Equatable {
     public var args: [String]?
     /// Host directory of each input's Data → its mount path in the container (read-only).
     public var inputs: [RunLaunch.Mount]
-    /// Host directory of each output Data → its mount path (read-write). The driver creates
-    /// these directories; they must not have content.
+    /// Host directory of each output Data → its mount path (read-write). The ledger creates these
+    /// directories when it marks the Run starting; they must not have content.
     public var outputs: [RunLaunch.Mount]
-    /// Host path of the log Data's file `log`; nil when the plan has no log. The driver creates
-    /// its directory.
+    /// Host path of the log Data's file `log`; nil when the plan has no log. The ledger creates
+    /// its directory when it marks the Run starting.
     public var logPath: String?
-    /// Plan resource `cpu` in millicores; nil = unlimited and reserves nothing.
+    /// Plan resource `cpu` in millicores; nil = unlimited (it reserves ``Capacity/unlimitedDemand``'s cpu).
     public var cpuMillis: Int?
-    /// Plan resource `memory` in bytes; nil = unlimited and reserves nothing.
+    /// Plan resource `memory` in bytes; nil = unlimited (it reserves ``Capacity/unlimitedDemand``'s memory).
     public var memoryBytes: Int64?
     /// Whether the Run's plan is active now. The driver does not start Runs of inactive plans.
     public var planActive: Bool
@@ -93,7 +110,7 @@ public struct ScheduledRun: Sendable, Equatable {
     }
 
     /// What the run holds of the capacity while it is in flight.
-    public var demand: Capacity.Demand { Capacity.Demand(cpuMillis: cpuMillis ?? 0, memoryBytes: memoryBytes ?? 0) }
+    public var demand: Capacity.Demand { Capacity.Demand(cpuMillis: cpuMillis, memoryBytes: memoryBytes) }
 }
 
 /// A Run whose container may exist: `starting`, `running`, `completing` or `aborting`.
@@ -112,7 +129,7 @@ public struct RunInFlight: Sendable, Equatable {
         self.memoryBytes = memoryBytes
     }
 
-    public var demand: Capacity.Demand { Capacity.Demand(cpuMillis: cpuMillis ?? 0, memoryBytes: memoryBytes ?? 0) }
+    public var demand: Capacity.Demand { Capacity.Demand(cpuMillis: cpuMillis, memoryBytes: memoryBytes) }
 }
 
 /// A user's request to end a Run early.

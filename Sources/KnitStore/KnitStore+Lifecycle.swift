@@ -131,6 +131,20 @@ extension KnitStore {
         )
     }
 
+    /// Where a Run's container writes: each output's directory and mount path, and the log file; nil for an
+    /// unknown Run or a tombstone. The scheduler checks and cleans them when the Run ends.
+    public func runOutputs(runId: String) throws(StoreError) -> (outputs: [RunMountInfo], log: RunLogFileInfo?)? {
+        try read("run outputs") { txn -> (outputs: [RunMountInfo], log: RunLogFileInfo?)? in
+            guard let run = try existingRun(txn, runId), let plan = try PlanCache().plan(self, txn, run.planId) else {
+                return nil
+            }
+            let outputs = zip(run.outputs, plan.outputs).map { knitId, output in
+                RunMountInfo(knitId: knitId, hostPath: dataDirectory(knitId: knitId), containerPath: output.path)
+            }
+            return (outputs, run.logKnitId.map { RunLogFileInfo(knitId: $0, hostPath: logFilePath(logKnitId: $0)) })
+        }
+    }
+
     /// `home/data/<logKnitId>/log`: the file a Run's stdout and stderr go to.
     public func logFilePath(logKnitId: String) -> String { dataDirectory(knitId: logKnitId) + "/log" }
 
@@ -164,7 +178,9 @@ extension KnitStore {
     // MARK: Scheduler transitions
 
     /// waiting → ready: the outputs are allocated. Creates each output directory and the log's directory
-    /// (mode 0755, empty), also when the Run is ready already, so a retried call repairs a half-done one.
+    /// (mode 0755, empty, owned by ``dataOwner()`` so knitd can delete them), also when the Run is ready
+    /// already, so a retried call repairs a half-done one. A directory that cannot be made is logged; the
+    /// executor then refuses the Run with that reason.
     /// - Returns: false, changing nothing, when the Run is not waiting or ready (deactivated, aborted,
     ///   deleted…) or does not exist.
     @discardableResult
@@ -205,7 +221,17 @@ extension KnitStore {
             return next == .running ? [] : run.outputs.map { dataDirectory(knitId: $0) }
         }
         guard let directories else { return false }
-        for directory in directories { try FileSystem.makeDirectory(directory, mode: 0o755) }
+        for directory in directories {
+            // The Run is committed as startable whatever happens here: the executor refuses to start a Run
+            // whose output directory is missing and fails it with that reason, which says more than a
+            // scheduler error would.
+            do { try makeRunDirectory(directory) } catch {
+                logger.error(
+                    "cannot create a run directory",
+                    metadata: ["knit.run": "\(runId)", "path": "\(directory)", "store.error": "\(error)"]
+                )
+            }
+        }
         logger.debug("run advanced", metadata: ["knit.run": "\(runId)", "run.status": "\(next)"])
         return true
     }

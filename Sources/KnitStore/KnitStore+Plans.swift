@@ -226,7 +226,8 @@ extension KnitStore {
     static func plan(from record: PlanRecord) throws(StoreError) -> Plan {
         guard let spec = record.spec else { throw StoreError(.corrupted, "store: plan \(record.planId) has no spec") }
         var plan: Plan
-        do { plan = try Plan(validating: spec) } catch {
+        // Not `runnable`: a plan registered before those rules existed must still load (its Runs fail at start).
+        do { plan = try Plan(validating: spec, runnable: false) } catch {
             throw StoreError(.corrupted, "store: plan \(record.planId) no longer validates: \(error)")
         }
         var resources: [String: ResourceQuantity] = [:]

@@ -5,10 +5,11 @@ internal import Logging
 // Retry and delete of a finished Run (reference §3.5). Both read the facts ``RunOperation`` judges and
 // apply its verdict in one write transaction, so no projection or scheduler step sees half of it.
 //
-// Knitfab moves the dropped Data to a `garbage` table and deletes their volumes from a loop. Knit's Data
-// are plain directories: the records and index entries go in the transaction, the directories right after
-// it commits. A crash in between leaves directories no record names; nothing reads them again (knitIds are
-// never reused), so they cost only disk space.
+// Knitfab moves the dropped Data to a `garbage` table and deletes their volumes from a loop. Knit does the
+// same with plain directories: the records and index entries go in the transaction, which also names the
+// directories in `garbage`; the directories are deleted right after it commits, and then their entries. A
+// crash or a failed deletion in between leaves the entry, and `collectGarbage()` finishes at the next start
+// (KnitStore+Garbage.swift).
 //
 // Dropped Data take their nominations with them: nominations are computed from the Data records and the
 // tag index, so a Data without a record is assignable to nothing. Tombstones downstream of dropped Data
@@ -38,6 +39,7 @@ extension KnitStore {
             let dropped = run.outputs
             try dropDownstreamTombstones(txn, of: dropped)
             try dropData(txn, dropped)
+            try markGarbage(txn, dropped, runId: runId)
 
             run.status = .waiting
             run.exit = nil
@@ -52,7 +54,7 @@ extension KnitStore {
             try putRun(txn, run)
             return (try runDetail(txn, run, cache), dropped)
         }
-        removeDirectories(of: dropped, runId: runId)
+        removeGarbage(dropped)
         logger.info("run retried", metadata: ["knit.run": "\(runId)", "run.dropped": "\(dropped.count)"])
         return detail
     }
@@ -77,6 +79,7 @@ extension KnitStore {
             let dropped = run.outputs
             try dropDownstreamTombstones(txn, of: dropped)
             try dropData(txn, dropped)
+            try markGarbage(txn, dropped, runId: runId)
             switch deletion {
             case .tombstone:
                 // A tombstone needs only its plan and assignments (the combination). Its consumers entries
@@ -91,7 +94,7 @@ extension KnitStore {
             }
             return (deletion, dropped)
         }
-        removeDirectories(of: dropped, runId: runId)
+        removeGarbage(dropped)
         logger.info(
             "run deleted",
             metadata: ["knit.run": "\(runId)", "run.deletion": "\(deletion)", "run.dropped": "\(dropped.count)"]
@@ -192,16 +195,4 @@ extension KnitStore {
         try txn.delete(db.runs, key: id)
     }
 
-    /// Deletes the directories of dropped Data after their records are gone. The change is committed, so a
-    /// failure is only logged: what is left is unreachable and harmless.
-    private func removeDirectories(of knitIds: [String], runId: String) {
-        for knitId in knitIds {
-            do { try FileSystem.removeTree(dataDirectory(knitId: knitId)) } catch {
-                logger.error(
-                    "cannot delete the directory of dropped data",
-                    metadata: ["knit.id": "\(knitId)", "knit.run": "\(runId)", "store.error": "\(error)"]
-                )
-            }
-        }
-    }
 }

@@ -76,6 +76,9 @@ public final class KnitStore: Sendable {
         /// `knitId/variant` → `writer md5hex`: the MD5 of a Data's download in one archive variant, as written by
         /// one archive writer version (``KnitStore/downloadDigest(knitId:variant:writer:)``).
         let downloadDigests: LMDBDatabase
+        /// knitId → runId of Data whose records are dropped and whose directories are still to be deleted
+        /// (written in the dropping transaction, removed once the directory is gone).
+        let garbage: LMDBDatabase
     }
 
     /// Opens the store under `home`, creating it when new.
@@ -126,7 +129,8 @@ public final class KnitStore: Sendable {
                 runsByStatus: try env.openDatabase(name: "runs_by_status", duplicateSort: true),
                 untaggedInputPlans: try env.openDatabase(name: "untagged_input_plans"),
                 imageOwners: try env.openDatabase(name: "image_owners"),
-                downloadDigests: try env.openDatabase(name: "download_digests")
+                downloadDigests: try env.openDatabase(name: "download_digests"),
+                garbage: try env.openDatabase(name: "garbage")
             )
         } catch {
             env.close()

@@ -111,7 +111,12 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
             ),
             logger: logger
         )
+        // Directories of dropped Data that knitd could not delete (made by an older scheduler as root, or a
+        // crash between the records and the deletion): root can.
+        store.collectGarbage()
         var driverConfiguration = RunDriver.Configuration()
+        if let owner = store.dataOwner() { driverConfiguration.outputOwner = (owner.uid, owner.gid) }
+        driverConfiguration.storageDirectory = home + "/data"
         let machine = Capacity.machine()
         driverConfiguration.capacity = Capacity(
             cpuMillis: cpuBudget ?? machine.cpuMillis,
@@ -143,7 +148,18 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
                 "memory.bytes": "\(driverConfiguration.capacity.memoryBytes)",
             ]
         )
+        // knitd cannot delete what an older scheduler left root-owned; such directories stay in `garbage` until
+        // root collects them, so look again now and then rather than only at the next start.
+        let collector = Task.detached {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(600))
+                if Task.isCancelled { break }
+                store.collectGarbage()
+            }
+        }
         await driver.run(wakeup: wakeup) { stopRequested.load(ordering: .relaxed) }
+        collector.cancel()
+        _ = await collector.value
         logger.info("knit-scheduler stopped; running containers keep running and are adopted at the next start")
     }
 }

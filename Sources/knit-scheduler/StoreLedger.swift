@@ -60,4 +60,13 @@ struct StoreLedger: RunLedger {
     func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool {
         try store.finishRun(runId: runId, exit: exit, succeeded: succeeded)
     }
+
+    func outputs(runId: String) throws -> RunOutputs? {
+        try store.runOutputs(runId: runId).map { found in
+            RunOutputs(
+                outputs: found.outputs.map { RunLaunch.Mount(hostPath: $0.hostPath, containerPath: $0.containerPath) },
+                logPath: found.log?.hostPath
+            )
+        }
+    }
 }

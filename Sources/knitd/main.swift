@@ -91,7 +91,12 @@ struct Knitd: ParsableCommand {
             throw ExitCode(2)
         }
         let report = store.recoverAtStartup()
-        logger.info("store opened", metadata: ["home": "\(home)", "recovery": "\(report)"])
+        // Directories of Data dropped by retry or delete just before a crash (or that could not be deleted then).
+        let collected = store.collectGarbage()
+        logger.info(
+            "store opened",
+            metadata: ["home": "\(home)", "recovery": "\(report)", "garbage.removed": "\(collected)"]
+        )
 
         let socketPath = socket ?? home + "/run/knitd.sock"
         _ = mkdir(home + "/run", 0o755)

@@ -79,6 +79,35 @@ import Testing
             fields: ["on_node": #"{"may":["bad key=v"]}"#],
             advice: ["on_node.may[0]"]
         ),
+        // F8, F17: plans no container could run, or that would run without the limit they ask for.
+        Case(
+            rule: "F8 memory that overflows 64 bits",
+            fields: ["resources": #"{"memory":"100Ei"}"#],
+            advice: ["resources.memory", "too large"]
+        ),
+        Case(rule: "F17 memory 0", fields: ["resources": #"{"memory":"0"}"#], advice: ["resources.memory", "6Mi"]),
+        Case(
+            rule: "F17 memory below the runtime's 6 MiB",
+            fields: ["resources": #"{"memory":"5Mi"}"#],
+            advice: ["resources.memory", "at least 6Mi"]
+        ),
+        Case(rule: "F17 cpu 0", fields: ["resources": #"{"cpu":"0"}"#], advice: ["resources.cpu", "above 0"]),
+        Case(rule: "F8 cpu that overflows", fields: ["resources": #"{"cpu":"9E"}"#], advice: ["resources.cpu", "too large"]),
+        Case(
+            rule: "F17 input path with a colon",
+            fields: ["inputs": #"[{"path":"/in:rw","tags":["a:b"]}]"#],
+            advice: ["inputs[0].path", "':' or ','"]
+        ),
+        Case(
+            rule: "F17 output path with a comma",
+            fields: ["outputs": #"[{"path":"/out,z","tags":["a:b"]}]"#],
+            advice: ["outputs[0].path", "':' or ','"]
+        ),
+        Case(
+            rule: "F17 image starting with a dash",
+            fields: ["image": #""--privileged:1""#],
+            advice: ["image", "starts with '-'"]
+        ),
         Case(
             rule: "service account name too long",
             fields: ["service_account": "\"" + String(repeating: "s", count: 300) + "\""],
@@ -125,5 +154,35 @@ import Testing
         }
         let plansAfter = try json(harness.request("GET", "/api/plans/", as: "alice")).arrayValue?.count
         #expect(plansBefore != nil && plansAfter == plansBefore, "\(rule.rule): nothing may be registered")
+    }
+
+    /// `PUT /api/plans/{id}/resources` applies the same limits: refused with the field named, nothing changed.
+    @Test(arguments: [
+        (#"{"set":{"memory":"100Ei"}}"#, "resources.memory"), (#"{"set":{"memory":"0"}}"#, "resources.memory"),
+        (#"{"set":{"cpu":"0"}}"#, "resources.cpu"),
+    ])
+    func F8F17ResourceChangesOutOfRangeAreRefused(body: String, field: String) throws {
+        let harness = try APIHarness()
+        let created = harness.request(
+            "POST",
+            "/api/plans/",
+            as: "alice",
+            headers: ["content-type": "application/json"],
+            body: Array(Self.body(["resources": #"{"cpu":"500m","memory":"64Mi"}"#]).utf8)
+        )
+        let planId = try #require(try JSONValue.parse(created.collectBody())?["planId"]?.stringValue)
+        let response = harness.request(
+            "PUT",
+            "/api/plans/\(planId)/resources",
+            as: "alice",
+            headers: ["content-type": "application/json"],
+            body: Array(body.utf8)
+        )
+        let bytes = try response.collectBody()
+        #expect(response.status == 400, "\(String(decoding: bytes, as: UTF8.self))")
+        #expect(JSONValue.parse(bytes)?["advice"]?.stringValue?.contains(field) == true)
+        let shown = try json(harness.request("GET", "/api/plans/\(planId)/", as: "alice"))
+        #expect(shown["resources"]?["cpu"]?.stringValue == "500m")
+        #expect(shown["resources"]?["memory"]?.stringValue == "64Mi")
     }
 }

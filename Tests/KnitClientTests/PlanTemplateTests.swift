@@ -313,10 +313,14 @@ struct PlanTemplateTests {
     func quoting() throws {
         let config = configJSON(entrypoint: ["sh", "-c", "echo \"a: b\" # \\ 'x'"], cmd: ["--in=/in/weird name:1"])
         let result = try template(try dockerSave([(["repo/app:1"], config)]))
-        let spec = try PlanFile.parse(result.render(), file: "plan.yaml")
+        // The derived input path keeps the ':', which no container mount can hold: the file reads back as
+        // written, and the plan rules then name the path to fix.
+        let spec = try PlanFile.parse(result.render(), file: "plan.yaml", validate: false)
         #expect(spec.entrypoint == ["sh", "-c", "echo \"a: b\" # \\ 'x'"])
         #expect(spec.args == ["--in=/in/weird name:1"])
         #expect(spec.inputs.map(\.path) == ["/--in=/in/weird name:1"])
+        let refused = #expect(throws: PlanFileError.self) { try PlanFile.parse(result.render(), file: "plan.yaml") }
+        #expect(refused?.description.contains("inputs[0].path") == true)
     }
 
     @Test("garbage, empty and truncated input give a clear error")

@@ -268,6 +268,58 @@ func problems(_ spec: PlanSpecJSON) -> [PlanValidationError.Problem] {
         #expect(try ResourceQuantity(parsing: "1e-30").scaled(by: 1) == 1)
     }
 
+    /// F8: a limit that does not fit in 64 bits used to become "no limit"; F17: limits no container can run with.
+    @Test(arguments: [
+        ("memory", "100Ei", "too large"), ("memory", "1e30", "too large"), ("memory", "0", "at least 6Mi"),
+        ("memory", "6291455", "at least 6Mi"), ("memory", "5Mi", "at least 6Mi"), ("cpu", "0", "above 0"),
+        ("cpu", "0m", "above 0"), ("cpu", "9E", "too large"), ("cpu", "100Ei", "too large"),
+    ])
+    func F8F17LimitsThatCannotWorkAreRefused(key: String, text: String, message: String) throws {
+        let found = problems(makeSpec { $0.resources = [key: text] })
+        #expect(found.map(\.path) == ["resources.\(key)"])
+        #expect(found.first?.code == .resource)
+        #expect(found.first?.message.contains(message) == true, "\(found)")
+        // The same rule holds for `PUT /plans/{id}/resources`, and a refused change changes nothing.
+        var plan = try Plan(validating: makeSpec())
+        let error = try #require(throws: PlanValidationError.self) {
+            try plan.apply(PlanResourceChangeJSON(set: [key: text]))
+        }
+        #expect(error.problems.map(\.path) == ["resources.\(key)"])
+        #expect(plan.resources == Plan.defaultResources)
+    }
+
+    @Test func F8F17LimitsAtTheEdgeAreAccepted() throws {
+        let plan = try Plan(validating: makeSpec { $0.resources = ["memory": "6Mi", "cpu": "1m", "gpu": "0"] })
+        #expect(plan.memoryBytes == 6 << 20)
+        #expect(plan.cpuMillicores == 1)
+    }
+
+    /// F17: a mount path with ':' or ',' cannot be given to a container runtime; an image name starting with '-'
+    /// would be read as an option.
+    @Test func F17PathsAndImagesNoContainerCanUseAreRefused() {
+        let colon = problems(makeSpec { $0.inputs = [mount("/in:rw", "a:b")] })
+        #expect(colon.map(\.path) == ["inputs[0].path"])
+        #expect(colon.first?.message.contains("':' or ','") == true)
+        let comma = problems(makeSpec { $0.outputs = [mount("/out/a,z", "a:b")] })
+        #expect(comma.map(\.path) == ["outputs[0].path"])
+        let dash = problems(makeSpec { $0.image = "--privileged:1" })
+        #expect(dash.map(\.path) == ["image"])
+        #expect(dash.first?.message.contains("starts with '-'") == true)
+    }
+
+    /// Plans stored before these rules existed must still load: the store validates them without them.
+    @Test func F17StoredPlansBeforeTheRulesStillLoad() throws {
+        let old = makeSpec {
+            $0.image = "-odd:1"
+            $0.inputs = [mount("/in:x", "a:b")]
+            $0.resources = ["memory": "0", "cpu": "100Ei"]
+        }
+        #expect(throws: PlanValidationError.self) { try Plan(validating: old) }
+        let loaded = try Plan(validating: old, runnable: false)
+        #expect(loaded.memoryBytes == 0)
+        #expect(loaded.cpuMillicores == nil)
+    }
+
     @Test func everyProblemIsReportedAtOnce() throws {
         let spec = PlanSpecJSON(
             image: "noversion",

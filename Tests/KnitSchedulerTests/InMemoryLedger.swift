@@ -1,3 +1,4 @@
+import Foundation
 import KnitCore
 import KnitScheduler
 import Synchronization
@@ -68,6 +69,14 @@ final class InMemoryLedger: RunLedger {
             }
             state.entries[runId]?.status = .starting
             state.startOrder.append(runId)
+            // As the store does: the ledger makes the Run's directories when it becomes startable.
+            if let run = state.entries[runId]?.run {
+                var directories = run.outputs.map(\.hostPath)
+                if let logPath = run.logPath { directories.append((logPath as NSString).deletingLastPathComponent) }
+                for directory in directories {
+                    try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                }
+            }
             let inFlight = state.entries.values.filter { $0.status == .starting || $0.status == .running }.count
             state.peakInFlight = max(state.peakInFlight, inFlight)
             return true
@@ -110,6 +119,12 @@ final class InMemoryLedger: RunLedger {
                 default: return nil
                 }
             }
+        }
+    }
+
+    func outputs(runId: String) throws -> RunOutputs? {
+        state.withLock { state in
+            state.entries[runId].map { RunOutputs(outputs: $0.run.outputs, logPath: $0.run.logPath) }
         }
     }
 

@@ -35,7 +35,7 @@ private let quickstartBuilt: Result<Void, any Error> = {
     }
 }()
 
-private func makeExecutor() throws -> PodmanExecutor {
+private func makeExecutor(instance: String = instance) throws -> PodmanExecutor {
     try quickstartBuilt.get()
     return PodmanExecutor(
         configuration: .init(
@@ -62,8 +62,11 @@ private func makeDriver(
 
 /// A scratch directory under /tmp for one test, plus removal of every container of this test
 /// instance afterwards, even when the test fails.
-private func withScratch(_ body: (_ scratch: String, _ executor: PodmanExecutor) async throws -> Void) async throws {
-    let executor = try makeExecutor()
+private func withScratch(
+    instance: String = instance,
+    _ body: (_ scratch: String, _ executor: PodmanExecutor) async throws -> Void
+) async throws {
+    let executor = try makeExecutor(instance: instance)
     let scratch = NSTemporaryDirectory() + "knit-driver-tests-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     func cleanUp() async {
@@ -116,7 +119,7 @@ struct RunDriverTests {
             try "hello\n".write(toFile: input + "/greeting", atomically: true, encoding: .utf8)
             var run = shellRun("tr a-z A-Z < /in/data/greeting > /out/model/shout; echo to-stdout; echo to-stderr >&2")
             run.inputs = [.init(hostPath: input, containerPath: "/in/data")]
-            // Neither directory exists yet: the driver creates them.
+            // Neither directory exists yet: the ledger creates them when it marks the Run starting.
             run.outputs = [.init(hostPath: scratch + "/data/out-1", containerPath: "/out/model")]
             run.logPath = scratch + "/data/log-1/log"
             ledger.add(run)
@@ -367,5 +370,253 @@ struct CapacityTests {
         #expect(!budget.admits(huge, holding: one))
         let machine = Capacity.machine()
         #expect(machine.cpuMillis >= 1000 && machine.memoryBytes > 0)
+    }
+
+    @Test("F8: a run without a readable limit holds the default share, never nothing")
+    func unlimitedRunsAreNeverFree() {
+        let unlimited = ScheduledRun(runId: "r", image: "i:1")
+        #expect(unlimited.demand == Capacity.unlimitedDemand)
+        #expect(RunInFlight(runId: "r", status: .running).demand == Capacity.unlimitedDemand)
+        #expect(ScheduledRun(runId: "r", image: "i:1", cpuMillis: 0, memoryBytes: 0).demand == Capacity.unlimitedDemand)
+        let limited = ScheduledRun(runId: "r", image: "i:1", cpuMillis: 250, memoryBytes: 32 << 20)
+        #expect(limited.demand == Capacity.Demand(cpuMillis: 250, memoryBytes: 32 << 20))
+        // Two 1 GiB budgets: a Run without a memory limit fills one of them.
+        let budget = Capacity(cpuMillis: 64000, memoryBytes: 2 << 30)
+        let held = unlimited.demand + unlimited.demand
+        #expect(!budget.admits(limited.demand, holding: held))
+    }
+}
+
+/// F6 and F1: what a Run leaves in its outputs is made safe before it is finished, and a Run whose outputs
+/// hit a full disk does not end done.
+@Suite(
+    "RunDriver output safety (in-memory ledger, real podman containers)",
+    .serialized,
+    .enabled(if: podmanPath != nil && getuid() == 0, "needs podman and root")
+)
+struct RunOutputSafetyTests {
+    /// lstat of a path, nil when there is nothing.
+    private func info(_ path: String) -> stat? {
+        var found = stat()
+        return lstat(path, &found) == 0 ? found : nil
+    }
+
+    /// Its own executor instance: the other driver suite (which may run at the same time) sweeps its own.
+    private static let instance = "knit-driver-safety-tests"
+
+    @Test("F6: s-bits, fifos, devices and escaping symlinks do not survive a run; the log says so")
+    func outputsAreSanitized() async throws {
+        try await withScratch(instance: Self.instance) { scratch, executor in
+            let ledger = InMemoryLedger()
+            let nobody: UInt32 = 65534
+            let driver = RunDriver(
+                ledger: ledger,
+                executor: executor,
+                configuration: .init(
+                    capacity: Capacity(cpuMillis: 2000, memoryBytes: 4 << 30),
+                    stopGrace: .seconds(1),
+                    idlePollInterval: .seconds(30),
+                    outputOwner: (nobody, nobody)
+                )
+            )
+            let script = """
+                cd /out/o && cp /bin/busybox pwn && chmod 4755 pwn && mkdir sub && cp /bin/busybox sub/g \
+                && chmod 2755 sub/g && mkfifo fifo && ln -s /etc/shadow shadow && ln -s ../../etc/passwd sub/up \
+                && ln -s sub/g inside && echo data > plain && bad=$(printf 'bad\\377name') && echo x > "$bad" \
+                && chmod 4700 "$bad" || exit 9
+                mknod mem c 1 1 2>/dev/null && echo mknod-succeeded || echo mknod-refused
+                grep -E '^(CapEff|NoNewPrivs)' /proc/self/status
+                grep ' /out/o ' /proc/mounts | sed 's/^/mount: /'
+                """
+            var run = shellRun(script)
+            let output = scratch + "/data/out-1"
+            run.outputs = [.init(hostPath: output, containerPath: "/out/o")]
+            run.logPath = scratch + "/data/log-1/log"
+            ledger.add(run)
+            try await drive(driver) { ledger.status(run.runId)?.isFinished == true }
+            let entry = try #require(ledger.entry(run.runId))
+            let log = read(scratch + "/data/log-1/log")
+            #expect(entry.status == .done, "exit \(String(describing: entry.exit)); log:\n\(log)")
+
+            // Kept, without s-bits, handed to the owner.
+            #expect(read(output + "/plain") == "data\n")
+            for name in ["pwn", "sub/g"] {
+                let found = try #require(info(output + "/" + name), "\(name) is gone")
+                #expect(found.st_mode & (S_ISUID | S_ISGID) == 0, "\(name) keeps mode \(String(found.st_mode, radix: 8))")
+                #expect(found.st_mode & 0o777 == 0o755)
+                #expect(found.st_uid == nobody && found.st_gid == nobody)
+            }
+            // The name that is not UTF-8, by its bytes.
+            let badPath: [CChar] = Array((output + "/bad").utf8CString.dropLast()) + [CChar(bitPattern: 0xFF)]
+                + Array("name".utf8CString)
+            var badInfo = stat()
+            #expect(lstat(badPath, &badInfo) == 0, "the non-UTF-8 file is gone")
+            #expect(badInfo.st_mode & 0o7777 == 0o700)
+            #expect(badInfo.st_uid == nobody)
+            let inside = try #require(info(output + "/inside"))
+            #expect(inside.st_mode & S_IFMT == S_IFLNK && inside.st_uid == nobody)
+            for name in ["", "/sub"] {
+                let found = try #require(info(output + name))
+                #expect(found.st_uid == nobody && found.st_gid == nobody, "\(output + name)")
+            }
+            #expect(info(scratch + "/data/log-1/log")?.st_uid == nobody)
+            // Gone: the fifo, the symlinks leading out, and no device node ever made it.
+            for name in ["fifo", "shadow", "sub/up", "mem"] {
+                #expect(info(output + "/" + name) == nil, "\(name) is still in the output")
+            }
+            #expect(log.contains("mknod-refused"), "\(log)")
+            #expect(log.contains("knit: removed fifo /out/o/fifo from the output"), "\(log)")
+            #expect(log.contains("knit: removed symlink /out/o/shadow -> /etc/shadow from the output"), "\(log)")
+            #expect(log.contains("knit: removed symlink /out/o/sub/up -> ../../etc/passwd"), "\(log)")
+            #expect(log.contains("knit: cleared the setuid/setgid bits of /out/o/pwn (mode 4755 -> 0755)"), "\(log)")
+            #expect(log.contains("knit: cleared the setuid/setgid bits of /out/o/sub/g (mode 2755 -> 0755)"), "\(log)")
+            #expect(log.contains("knit: cleared the setuid/setgid bits of /out/o/bad\\xFFname"), "\(log)")
+
+            // The container itself had no CAP_MKNOD (27), CAP_NET_RAW (13), CAP_SETFCAP (31), and no new privileges.
+            let capLine = try #require(log.split(separator: "\n").first { $0.hasPrefix("CapEff:") }, "\(log)")
+            let capText = capLine.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces)
+            let caps = try #require(UInt64(capText, radix: 16))
+            for bit in [27, 13, 31, 8, 18, 29, 4] {
+                #expect(caps & (1 << UInt64(bit)) == 0, "capability \(bit) in \(capLine)")
+            }
+            for bit in [0, 1, 3, 6, 7] {
+                #expect(caps & (1 << UInt64(bit)) != 0, "capability \(bit) missing: \(capLine)")
+            }
+            // Exactly the kept ones: CHOWN, DAC_OVERRIDE, FOWNER, KILL, SETGID, SETUID, NET_BIND_SERVICE.
+            #expect(caps == 0x4eb, "\(capLine)")
+            #expect(log.split(separator: "\n").contains { $0.hasPrefix("NoNewPrivs:") && $0.hasSuffix("1") }, "\(log)")
+            // The output is mounted nosuid,nodev.
+            let mountLine = try #require(log.split(separator: "\n").first { $0.hasPrefix("mount: ") }, "\(log)")
+            let options = mountLine.split(separator: " ").dropFirst(4).first?.split(separator: ",") ?? []
+            #expect(options.contains("nosuid") && options.contains("nodev"), "\(mountLine)")
+        }
+    }
+
+    @Test("F1: a run that exits 0 after its outputs filled the store's disk ends failed with a clear message")
+    func fullDiskFailsTheRun() async throws {
+        try await withScratch(instance: Self.instance) { scratch, executor in
+            let mountPoint = scratch + "/small"
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+            try #require(mount("tmpfs", mountPoint, "tmpfs", 0, "size=8m") == 0)
+            defer { umount2(mountPoint, Int32(MNT_DETACH)) }
+            let ledger = InMemoryLedger()
+            let driver = RunDriver(
+                ledger: ledger,
+                executor: executor,
+                configuration: .init(
+                    capacity: Capacity(cpuMillis: 2000, memoryBytes: 4 << 30),
+                    stopGrace: .seconds(1),
+                    idlePollInterval: .seconds(30),
+                    storageDirectory: mountPoint
+                )
+            )
+            // The program ignores its write errors and exits 0.
+            var full = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; echo wrote; true")
+            full.outputs = [.init(hostPath: mountPoint + "/data/out-full", containerPath: "/out/o")]
+            full.logPath = mountPoint + "/data/log-full/log"
+            ledger.add(full)
+            try await drive(driver) { ledger.status(full.runId)?.isFinished == true }
+            let entry = try #require(ledger.entry(full.runId))
+            #expect(entry.status == .failed)
+            #expect(entry.exit == RunDriver.diskFullExit)
+            #expect(entry.exit?.message.contains("disk filled up") == true)
+
+            // Once there is room again, the same kind of Run ends done.
+            try FileManager.default.removeItem(atPath: mountPoint + "/data/out-full/big")
+            var small = shellRun("dd if=/dev/zero of=/out/o/small bs=1M count=1 2>/dev/null; true")
+            small.outputs = [.init(hostPath: mountPoint + "/data/out-small", containerPath: "/out/o")]
+            ledger.add(small)
+            try await drive(driver) { ledger.status(small.runId)?.isFinished == true }
+            #expect(ledger.entry(small.runId)?.status == .done, "\(String(describing: ledger.entry(small.runId)?.exit))")
+
+            // Filling the disk and freeing it again before the end does not hide it: a tick saw it full.
+            var hidden = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; sleep 2; rm -f /out/o/big")
+            hidden.outputs = [.init(hostPath: mountPoint + "/data/out-hidden", containerPath: "/out/o")]
+            ledger.add(hidden)
+            try await drive(driver) { ledger.status(hidden.runId)?.isFinished == true }
+            #expect(ledger.entry(hidden.runId)?.exit == RunDriver.diskFullExit)
+        }
+    }
+}
+
+/// F6: the sanitizer on trees made by hand (as root), for what a container can no longer make itself.
+@Suite("OutputSanitizer", .enabled(if: getuid() == 0, "making device nodes needs root"))
+struct OutputSanitizerTests {
+    @Test("F6: device nodes, sockets and links leading out through other links are removed; the rest stays")
+    func sanitizesByHand() throws {
+        let root = NSTemporaryDirectory() + "knit-sanitizer-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: root + "/a/b", withIntermediateDirectories: true)
+        defer {
+            let remover = Process()
+            remover.executableURL = URL(fileURLWithPath: "/bin/rm")
+            remover.arguments = ["-rf", root]
+            try? remover.run()
+            remover.waitUntilExit()
+        }
+        #expect(mknod(root + "/null", S_IFCHR | 0o666, dev_t((1 << 8) | 3)) == 0)
+        #expect(mknod(root + "/a/disk", S_IFBLK | 0o660, dev_t(7 << 8)) == 0)
+        let socketFD = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let socketPath = Array((root + "/a/sock").utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in socketPath.enumerated() { raw[index] = byte }
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        close(socketFD)
+        #expect(bound == 0)
+        // `up -> .` looks harmless and is; `z -> up/..` looks like the root and leads to its parent.
+        #expect(symlink(".", root + "/up") == 0)
+        #expect(symlink("up/..", root + "/z") == 0)
+        #expect(symlink("../b/../../up", root + "/a/b/fine") == 0)
+        #expect(symlink("/tmp", root + "/absolute") == 0)
+        #expect(symlink("nowhere", root + "/dangling") == 0)
+        // Deeper than any descriptor limit would allow one descriptor per level.
+        var deep = root + "/a"
+        for _ in 0..<300 {
+            deep += "/d"
+            #expect(mkdir(deep, 0o755) == 0)
+        }
+        #expect(FileManager.default.createFile(atPath: deep + "/leaf", contents: Data("x".utf8)))
+        #expect(chmod(deep + "/leaf", 0o6755) == 0)
+        // An escaping link whose path is longer than PATH_MAX (20 names of 250 bytes), made one level at a time.
+        var levelFD = open(root, O_RDONLY | O_DIRECTORY)
+        let longName = String(repeating: "n", count: 250)
+        for _ in 0..<20 {
+            #expect(mkdirat(levelFD, longName, 0o755) == 0)
+            let next = openat(levelFD, longName, O_RDONLY | O_DIRECTORY)
+            close(levelFD)
+            levelFD = next
+        }
+        #expect(symlinkat("/etc/shadow", levelFD, "escape") == 0)
+        close(levelFD)
+
+        let report = OutputSanitizer(owner: (65534, 65534)).sanitize(directory: root, shownAs: "/out")
+        #expect(report.problems.isEmpty, "\(report.problems)")
+        let lines = Set(report.changes.map(\.description))
+        #expect(lines.contains("knit: removed device node /out/null from the output"))
+        #expect(lines.contains("knit: removed device node /out/a/disk from the output"))
+        #expect(lines.contains("knit: removed socket /out/a/sock from the output"))
+        #expect(lines.contains("knit: removed symlink /out/z -> up/.. from the output: it leads outside the output"))
+        #expect(lines.contains("knit: removed symlink /out/absolute -> /tmp from the output: it leads outside the output"))
+        #expect(lines.contains { $0.hasSuffix("/escape -> /etc/shadow from the output: it leads outside the output") })
+        #expect(report.changes.count == 7, "\(lines)")
+        for gone in ["/null", "/a/disk", "/a/sock", "/z", "/absolute"] {
+            var found = stat()
+            #expect(lstat(root + gone, &found) != 0, "\(gone) is still there")
+        }
+        for kept in ["/up", "/a/b/fine", "/dangling", "/a/b"] {
+            var found = stat()
+            #expect(lstat(root + kept, &found) == 0 && found.st_uid == 65534, "\(kept)")
+        }
+        var leaf = stat()
+        #expect(lstat(deep + "/leaf", &leaf) == 0)
+        #expect(leaf.st_mode & 0o7777 == 0o755 && leaf.st_uid == 65534)
+        // A second pass finds nothing more to do.
+        #expect(OutputSanitizer(owner: (65534, 65534)).sanitize(directory: root, shownAs: "/out") == .init())
     }
 }

@@ -4,6 +4,10 @@ import Testing
 
 @testable import KnitStore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 // Retry and delete of finished Runs: what the transaction changes in records and indexes, what it leaves
 // on disk, and what it refuses.
 
@@ -82,6 +86,12 @@ private final class Chain {
             try txn.get(store.db.runByCombination, key: KnitStore.combinationIndexKey(planId: plan, knitIds: knitIds))
                 .map { String(decoding: $0, as: UTF8.self) }
         }
+    }
+
+    /// Directories under `data/` and records in `data`: after any retry or delete the two must match.
+    func directoriesAndRecords() throws -> (directories: Int, records: Int) {
+        let records = try store.env.read { txn in try txn.count(store.db.data) }
+        return (directoryEntries(dir.path + "/data").count, records)
     }
 
     func dataExists(_ knitId: String) -> Bool {
@@ -357,5 +367,89 @@ private func storeError(_ body: () throws(StoreError) -> Void) -> StoreError? {
         #expect(refused?.message.hasPrefix("the run has not finished yet: the run is running") == true)
         #expect(try chain.store.runDetail(runId: chain.runA).status == "running")
         #expect(storeError { () throws(StoreError) in try chain.store.removeRun(runId: "nope") }?.code == .notFound)
+    }
+
+    // MARK: F10: directories of dropped Data
+
+    /// The scheduler (root) creates a Run's directories; knitd (the store's owner) must be able to delete them.
+    @Test(.enabled(if: getuid() == 0, "handing directories to another user needs root"))
+    func F10RunDirectoriesBelongToTheStoreOwner() throws {
+        let chain = try Chain()
+        let nobody: uid_t = 65534
+        try #require(chown(chain.dir.path + "/data", nobody, nobody) == 0)
+        #expect(chain.store.dataOwner() == StoreOwner(uid: nobody, gid: nobody))
+        #expect(try chain.store.markStarting(runId: chain.runA))
+        let detail = try chain.store.runDetail(runId: chain.runA)
+        for knitId in detail.outputs.map(\.knitId) + [try #require(detail.log).knitId] {
+            var info = stat()
+            #expect(lstat(chain.store.dataDirectory(knitId: knitId), &info) == 0)
+            #expect(info.st_uid == nobody && info.st_gid == nobody, "\(knitId) is owned by \(info.st_uid)")
+            #expect((info.st_mode & S_IFMT) == S_IFDIR)
+        }
+    }
+
+    /// Retry and delete leave no directory without a record, also when a deletion fails at first: the
+    /// directory stays named in `garbage` until a later collection deletes it.
+    @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root"))
+    func F10RetryAndDeleteLeaveNoDirectoryBehind() throws {
+        let chain = try Chain()
+        try chain.finish(chain.runA, succeeded: true)
+        let runB = try #require(try chain.runsOfB().first).runId
+        try chain.finish(runB, succeeded: true)
+        var counts = try chain.directoriesAndRecords()
+        #expect(counts.directories == counts.records)
+
+        // A mount inside B's output makes its deletion fail (EBUSY), as root-owned files did for knitd.
+        let outputB = try chain.store.runDetail(runId: runB).outputs[0].knitId
+        let blocker = chain.store.dataDirectory(knitId: outputB) + "/busy"
+        try #require(mkdir(blocker, 0o755) == 0)
+        try #require(mount("tmpfs", blocker, "tmpfs", 0, "size=1m") == 0)
+        var mounted = true
+        defer { if mounted { umount2(blocker, Int32(MNT_DETACH)) } }
+        let retried = try chain.store.retryRun(runId: runB)
+        #expect(retried.status == "waiting")
+        #expect(pathExists(chain.store.dataDirectory(knitId: outputB)))
+        #expect(try chain.store.pendingGarbage() == [outputB])
+
+        // Once nothing blocks it, the next collection (knitd's start) deletes it and forgets it.
+        #expect(umount2(blocker, Int32(MNT_DETACH)) == 0)
+        mounted = false
+        #expect(chain.store.collectGarbage() == 1)
+        #expect(!pathExists(chain.store.dataDirectory(knitId: outputB)))
+        #expect(try chain.store.pendingGarbage().isEmpty)
+
+        // The retried Run runs again; then both Runs are deleted.
+        try chain.finish(runB, succeeded: true)
+        #expect(try chain.store.removeRun(runId: runB) == .tombstone)
+        #expect(try chain.store.removeRun(runId: chain.runA) == .tombstone)
+        counts = try chain.directoriesAndRecords()
+        #expect(counts.directories == counts.records)
+        #expect(counts.records == 1, "only the upload is left")
+        #expect(try chain.store.pendingGarbage().isEmpty)
+    }
+
+    /// A crash after the transaction that dropped the records and before the directories were deleted: the
+    /// `garbage` entry written in that transaction lets the next start finish the job.
+    @Test func F10ACrashBeforeTheDeletionIsCleanedUpAtTheNextStart() throws {
+        let dir = TemporaryDirectory()
+        var store: KnitStore? = try openStore(dir.path)
+        let data = try upload(try #require(store), tags: ["kind:x"])
+        let directory = try #require(store).dataDirectory(knitId: data.knitId)
+        // What `removeRun` commits, without the deletion that follows it: records gone, entry written.
+        try #require(store).env.write { txn in
+            _ = try txn.delete(store!.db.data, key: Array(data.knitId.utf8))
+            try store!.markGarbage(txn, [data.knitId], runId: data.upstream.run.runId)
+        }
+        store?.close()
+        store = nil
+        #expect(pathExists(directory + "/file.txt"))
+
+        let reopened = try openStore(dir.path)
+        defer { reopened.close() }
+        #expect(try reopened.pendingGarbage() == [data.knitId])
+        #expect(reopened.collectGarbage() == 1)
+        #expect(!pathExists(directory))
+        #expect(try reopened.pendingGarbage().isEmpty)
+        #expect(reopened.collectGarbage() == 0)
     }
 }
