@@ -173,6 +173,21 @@ extension Live {
             try knit.restartKnitd()
         }
 
+        /// F18: knitd's 401 challenges reach the client through nginx.
+        @Test func unauthorizedAnswersCarryTheirChallengesThroughNginx() throws {
+            let knit = try LiveKnit.instance()
+            func challenges(_ extra: [String]) -> [String] {
+                let result = knit.curl(["-s", "-D", "-", "-o", "/dev/null"] + extra + [knit.apiRoot + "/whoami"])
+                return result.stdoutText.components(separatedBy: "\r\n")
+                    .filter { $0.lowercased().hasPrefix("www-authenticate:") }
+                    .map { $0.dropFirst("www-authenticate:".count).trimmingCharacters(in: .whitespaces) }
+            }
+            #expect(challenges([]) == [#"Bearer realm="knit""#, #"Basic realm="knit""#])
+            #expect(challenges(["-u", "alice:knit_wrong"]) == [#"Bearer realm="knit""#, #"Basic realm="knit""#])
+            #expect(challenges(["-H", "Authorization: Bearer knit_wrong"]) == [#"Bearer realm="knit""#])
+            #expect(challenges(["-H", "Authorization: Bearer \(knit.token(for: "alice"))"]).isEmpty)
+        }
+
         /// F16: a token in a URL is refused by nginx before anything logs it, and no log holds it.
         @Test func tokensInURLsAreRefusedAndNeverLogged() throws {
             let knit = try LiveKnit.instance()
