@@ -4,7 +4,7 @@ import KnitTesting
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension Live {
@@ -67,7 +67,10 @@ extension Live {
             let uploadSeconds = Date().timeIntervalSince(start)
             #expect(upload.status == 200, "\(upload.status) \(upload.text)")
             #expect(uploadSeconds < 1, "upload took \(uploadSeconds) s")
-            print("slow JSON bodies (\(clients) clients): whoami \(whoamiSeconds) s, find \(findSeconds) s, upload \(uploadSeconds) s")
+            print(
+                "slow JSON bodies (\(clients) clients): whoami \(whoamiSeconds) s, find \(findSeconds) s,"
+                    + " upload \(uploadSeconds) s"
+            )
 
             trickle.stop(signal: SIGKILL)
             // The trickled bodies never completed: the tags are unchanged.
@@ -95,7 +98,9 @@ extension Live {
             }
             func fetch(_ args: [String]) -> (status: Int, type: String?, body: String) {
                 let marker = "\n@@knit@@"
-                let result = knit.curl(["-o", "-", "-w", marker + "%{http_code} %{content_type}", "--max-time", "20"] + args)
+                let result = knit.curl(
+                    ["-o", "-", "-w", marker + "%{http_code} %{content_type}", "--max-time", "20"] + args
+                )
                 let parts = result.stdoutText.components(separatedBy: marker)
                 let tail = (parts.last ?? "").split(separator: " ", maxSplits: 1).map(String.init)
                 return (Int(tail.first ?? "") ?? 0, tail.count > 1 ? tail[1] : nil, parts.dropLast().joined())
@@ -118,7 +123,8 @@ extension Live {
                     """
                     import socket, ssl, sys
                     ctx = ssl.create_default_context(cafile=sys.argv[2])
-                    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="127.0.0.1")
+                    raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+                    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
                     s.sendall(b"NOT A REQUEST LINE\\r\\n\\r\\n")
                     data = b""
                     while True:
@@ -268,8 +274,9 @@ extension Live {
 /// 70 (argv[5]) TLS connections that each send the head of a `PUT` with `Content-Length: 1000` and then one
 /// byte of the JSON body a second, for argv[6] seconds; prints "started N" once all of them sent their head.
 private let slowJSONScript = """
-    import socket, ssl, sys, threading, time
-    port, ca, token, path, count, seconds = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
+    import socket, ssl, sys, time
+    port, ca, token, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+    count, seconds = int(sys.argv[5]), float(sys.argv[6])
     ctx = ssl.create_default_context(cafile=ca)
     head = ("PUT %s HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAuthorization: Bearer %s\\r\\n"
             "Content-Type: application/json\\r\\nContent-Length: 1000\\r\\n\\r\\n{" % (path, token)).encode()

@@ -138,8 +138,10 @@ extension Live {
                     socket,
                 ]
             )
-            #expect(asNobody.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "PermissionError",
-                "nobody: \(asNobody.stdoutText) \(asNobody.stderr)")
+            #expect(
+                asNobody.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "PermissionError",
+                "nobody: \(asNobody.stdoutText) \(asNobody.stderr)"
+            )
             let curlAsNobody = knit.run(
                 "/usr/bin/setpriv",
                 [
@@ -150,7 +152,9 @@ extension Live {
             #expect(curlAsNobody.status != 0, "curl as nobody: \(curlAsNobody.stdoutText)")
             // Through nginx the registry still works, with a token.
             let token = knit.token(for: "rita")
-            let viaNginx = knit.curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "rita:\(token)", knit.baseURL + "/v2/_catalog"])
+            let viaNginx = knit.curl(
+                ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "rita:\(token)", knit.baseURL + "/v2/_catalog"]
+            )
             #expect(viaNginx.stdoutText == "200")
         }
 
