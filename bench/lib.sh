@@ -77,7 +77,7 @@ start_instance() {
         -e "s|@TEMPDIR@|$root/nginx/tmp|g" -e "s|@LISTEN@|127.0.0.1:$PORT|g" \
         -e "s|@SERVER_NAMES@|127.0.0.1 localhost|g" -e "s|@CERT@|$root/tls/server.crt|g" \
         -e "s|@KEY@|$root/tls/server.key|g" -e "s|@SOCKET@|$socket|g" -e "s|@WEBROOT@|$REPO/web|g" \
-        -e "s|@HOME@|$HOME_DIR|g" -e "s|@UPLOAD_LIMIT@|0|g" -e "s|@REGISTRY@|off|g" -e "s|@REGISTRY_PORT@|9|g" \
+        -e "s|@HOME@|$HOME_DIR|g" -e "s|@UPLOAD_LIMIT@|0|g" -e "s|@REGISTRY@|off|g" -e "s|@REGISTRY_SOCKET@|$root/run/none.sock|g" \
         -e "s|^\( *\)# Static web console.|$extra\1# Static web console.|" \
         "$REPO/nginx/knit.conf.template" >"$root/nginx/nginx.conf"
     if grep -q '@[A-Z_]*@' "$root/nginx/nginx.conf"; then log "unrendered placeholder in nginx.conf"; return 1; fi

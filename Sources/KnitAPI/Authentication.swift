@@ -34,3 +34,30 @@ func bearerToken(fromAuthorization header: String?) -> String? {
         return nil
     }
 }
+
+/// `text` with everything that looks like a Knit token (`knit_` and the base64url characters after it) replaced
+/// by `knit_[redacted]`, for log lines built from client input.
+public func redactingTokens(_ text: String) -> String {
+    guard text.contains("knit_") else { return text }
+    func isTokenByte(_ byte: UInt8) -> Bool {
+        (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39)
+            || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")
+    }
+    let bytes = Array(text.utf8)
+    let prefix = Array("knit_".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(bytes.count)
+    var index = 0
+    while index < bytes.count {
+        if bytes[index...].starts(with: prefix) {
+            var end = index + prefix.count
+            while end < bytes.count, isTokenByte(bytes[end]) { end += 1 }
+            out.append(contentsOf: Array("knit_[redacted]".utf8))
+            index = end
+        } else {
+            out.append(bytes[index])
+            index += 1
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}

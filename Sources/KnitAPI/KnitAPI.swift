@@ -67,14 +67,17 @@ public final class KnitAPI: Sendable {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requestCounter.next())"
         logger[metadataKey: "request.method"] = "\(request.method)"
-        logger[metadataKey: "request.path"] = "\(request.path)"
+        // A client may put its token in the path by mistake (`/api/knit_…`); the log must never hold one.
+        logger[metadataKey: "request.path"] = "\(redactingTokens(request.path))"
         do {
             let response = try route(request, readBody: readBody, logger: logger)
             if response.status < 300, request.method != "GET", request.method != "HEAD" { onChange?() }
             return response
         } catch let error as KnitAPIError {
             if error.status >= 500 { logger.error("request failed", metadata: ["error": "\(error)"]) }
-            return .error(error)
+            var response = APIResponse.error(error)
+            if error.status == 401 { response.headers += Self.challenges(for: request) }
+            return response
         } catch {
             logger.error("request failed unexpectedly", metadata: ["error": "\(String(reflecting: error))"])
             return .error(KnitAPIError(status: 500, reason: "internal error", advice: "see the server log"))
@@ -120,7 +123,7 @@ public final class KnitAPI: Sendable {
         var metadata: Logger.Metadata = [
             "audit.user": "\(caller.name)",
             "audit.role": "\(caller.role.rawValue)",
-            "audit.action": "\(request.method) \(request.path)",
+            "audit.action": "\(request.method) \(redactingTokens(request.path))",
             "audit.outcome": "\(outcome)",
         ]
         if !created.isEmpty { metadata["audit.created"] = "\(created.joined(separator: ","))" }
@@ -179,6 +182,20 @@ public final class KnitAPI: Sendable {
             let user = store.authenticate(token: token)
         else { throw KnitAPIError.unauthorized }
         return Caller(name: user.name, role: user.role)
+    }
+
+    /// RFC 7235: a 401 names the schemes that would work. Bearer always; Basic (token as the password, as
+    /// Knitfab's CLI sends it) only when the client did not use Bearer, so a browser that sent a Bearer token
+    /// (the web console always does) never gets a Basic challenge and never pops a login dialog.
+    /// Not for nginx's registry check (`/api/auth/registry`): nginx would copy the header into its own 401 for
+    /// `/v2/`, where docker and podman must see only the registry's Basic challenge.
+    static func challenges(for request: APIRequest) -> [(String, String)] {
+        let segments = request.path.split(separator: "/")
+        if segments == ["api", "auth", "registry"] { return [] }
+        let scheme = request.header("authorization")?.drop { $0 == " " }.prefix { $0 != " " }.lowercased()
+        var headers = [("WWW-Authenticate", #"Bearer realm="knit""#)]
+        if scheme != "bearer" { headers.append(("WWW-Authenticate", #"Basic realm="knit""#)) }
+        return headers
     }
 
     private func requireWrite(_ caller: Caller) throws {

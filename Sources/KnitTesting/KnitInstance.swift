@@ -30,8 +30,8 @@ public final class KnitInstance: @unchecked Sendable {
         /// (name, role) of the users to create; each gets a handout and an initialised project.
         public var users: [(name: String, role: String)]
         /// Start a real image registry (Debian's `/usr/bin/docker-registry`, rendered from
-        /// registry/config.yml.template) on a free loopback port behind this instance's nginx
-        /// (`/v2/`); without it `/v2/` answers 404.
+        /// registry/config.yml.template) on a unix socket behind this instance's nginx (`/v2/`);
+        /// without it `/v2/` answers 404.
         public var registry: Bool
 
         public init(
@@ -73,9 +73,9 @@ public final class KnitInstance: @unchecked Sendable {
     public let knitdLogPath: String
     public let nginxErrorLogPath: String
     public let options: Options
-    /// The docker-registry's own loopback port (nil without ``Options/registry``); clients use
-    /// ``registryHost`` (nginx) instead.
-    public let registryPort: Int?
+    /// The docker-registry's own unix socket (nil without ``Options/registry``); clients use
+    /// ``registryHost`` (nginx) instead. Laid out as knit-up does: `HOME/run/registry/registry.sock`.
+    public let registrySocketPath: String?
     /// `127.0.0.1:PORT` of nginx: the registry part of image names (`127.0.0.1:PORT/name:tag`).
     public var registryHost: String { "127.0.0.1:\(port)" }
     /// A directory holding `127.0.0.1:PORT/ca.crt` (and `localhost:PORT/ca.crt`), for
@@ -116,7 +116,7 @@ public final class KnitInstance: @unchecked Sendable {
         nginxErrorLogPath = root + "/log/nginx-error.log"
         caPath = root + "/tls/ca.crt"
         port = try freeLoopbackPort()
-        registryPort = options.registry ? try freeLoopbackPort() : nil
+        registrySocketPath = options.registry ? home + "/run/registry/registry.sock" : nil
         baseURL = "https://127.0.0.1:\(port)"
         apiRoot = baseURL + "/api"
 
@@ -226,10 +226,10 @@ public final class KnitInstance: @unchecked Sendable {
             "@WEBROOT@": packageRoot + "/web",
             "@HOME@": home,
             "@UPLOAD_LIMIT@": "0",
-            "@REGISTRY@": registryPort == nil ? "off" : "on",
+            "@REGISTRY@": registrySocketPath == nil ? "off" : "on",
             // Without a registry nginx never connects there (it answers 404 first), but the
-            // directive must still name a valid port.
-            "@REGISTRY_PORT@": String(registryPort ?? 9),
+            // directive must still name a socket.
+            "@REGISTRY_SOCKET@": registrySocketPath ?? home + "/run/registry/none.sock",
         ]
         let rendered = Self.render(template, values)
         // Only comment lines may still mention a placeholder.
@@ -239,13 +239,20 @@ public final class KnitInstance: @unchecked Sendable {
             }
         }
         try rendered.write(toFile: nginxDir + "/nginx.conf", atomically: true, encoding: .utf8)
+        let checked = run(
+            "/usr/sbin/nginx",
+            ["-t", "-q", "-e", nginxErrorLogPath, "-p", nginxDir + "/", "-c", nginxDir + "/nginx.conf"]
+        )
+        guard checked.status == 0 else {
+            throw KnitTestingError("nginx -t rejected the config rendered from \(templatePath): \(checked.stderr)")
+        }
     }
 
     /// Renders registry/config.yml.template, starts docker-registry and waits until it answers
-    /// `GET /v2/` on its loopback port. Also writes the cert dir podman wants for the registry
+    /// `GET /v2/` on its unix socket. Also writes the cert dir podman wants for the registry
     /// name (`certs.d/HOST:PORT/ca.crt`).
     private func startRegistry() throws {
-        guard let registryPort else { return }
+        guard let registrySocketPath else { return }
         let fm = FileManager.default
         let binary = "/usr/bin/docker-registry"
         guard fm.isExecutableFile(atPath: binary) else {
@@ -257,7 +264,7 @@ public final class KnitInstance: @unchecked Sendable {
             template,
             [
                 "@REGISTRY_ROOT@": home + "/registry",
-                "@REGISTRY_PORT@": String(registryPort),
+                "@REGISTRY_SOCKET@": registrySocketPath,
                 "@REGISTRY_SECRET@": UUID().uuidString,
             ]
         )
@@ -269,6 +276,13 @@ public final class KnitInstance: @unchecked Sendable {
         let configDir = root + "/registry"
         try fm.createDirectory(atPath: configDir, withIntermediateDirectories: true)
         try fm.createDirectory(atPath: home + "/registry", withIntermediateDirectories: true)
+        // The socket's directory as knit-up makes it (setgid, no access for others); the registry runs
+        // with umask 0007 like under knit-up.
+        let socketDirectory = String(registrySocketPath.dropLast("/registry.sock".count))
+        try fm.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true)
+        guard chmod(socketDirectory, 0o2750) == 0 else {
+            throw KnitTestingError("chmod \(socketDirectory) failed: errno \(errno)")
+        }
         try rendered.write(toFile: configDir + "/config.yml", atomically: true, encoding: .utf8)
         for name in [registryHost, "localhost:\(port)"] {
             let dir = root + "/tls/certs.d/" + name
@@ -278,8 +292,8 @@ public final class KnitInstance: @unchecked Sendable {
         }
 
         let process = try BackgroundProcess(
-            binary,
-            ["serve", configDir + "/config.yml"],
+            "/bin/sh",
+            ["-c", "umask 0007 && exec \"$0\" serve \"$1\"", binary, configDir + "/config.yml"],
             stdoutPath: registryLogPath,
             stderrPath: registryLogPath
         )
@@ -295,12 +309,15 @@ public final class KnitInstance: @unchecked Sendable {
             }
             let probe = run(
                 "/usr/bin/curl",
-                ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", "http://127.0.0.1:\(registryPort)/v2/"]
+                [
+                    "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
+                    "--unix-socket", registrySocketPath, "http://localhost/v2/",
+                ]
             )
             if probe.stdoutText == "200" { return }
             usleep(100_000)
         }
-        throw KnitTestingError("docker-registry did not answer on 127.0.0.1:\(registryPort) within 20 s")
+        throw KnitTestingError("docker-registry did not answer on \(registrySocketPath) within 20 s")
     }
 
     static func render(_ template: String, _ values: [String: String]) -> String {

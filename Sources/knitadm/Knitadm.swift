@@ -40,7 +40,12 @@ struct HomeOption: ParsableArguments {
 
 /// Where to write a knitprofile handout for a token.
 struct HandoutOptions: ParsableArguments {
-    @Option(help: "Write a knitprofile (mode 0600) to this file instead of printing the token.")
+    @Option(
+        help: """
+            Write a knitprofile (mode 0600) to this file instead of printing the token, and a second one \
+            for Knitfab's own CLI to FILE-knitfab (token in the apiRoot as Basic user-info).
+            """
+    )
     var handout: String?
     @Option(name: .customLong("api-root"), help: "API root for the handout, e.g. https://host:8443/api.")
     var apiRoot: String?
@@ -52,28 +57,46 @@ struct HandoutOptions: ParsableArguments {
         if handout == nil && (apiRoot != nil || ca != nil) {
             throw ValidationError("--api-root and --ca need --handout")
         }
+        // Checked before the user is created: the Knitfab handout puts NAME:TOKEN@ after the scheme.
+        if let apiRoot, let schemeEnd = apiRoot.firstRange(of: "://") {
+            if apiRoot[schemeEnd.upperBound...].contains("@") {
+                throw ValidationError("--api-root must not contain user-info (NAME@): \(apiRoot)")
+            }
+        } else if apiRoot != nil {
+            throw ValidationError("--api-root must be an absolute URL such as https://host:30803/api")
+        }
     }
 
-    /// Prints the token, or writes the handout and prints its path on stderr.
-    func deliver(token: String) throws {
+    /// Prints the token, or writes the handouts and prints their paths on stderr.
+    ///
+    /// Two handouts: ours (`token:` beside `apiRoot`) for Knit's `knit`, and FILE-knitfab for Knitfab's own
+    /// CLI, whose `knit init` keeps only `apiRoot` and `cert` (a `token:` line would be dropped and every call
+    /// would get 401). There the token travels as the password of the apiRoot's user-info,
+    /// `https://NAME:TOKEN@host:port/api`, which Go's HTTP client sends as Basic credentials and knitd accepts.
+    func deliver(token: String, user: String) throws {
         guard let handout, let apiRoot else {
             print(token)
             return
         }
-        var text = "apiRoot: \(apiRoot)\n"
+        // validate() made sure there is a scheme and no user-info yet.
+        let schemeEnd = apiRoot.firstRange(of: "://")!.upperBound
+        let knitfabRoot = String(apiRoot[..<schemeEnd]) + "\(user):\(token)@" + apiRoot[schemeEnd...]
+        var cert = "cert: {}\n"
         if let ca {
             let pem = try fail { () throws(StoreError) -> Data in
                 do { return try Data(contentsOf: URL(fileURLWithPath: ca)) } catch {
                     throw StoreError(.io, "cannot read CA file \(ca)")
                 }
             }
-            text += "cert:\n  ca: \(pem.base64EncodedString())\n"
-        } else {
-            text += "cert: {}\n"
+            cert = "cert:\n  ca: \(pem.base64EncodedString())\n"
         }
-        text += "token: \(token)\n"
-        try fail { () throws(StoreError) in try writePrivateFile(handout, text) }
+        let knitfabHandout = handout + "-knitfab"
+        try fail { () throws(StoreError) in
+            try writePrivateFile(handout, "apiRoot: \(apiRoot)\n" + cert + "token: \(token)\n")
+            try writePrivateFile(knitfabHandout, "apiRoot: \(knitfabRoot)\n" + cert)
+        }
         printError(handout)
+        printError(knitfabHandout)
     }
 }
 
@@ -115,7 +138,7 @@ struct User: ParsableCommand {
             let store = try home.openStore()
             defer { store.close() }
             let token = try fail { () throws(StoreError) in try store.addUser(name: name, role: Role(rawValue: role)!) }
-            try handout.deliver(token: token)
+            try handout.deliver(token: token, user: name)
         }
     }
 
@@ -148,7 +171,7 @@ struct User: ParsableCommand {
             let store = try home.openStore()
             defer { store.close() }
             let token = try fail { () throws(StoreError) in try store.issueToken(name: name) }
-            try handout.deliver(token: token)
+            try handout.deliver(token: token, user: name)
         }
     }
 }

@@ -86,6 +86,92 @@ extension Live {
             #expect(started.headers["location"]?.hasPrefix("/v2/allowed/blobs/uploads/") == true)
         }
 
+        /// F3: the registry has no authentication of its own, so it must not listen where any local user can
+        /// reach it: no TCP port, and a unix socket in a directory only root, knit and nginx's group can enter.
+        @Test func theRegistryListensOnNoTCPPortAndItsSocketIsClosedToOtherUsers() throws {
+            let knit = try LiveKnit.instance()
+            let socket = try #require(knit.registrySocketPath)
+            let pid = try #require(knit.registryPID)
+
+            // No TCP listener belongs to the registry process.
+            let listening = knit.run("/usr/bin/ss", ["-H", "-l", "-t", "-n", "-p"])
+            try #require(listening.status == 0, "ss: \(listening.stderr)")
+            let registryLines = listening.stdoutText.split(separator: "\n").filter { $0.contains("pid=\(pid),") }
+            #expect(registryLines.isEmpty, "the registry listens on TCP: \(registryLines)")
+
+            // The socket answers root (nginx in tests) directly ...
+            let direct = knit.run(
+                "/usr/bin/curl",
+                ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost/v2/_catalog"]
+            )
+            #expect(direct.stdoutText == "200", "\(direct.stdoutText) \(direct.stderr)")
+            // ... from a directory others cannot enter (setgid: the socket takes the directory's group, which
+            // knit-up sets to www-data).
+            let directory = (socket as NSString).deletingLastPathComponent
+            var info = stat()
+            try #require(stat(directory, &info) == 0)
+            #expect(info.st_mode & 0o7777 == 0o2750, "socket directory mode \(String(info.st_mode & 0o7777, radix: 8))")
+            try #require(stat(socket, &info) == 0)
+            #expect(info.st_mode & 0o007 == 0, "socket mode \(String(info.st_mode & 0o777, radix: 8))")
+
+            // An unprivileged local user: the instance's directories above the socket's are opened for the
+            // check (traverse only), so the refusal comes from the socket's own directory.
+            var opened: [(String, mode_t)] = []
+            defer { for (path, mode) in opened { _ = chmod(path, mode) } }
+            var path = directory
+            while path != "/" && path != "" {
+                path = (path as NSString).deletingLastPathComponent
+                try #require(stat(path, &info) == 0)
+                if info.st_mode & 0o001 == 0 {
+                    opened.append((path, info.st_mode & 0o7777))
+                    _ = chmod(path, (info.st_mode & 0o7777) | 0o011)
+                }
+            }
+            let asNobody = knit.run(
+                "/usr/bin/setpriv",
+                [
+                    "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                    "/usr/bin/python3", "-c",
+                    "import socket, sys\ns = socket.socket(socket.AF_UNIX)\n"
+                        + "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print(type(e).__name__)\n"
+                        + "else:\n    s.sendall(b'GET /v2/_catalog HTTP/1.0\\r\\n\\r\\n')\n    print(s.recv(100))\n",
+                    socket,
+                ]
+            )
+            #expect(
+                asNobody.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "PermissionError",
+                "nobody: \(asNobody.stdoutText) \(asNobody.stderr)"
+            )
+            let curlAsNobody = knit.run(
+                "/usr/bin/setpriv",
+                [
+                    "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--",
+                    "/usr/bin/curl", "-sS", "--unix-socket", socket, "http://localhost/v2/_catalog",
+                ]
+            )
+            #expect(curlAsNobody.status != 0, "curl as nobody: \(curlAsNobody.stdoutText)")
+            // Through nginx the registry still works, with a token.
+            let token = knit.token(for: "rita")
+            let viaNginx = knit.curl(
+                ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", "rita:\(token)", knit.baseURL + "/v2/_catalog"]
+            )
+            #expect(viaNginx.stdoutText == "200")
+        }
+
+        /// F16: a token in a registry URL is refused by nginx, so neither nginx's nor the registry's log holds it.
+        @Test func aTokenInARegistryURLIsNeverLogged() throws {
+            let knit = try LiveKnit.instance()
+            let token = knit.token(for: "alice")
+            let refused = head(knit, "GET", "/v2/_catalog?token=\(token)", ["-H", basic("alice", token)])
+            #expect(refused.status == 400)
+            let served = head(knit, "GET", "/v2/_catalog?n=10", ["-H", basic("alice", token)])
+            #expect(served.status == 200)
+            for path in [knit.registryLogPath, knit.root + "/log/nginx-access.log", knit.nginxErrorLogPath] {
+                let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+                #expect(!text.contains(token.dropFirst(5)), "\(path) holds the token")
+            }
+        }
+
         @Test func podmanLogsInAndPushesWithAWriterTokenOnly() throws {
             let knit = try LiveKnit.instance()
             try registryTestImage(knit)
@@ -319,7 +405,7 @@ extension Live {
     struct NoRegistryLive {
         @Test func v2AnswersNotFoundWithoutARegistry() throws {
             let knit = try LiveKnit.instance()
-            #expect(knit.registryPort == nil)
+            #expect(knit.registrySocketPath == nil)
             for user: String? in [nil, "alice"] {
                 let response = knit.request("GET", "/v2/", user: user)
                 #expect(response.status == 404)

@@ -4,7 +4,7 @@
 # from a container registry; the only network access is to the Debian mirror.
 #
 # usage: build-image.sh [--force] [TAG]     (TAG defaults to localhost/knit-digits:1)
-# needs: root, debootstrap, podman, a Debian mirror (DEBIAN_MIRROR, default http://deb.debian.org/debian).
+# needs: root, debootstrap (installed with apt-get when missing), podman, a Debian mirror (DEBIAN_MIRROR, default http://deb.debian.org/debian).
 # Downloaded .debs are kept in DEBOOTSTRAP_CACHE (default /var/cache/knit-digits) for rebuilds.
 set -eu
 
@@ -34,7 +34,13 @@ if [ "$(id -u)" != 0 ]; then
     echo "build-image.sh: debootstrap needs root" >&2
     exit 1
 fi
-command -v debootstrap >/dev/null || { echo "build-image.sh: apt-get install debootstrap" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+    echo "installing debootstrap (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends debootstrap >/dev/null \
+        || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends debootstrap >/dev/null; } \
+        || { echo "build-image.sh: cannot install debootstrap (apt-get install debootstrap)" >&2; exit 1; }
+fi
 
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 cache=${DEBOOTSTRAP_CACHE:-/var/cache/knit-digits}

@@ -27,12 +27,13 @@ while [ $# -gt 0 ]; do
 done
 
 here=$(cd "$(dirname "$0")" && pwd)
-knit_bin=${KNIT:-knit}
+# The path of the binary, resolved now: the knit() wrapper below would otherwise call itself.
+knit_bin=$(type -P "${KNIT:-knit}" || true)
 image=localhost/knit-digits:1
 if [ -z "${CONTAINERS_CONF:-}" ] && [ -f "$here/../../containers/containers.conf" ]; then
     export CONTAINERS_CONF="$here/../../containers/containers.conf"
 fi
-command -v "$knit_bin" >/dev/null || { echo "run-tutorial.sh: $knit_bin not found (set KNIT)" >&2; exit 1; }
+[ -n "$knit_bin" ] || { echo "run-tutorial.sh: ${KNIT:-knit} not found on PATH (set KNIT)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "run-tutorial.sh: python3 is needed to read knit's JSON" >&2; exit 1; }
 
 # knit finds its profile from the current directory, so the script never changes it and passes
