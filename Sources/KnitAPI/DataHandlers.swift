@@ -231,7 +231,7 @@ extension KnitAPI {
         var limits = ArchiveLimits.default
         var description = "the limit"
         var info = statvfs()
-        if statvfs(store.home + "/staging", &info) == 0 {
+        if statvfs(store.layout.staging, &info) == 0 {
             let (bytes, overflow) = UInt64(info.f_bavail).multipliedReportingOverflow(by: UInt64(info.f_frsize))
             let free = overflow ? Int64.max : Int64(clamping: bytes)
             limits.maxTotalBytes = free

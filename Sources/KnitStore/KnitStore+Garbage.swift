@@ -1,3 +1,4 @@
+internal import KnitCore
 internal import KnitLMDB
 internal import Logging
 
@@ -32,7 +33,7 @@ extension KnitStore {
     /// Who owns `home/data`, or nil when it cannot be read.
     public func dataOwner() -> StoreOwner? {
         var info = stat()
-        guard lstat(home + "/data", &info) == 0 else { return nil }
+        guard lstat(layout.data, &info) == 0 else { return nil }
         return StoreOwner(uid: info.st_uid, gid: info.st_gid)
     }
 

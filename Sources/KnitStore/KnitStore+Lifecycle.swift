@@ -2,7 +2,7 @@ public import KnitCore
 internal import KnitLMDB
 internal import Logging
 
-// The store side of the Run lifecycle (reference §3): what the scheduler reads to start containers, the
+// The store side of the Run lifecycle: what the scheduler reads to start containers, the
 // status changes it makes, the user's stop requests (abort, tear-off) and the one transaction that ends a
 // Run. Every change goes through `putRun`, so the producer copies in the Run's Data records stay in step.
 //

@@ -3,7 +3,7 @@ internal import KnitDigest
 internal import KnitLMDB
 internal import Logging
 
-// Nomination and projection (reference §2): whenever a Data becomes usable (upload finished, tags
+// Nomination and projection (Knitfab's rules): whenever a Data becomes usable (upload finished, tags
 // changed) or a plan appears, the same write transaction creates one Run per combination of (plan, one
 // Data per input) that no Run has had yet. `run_by_combination` remembers every combination ever run,
 // so removing and re-adding a tag, or a Run deleted later (its tombstone keeps the entry), never runs a

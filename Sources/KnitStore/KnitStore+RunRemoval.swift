@@ -2,7 +2,7 @@ public import KnitCore
 internal import KnitLMDB
 internal import Logging
 
-// Retry and delete of a finished Run (reference §3.5). Both read the facts ``RunOperation`` judges and
+// Retry and delete of a finished Run. Both read the facts ``RunOperation`` judges and
 // apply its verdict in one write transaction, so no projection or scheduler step sees half of it.
 //
 // Knitfab moves the dropped Data to a `garbage` table and deletes their volumes from a loop. Knit does the

@@ -59,7 +59,7 @@ extension KnitStore {
         let target = dataDirectory(knitId: ticket.knitId)
         try FileSystem.syncTree(ticket.stagingPath)
         try FileSystem.rename(ticket.stagingPath, to: target)
-        try FileSystem.sync(home + "/data")
+        try FileSystem.sync(layout.data)
         let now = clock()
         do {
             let detail = try write("finish upload") { txn in
@@ -163,7 +163,7 @@ extension KnitStore {
             logger.error("start-up recovery cannot list open uploads", metadata: ["store.error": "\(error)"])
         }
         do {
-            for name in try FileSystem.entries(home + "/staging") {
+            for name in try FileSystem.entries(layout.staging) {
                 let shown = String(decoding: name, as: UTF8.self)
                 do {
                     try FileSystem.removeTree(bytes: Array((home + "/staging/").utf8) + name, shown: shown)

@@ -1,4 +1,4 @@
-internal import KnitCore
+public import KnitCore
 internal import KnitDigest
 internal import KnitLMDB
 public import Logging
@@ -32,6 +32,8 @@ public final class KnitStore: Sendable {
 
     /// The store's root directory (`KNIT_HOME`).
     public let home: String
+    /// Every path under ``home``.
+    public let layout: InstanceLayout
 
     let env: LMDBEnvironment
     let db: Databases
@@ -99,12 +101,14 @@ public final class KnitStore: Sendable {
         self.home = home
         self.logger = logger
         self.clock = clock
-        for directory in ["", "/db", "/data", "/staging"] {
-            try FileSystem.makeDirectory(home + directory)
+        let layout = InstanceLayout(home: home)
+        self.layout = layout
+        for directory in [layout.home, layout.database, layout.data, layout.staging] {
+            try FileSystem.makeDirectory(directory)
         }
         let env: LMDBEnvironment
         do {
-            env = try LMDBEnvironment(path: home + "/db", mapSize: mapSize, maxDatabases: 32, maxReaders: 512)
+            env = try LMDBEnvironment(path: layout.database, mapSize: mapSize, maxDatabases: 32, maxReaders: 512)
         } catch {
             throw StoreError(error)
         }
@@ -148,10 +152,10 @@ public final class KnitStore: Sendable {
     public func close() { env.close() }
 
     /// `home/data/<knitId>`: where the content of a finished Data lives.
-    public func dataDirectory(knitId: String) -> String { home + "/data/" + knitId }
+    public func dataDirectory(knitId: String) -> String { layout.dataDirectory(knitId: knitId) }
 
     /// `home/staging/<knitId>`: where an upload writes before it is finished.
-    public func stagingDirectory(knitId: String) -> String { home + "/staging/" + knitId }
+    public func stagingDirectory(knitId: String) -> String { layout.stagingDirectory(knitId: knitId) }
 
     // MARK: Schema gate
 

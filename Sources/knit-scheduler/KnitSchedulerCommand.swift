@@ -1,4 +1,5 @@
 import ArgumentParser
+import KnitCore
 import KnitScheduler
 import KnitStore
 import Logging
@@ -98,13 +99,14 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
             throw ExitCode(2)
         }
         defer { store.close() }
+        let layout = store.layout
 
         let executor = PodmanExecutor(
             configuration: .init(
                 podmanPath: podmanPath,
                 containersConf: containersConf,
                 instance: instance,
-                runDirectory: home + "/executor",
+                runDirectory: layout.executor,
                 registryAuthFile: registryAuthfile,
                 registryCertDirectory: registryCertDir,
                 pullTimeout: .seconds(pullTimeout)
@@ -116,7 +118,7 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
         store.collectGarbage()
         var driverConfiguration = RunDriver.Configuration()
         if let owner = store.dataOwner() { driverConfiguration.outputOwner = (owner.uid, owner.gid) }
-        driverConfiguration.storageDirectory = home + "/data"
+        driverConfiguration.storageDirectory = layout.data
         let machine = Capacity.machine()
         driverConfiguration.capacity = Capacity(
             cpuMillis: cpuBudget ?? machine.cpuMillis,
@@ -129,7 +131,7 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
             logger: logger
         )
         _ = mkdir(home + "/run", 0o755)
-        let wakeupPath = home + "/run/scheduler.sock"
+        let wakeupPath = layout.schedulerSocket
         let wakeup: Wakeup?
         do {
             wakeup = try Wakeup(path: wakeupPath)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import KnitAPI
+import KnitCore
 import KnitFastCGI
 import KnitScheduler
 import KnitStore
@@ -98,8 +99,9 @@ struct Knitd: ParsableCommand {
             metadata: ["home": "\(home)", "recovery": "\(report)", "garbage.removed": "\(collected)"]
         )
 
-        let socketPath = socket ?? home + "/run/knitd.sock"
-        _ = mkdir(home + "/run", 0o755)
+        let layout = InstanceLayout(home: home)
+        let socketPath = socket ?? layout.knitdSocket
+        _ = mkdir(layout.run, 0o755)
         let listener: FastCGIListener
         do {
             listener = try FastCGIListener(path: socketPath, mode: mode_t(socketMode, radix: 8)!, group: socketGroup)
@@ -109,7 +111,7 @@ struct Knitd: ParsableCommand {
             throw ExitCode(2)
         }
 
-        let schedulerSocket = home + "/run/scheduler.sock"
+        let schedulerSocket = layout.schedulerSocket
         let api = KnitAPI(
             store: store,
             logger: logger,
