@@ -1,4 +1,4 @@
-// Graphviz dot text of lineage and plan graphs, laid out as Knitfab's CLI writes them (reference §7): HTML-like
+// Graphviz dot text of lineage and plan graphs, laid out as Knitfab's CLI writes them: HTML-like
 // table labels, Data green, Runs orange, Plans goldenrod, roots as Mdiamond. Times are shown at a given UTC
 // offset because this module has no clock or time zone; the CLI passes the local one.
 

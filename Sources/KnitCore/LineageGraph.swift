@@ -1,5 +1,5 @@
 // Lineage and plan graphs as data: nodes and edges that every renderer (dot, JSON, OpenLineage, PROV) reads.
-// The traversals are Knitfab's (reference §7) over two lookups the caller supplies, so the store walks LMDB
+// The traversals are Knitfab's over two lookups the caller supplies, so the store walks LMDB
 // in one read transaction and a client can walk a server's find/show endpoints with the same code.
 
 /// How far a graph reaches: a number of steps, or `all` (until nothing is left).

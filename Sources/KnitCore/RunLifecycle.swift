@@ -1,5 +1,5 @@
-// The Run state machine of Knitfab v1.6.1 (§3.2) and the preconditions of the user operations on Runs
-// (§3.5), as pure rules over facts the store reads in its transaction.
+// The Run state machine of Knitfab v1.6.1 and the preconditions of the user operations on Runs (abort,
+// tear-off, retry, delete), as pure rules over facts the store reads in its transaction.
 
 extension RunStatus {
     /// Whether a status change from `self` to `next` is allowed through the lifecycle (scheduler, plan

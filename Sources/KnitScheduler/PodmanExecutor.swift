@@ -21,8 +21,7 @@ internal import Synchronization
 /// failed start lands in that file too — ``start(_:)`` moves it into the thrown error and
 /// truncates the log back.
 ///
-/// Facts about podman 4.3 with runc on a cgroup v1 host (see
-/// shared/reference/kubernetes-and-podman.md §5) that shape this type:
+/// Facts about podman 4.3 with runc on a cgroup v1 host, measured on Debian 12, that shape this type:
 /// * `State.OOMKilled` is never set, although conmon notices the kill: it drops an empty file
 ///   named `oom` into its working directory, which is the directory podman was started in. So
 ///   each Run's `podman run` starts in its own directory under

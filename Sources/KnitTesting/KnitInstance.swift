@@ -1,5 +1,6 @@
 // Test support only: full Foundation is fine here because this module never ships.
 import Foundation
+import KnitCore
 
 #if canImport(Glibc)
 import Glibc
@@ -111,16 +112,16 @@ public final class KnitInstance: @unchecked Sendable {
         root = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         home = root + "/home"
         nginxDir = root + "/nginx"
-        socketPath = home + "/run/knitd.sock"
+        socketPath = InstanceLayout(home: home).knitdSocket
         knitdLogPath = root + "/log/knitd.log"
         nginxErrorLogPath = root + "/log/nginx-error.log"
         caPath = root + "/tls/ca.crt"
         port = try freeLoopbackPort()
-        registrySocketPath = options.registry ? home + "/run/registry/registry.sock" : nil
+        registrySocketPath = options.registry ? InstanceLayout(home: home).registrySocket : nil
         baseURL = "https://127.0.0.1:\(port)"
         apiRoot = baseURL + "/api"
 
-        for dir in [home, home + "/run", home + "/archive", nginxDir, nginxDir + "/tmp", root + "/log", root + "/users"] {
+        for dir in [home, home + "/run", nginxDir, nginxDir + "/tmp", root + "/log", root + "/users"] {
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         try String(getpid()).write(toFile: root + "/owner.pid", atomically: true, encoding: .utf8)
@@ -224,7 +225,6 @@ public final class KnitInstance: @unchecked Sendable {
             "@KEY@": root + "/tls/server.key",
             "@SOCKET@": socketPath,
             "@WEBROOT@": packageRoot + "/web",
-            "@HOME@": home,
             "@UPLOAD_LIMIT@": "0",
             "@REGISTRY@": registrySocketPath == nil ? "off" : "on",
             // Without a registry nginx never connects there (it answers 404 first), but the

@@ -147,7 +147,7 @@ extension Live {
             )
 
             // 404: a URL nginx itself refuses (an internal location asked from outside).
-            let missing = fetch([knit.baseURL + "/_knit_archive/nothing"])
+            let missing = fetch([knit.baseURL + "/_knit_error/404"])
             #expect(missing.status == 404)
             expectKnitJSON(missing.status, missing.body, missing.type, "internal location")
 
