@@ -23,8 +23,8 @@ extension KnitStore {
     /// scheduler starts it once the plan is active). The runId and the assignments stay. The old Data's
     /// directories are deleted after the transaction.
     /// - Returns: the Run Detail after the retry.
-    /// - Throws: `.notFound` for an unknown or deleted Run; `.conflict` with the message
-    ///   `"<reason>: <advice>"` of ``RunOperation/checkRetry(_:)`` (not finished, a root Run, in use).
+    /// - Throws: `.notFound` for an unknown or deleted Run; `.conflict` with the reason and advice of
+    ///   ``RunOperation/checkRetry(_:)`` (not finished, a root Run, in use).
     public func retryRun(runId: String) throws(StoreError) -> RunDetailJSON {
         let now = clock()
         let (detail, dropped) = try write("retry run") { txn throws -> (RunDetailJSON, [String]) in
@@ -64,8 +64,8 @@ extension KnitStore {
     /// tombstone in `run_by_combination`, so its combination never runs again, and is invisible to every
     /// query; a Run without inputs (an upload) is removed with all its index entries.
     /// - Returns: which of the two happened.
-    /// - Throws: `.notFound` for an unknown or already deleted Run; `.conflict` with the message
-    ///   `"<reason>: <advice>"` of ``RunOperation/checkDelete(_:)`` (not finished, in use).
+    /// - Throws: `.notFound` for an unknown or already deleted Run; `.conflict` with the reason and advice of
+    ///   ``RunOperation/checkDelete(_:)`` (not finished, in use).
     @discardableResult
     public func removeRun(runId: String) throws(StoreError) -> RunDeletion {
         let now = clock()
@@ -142,11 +142,11 @@ extension KnitStore {
     }
 
     /// Runs a ``RunOperation`` rule, its refusal as a store error: 404 as `.notFound`, 409 as `.conflict`
-    /// with `"<reason>: <advice>"` (the API splits it again).
+    /// with the rule's reason and advice.
     private static func judge<T>(runId: String, _ rule: () throws(KnitAPIError) -> T) throws(StoreError) -> T {
         do { return try rule() } catch {
             if error.status == 404 { throw StoreError(.notFound, "run \(runId) not found") }
-            throw StoreError(.conflict, error.advice.map { "\(error.reason): \($0)" } ?? error.reason)
+            throw StoreError(.conflict, error.reason, advice: error.advice)
         }
     }
 
