@@ -228,11 +228,11 @@ extension KnitStore {
             do { try makeRunDirectory(directory) } catch {
                 logger.error(
                     "cannot create a run directory",
-                    metadata: ["knit.run": "\(runId)", "path": "\(directory)", "store.error": "\(error)"]
+                    metadata: ["run.id": "\(runId)", "path": "\(directory)", "store.error": "\(error)"]
                 )
             }
         }
-        logger.debug("run advanced", metadata: ["knit.run": "\(runId)", "run.status": "\(next)"])
+        logger.debug("run advanced", metadata: ["run.id": "\(runId)", "run.status": "\(next)"])
         return true
     }
 
@@ -280,7 +280,7 @@ extension KnitStore {
             }
             return try runDetail(txn, run, cache)
         }
-        logger.info("run stop requested", metadata: ["knit.run": "\(runId)", "run.status": "\(detail.status)"])
+        logger.info("run stop requested", metadata: ["run.id": "\(runId)", "run.status": "\(detail.status)"])
         return detail
     }
 
@@ -326,7 +326,7 @@ extension KnitStore {
         guard let finished else { return false }
         logger.info(
             "run finished",
-            metadata: ["knit.run": "\(runId)", "run.status": "\(finished)", "run.exit": "\(exit.code)"]
+            metadata: ["run.id": "\(runId)", "run.status": "\(finished)", "run.exit": "\(exit.code)"]
         )
         return true
     }

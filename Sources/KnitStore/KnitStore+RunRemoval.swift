@@ -55,7 +55,7 @@ extension KnitStore {
             return (try runDetail(txn, run, cache), dropped)
         }
         removeGarbage(dropped)
-        logger.info("run retried", metadata: ["knit.run": "\(runId)", "run.dropped": "\(dropped.count)"])
+        logger.info("run retried", metadata: ["run.id": "\(runId)", "run.dropped": "\(dropped.count)"])
         return detail
     }
 
@@ -97,7 +97,7 @@ extension KnitStore {
         removeGarbage(dropped)
         logger.info(
             "run deleted",
-            metadata: ["knit.run": "\(runId)", "run.deletion": "\(deletion)", "run.dropped": "\(dropped.count)"]
+            metadata: ["run.id": "\(runId)", "run.deletion": "\(deletion)", "run.dropped": "\(dropped.count)"]
         )
         return deletion
     }
