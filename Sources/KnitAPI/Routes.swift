@@ -61,7 +61,8 @@ extension KnitAPI {
             try api.deleteRun(runId: call.id)
         }
         routes.get("/api/runs/{runId}/log") { api, call in
-            try api.runLog(runId: call.id, follow: call.request.query.contains { $0.name == "follow" }, caller: call.caller)
+            let follow = call.request.query.contains { $0.name == "follow" }
+            return try api.runLog(runId: call.id, follow: follow, caller: call.caller)
         }
         routes.put("/api/runs/{runId}/abort", .owner(.run, toDo: "stop")) { api, call in
             try api.stopRun(runId: call.id, fail: true)
@@ -170,7 +171,12 @@ struct RouteTable: Sendable {
         add("DELETE", path, access, handler)
     }
 
-    private mutating func add(_ method: String, _ path: String, _ access: RouteAccess, _ handler: @escaping Route.Handler) {
+    private mutating func add(
+        _ method: String,
+        _ path: String,
+        _ access: RouteAccess,
+        _ handler: @escaping Route.Handler
+    ) {
         let pattern = path.split(separator: "/").map { part -> Route.Segment in
             part.hasPrefix("{") && part.hasSuffix("}") ? .parameter : .literal(String(part))
         }

@@ -5,8 +5,8 @@ import KnitStore
     import Glibc
 #endif
 
-// `/api/runs…` (routes in Routes.swift): the read side (find, show, log), the user's stop requests (abort, tear-off), retry and
-// delete.
+// `/api/runs…` (routes in Routes.swift): the read side (find, show, log), the user's stop requests (abort,
+// tear-off), retry and delete.
 
 extension KnitAPI {
     // MARK: GET /api/runs/{id}
