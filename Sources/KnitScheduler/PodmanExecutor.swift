@@ -1,4 +1,5 @@
 internal import Glibc
+internal import KnitCore
 public import Logging
 internal import Synchronization
 
@@ -148,6 +149,8 @@ public final class PodmanExecutor: Executor {
 
     /// The container name of a Run.
     public static func containerName(runId: String) -> String { "knit-run-\(runId)" }
+
+    public func workerName(runId: String) -> String { Self.containerName(runId: runId) }
 
     /// Capabilities a Run's container keeps: what ordinary images need to install and drop to their own
     /// users and write their files as root (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID), signal their own

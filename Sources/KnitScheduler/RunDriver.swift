@@ -36,10 +36,10 @@ internal import Synchronization
 /// between ends it 254 and never starts it twice.
 ///
 /// A container that cannot start is a failed Run with exit 255 and a Knitfab-like message
-/// `(container knit-run-<id>) [Reason] detail`, Reason one of `ImageNotFound`, `StartFailed`
-/// (entrypoint missing: 127, not executable: 126) or `InvalidLaunch` (e.g. an output directory
-/// that is not empty). A runtime that misbehaves (podman failing, timing out) fails no Run: the
-/// Run stays `starting` and the next tick observes what is there.
+/// `(container <worker>) [Reason] detail` (the worker as ``Executor/workerName(runId:)`` names it),
+/// Reason one of `ImageNotFound`, `StartFailed` (entrypoint missing: 127, not executable: 126) or
+/// `InvalidLaunch` (e.g. an output directory that is not empty). A runtime that misbehaves (podman
+/// failing, timing out) fails no Run: the Run stays `starting` and the next tick observes what is there.
 public final class RunDriver: Sendable {
     public struct Configuration: Sendable {
         public var capacity: Capacity
@@ -158,8 +158,9 @@ public final class RunDriver: Sendable {
         defer { state.withLock { $0.ticking = false } }
 
         var summary = TickSummary()
-        await honourStopRequests(&summary)
-        guard let inFlight = ledgerCall("runs in flight", { try ledger.runsInFlight() }) else { return summary }
+        guard var inFlight = ledgerCall("runs in flight", { try ledger.runsInFlight() }) else { return summary }
+        let stopped = await honourStopRequests(inFlight, &summary)
+        inFlight.removeAll { stopped.contains($0.runId) }
         if sweepDue { await sweep(keeping: Set(inFlight.map(\.runId)), &summary) }
         // New work first: observing costs one runtime call per container in flight (about 50-100 ms
         // each with podman), and a Run the user just triggered should not wait behind all of them.
@@ -217,21 +218,26 @@ public final class RunDriver: Sendable {
 
     // MARK: - Steps
 
-    private func honourStopRequests(_ summary: inout TickSummary) async {
-        guard let requests = ledgerCall("requested stops", { try ledger.requestedStops() }) else { return }
-        for (runId, request) in requests {
+    /// Stops, settles and finishes every Run in `inFlight` a user asked to stop. Returns the Runs it finished
+    /// (now or earlier): they are no longer in flight.
+    private func honourStopRequests(_ inFlight: [RunInFlight], _ summary: inout TickSummary) async -> Set<String> {
+        var finished: Set<String> = []
+        for run in inFlight {
+            guard let request = run.stopRequest else { continue }
             do {
-                try await executor.stop(runId: runId, grace: configuration.stopGrace)
+                try await executor.stop(runId: run.runId, grace: configuration.stopGrace)
             } catch {
-                logger.error("cannot stop container", metadata: ["run.id": "\(runId)", "error": "\(error)"])
+                logger.error("cannot stop container", metadata: ["run.id": "\(run.runId)", "error": "\(error)"])
                 continue
             }
             // A torn-off Run keeps what it wrote, and an aborted one keeps it until it is retried or deleted:
             // both are checked like any other. The exit is the one the user's request recorded.
-            guard settle(runId) != nil else { continue }
-            finish(runId, exit: request.exit, succeeded: request.kind == .tearOff, &summary)
-            await removeContainer(runId)
+            guard settle(run.runId) != nil else { continue }
+            guard finish(run.runId, exit: request.exit, succeeded: request.kind == .tearOff, &summary) else { continue }
+            finished.insert(run.runId)
+            await removeContainer(run.runId)
         }
+        return finished
     }
 
     private func sweep(keeping inFlight: Set<String>, _ summary: inout TickSummary) async {
@@ -326,7 +332,7 @@ public final class RunDriver: Sendable {
                 continue
             case .failed(let reason):
                 let message =
-                    "(container \(PodmanExecutor.containerName(runId: run.runId))) [ImageNotFound] "
+                    "(container \(executor.workerName(runId: run.runId))) [ImageNotFound] "
                     + "cannot pull \(run.image): \(reason)"
                 failBeforeStart(run.runId, message, &summary)
                 continue
@@ -383,7 +389,10 @@ public final class RunDriver: Sendable {
         for attempt in 0..<2 {
             do {
                 try await executor.start(launch)
-                logger.info("run started", metadata: ["run.id": "\(run.runId)", "run.image": "\(run.image)"])
+                logger.info(
+                    "run started",
+                    metadata: ["run.id": "\(run.runId)", "plan.id": "\(run.planId)", "run.image": "\(run.image)"]
+                )
                 return .running
             } catch let error as ExecutorError {
                 let reason: String
@@ -404,8 +413,7 @@ public final class RunDriver: Sendable {
                     )
                     return .unknown
                 }
-                let message =
-                    "(container \(PodmanExecutor.containerName(runId: run.runId))) [\(reason)] \(error.message)"
+                let message = "(container \(executor.workerName(runId: run.runId))) [\(reason)] \(error.message)"
                 finish(run.runId, exit: RunExitJSON(code: 255, message: message), succeeded: false, &summary)
                 return .failed
             } catch {
@@ -433,9 +441,9 @@ public final class RunDriver: Sendable {
         guard let outputs = found else { return Settlement() }
         var settlement = Settlement()
         var lines: [String] = []
-        var directories = outputs.outputs.map { (host: $0.hostPath, shown: $0.containerPath) }
+        var directories = outputs.outputs.map { (host: $0.hostPath, shown: $0.containerPath, knitId: $0.knitId) }
         if let logPath = outputs.logPath, let slash = logPath.lastIndex(of: "/"), slash != logPath.startIndex {
-            directories.append((host: String(logPath[..<slash]), shown: "(log)"))
+            directories.append((host: String(logPath[..<slash]), shown: "(log)", knitId: "(log)"))
         }
         let sawFullDisk = state.withLock { $0.sawFullDisk.contains(runId) }
         if sawFullDisk || directories.contains(where: { Self.diskIsFull(at: $0.host) }) {
@@ -453,7 +461,8 @@ public final class RunDriver: Sendable {
                 logger.notice(
                     "run output sanitized",
                     metadata: [
-                        "run.id": "\(runId)", "path": "\(directory.host)", "changes": "\(report.changes.count)",
+                        "run.id": "\(runId)", "data.id": "\(directory.knitId)", "path": "\(directory.host)",
+                        "changes": "\(report.changes.count)",
                     ]
                 )
             }

@@ -18,6 +18,7 @@ final class InMemoryLedger: RunLedger {
         var entries: [String: Entry] = [:]
         var startOrder: [String] = []
         var peakInFlight = 0
+        var inFlightReads = 0
     }
 
     private let state = Mutex(State())
@@ -41,6 +42,9 @@ final class InMemoryLedger: RunLedger {
     func status(_ runId: String) -> RunStatus? { entry(runId)?.status }
     var startOrder: [String] { state.withLock { $0.startOrder } }
     var peakInFlight: Int { state.withLock { $0.peakInFlight } }
+    /// How many times the driver read the Runs in flight.
+    var inFlightReads: Int { state.withLock { $0.inFlightReads } }
+
 
     func allFinished(_ ids: [String]) -> Bool {
         ids.allSatisfy { status($0)?.isFinished == true }
@@ -93,7 +97,8 @@ final class InMemoryLedger: RunLedger {
 
     func runsInFlight() throws -> [RunInFlight] {
         state.withLock { state in
-            state.order.compactMap { id in
+            state.inFlightReads += 1
+            return state.order.compactMap { id in
                 guard let entry = state.entries[id] else { return nil }
                 switch entry.status {
                 case .starting, .running, .completing, .aborting:
@@ -101,21 +106,9 @@ final class InMemoryLedger: RunLedger {
                         runId: id,
                         status: entry.status,
                         cpuMillis: entry.run.cpuMillis,
-                        memoryBytes: entry.run.memoryBytes
+                        memoryBytes: entry.run.memoryBytes,
+                        stopRequest: RunStopRequest(status: entry.status, recordedExit: entry.exit)
                     )
-                default: return nil
-                }
-            }
-        }
-    }
-
-    func requestedStops() throws -> [(runId: String, request: RunStopRequest)] {
-        state.withLock { state in
-            state.order.compactMap { id in
-                guard let entry = state.entries[id], let exit = entry.exit else { return nil }
-                switch entry.status {
-                case .aborting: return (id, RunStopRequest(kind: .abort, exit: exit))
-                case .completing: return (id, RunStopRequest(kind: .tearOff, exit: exit))
                 default: return nil
                 }
             }
