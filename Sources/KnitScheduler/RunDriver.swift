@@ -40,6 +40,12 @@ internal import Synchronization
 /// Reason one of `ImageNotFound`, `StartFailed` (entrypoint missing: 127, not executable: 126) or
 /// `InvalidLaunch` (e.g. an output directory that is not empty). A runtime that misbehaves (podman
 /// failing, timing out) fails no Run: the Run stays `starting` and the next tick observes what is there.
+///
+/// Concurrency: a driver does all of its work on one thread of its own (a task executor that ``tick()``,
+/// ``run(wakeup:until:)`` and ``start(wakeup:)`` switch to), one tick at a time. Its ledger calls (LMDB
+/// transactions), the wake-up wait, output checks and disk checks block that thread and nothing else;
+/// ``Executor`` calls suspend there while they wait for the runtime. The cooperative pool never runs a
+/// blocking call of the driver.
 public final class RunDriver: Sendable {
     public struct Configuration: Sendable {
         public var capacity: Capacity
@@ -127,6 +133,8 @@ public final class RunDriver: Sendable {
         var diskWasFull = false
     }
     private let state = Mutex(State())
+    /// Where all of the driver's work runs (see the type's documentation).
+    private let thread = DriverThread()
 
     public init(
         ledger: any RunLedger,
@@ -140,11 +148,17 @@ public final class RunDriver: Sendable {
         self.logger = logger
     }
 
+    deinit { thread.close() }
+
     /// Does one round of work (see the type's documentation). Ledger and executor failures are
     /// logged and leave the affected Run for the next tick; a tick never throws. Ticks must not
     /// overlap (it traps).
     @discardableResult
     public func tick() async -> TickSummary {
+        await withTaskExecutorPreference(thread) { await tickOnThread() }
+    }
+
+    private func tickOnThread() async -> TickSummary {
         let clock = ContinuousClock()
         let sweepDue = state.withLock { state in
             precondition(!state.ticking, "RunDriver.tick() must not run concurrently with itself")
@@ -191,29 +205,70 @@ public final class RunDriver: Sendable {
     /// rings, and otherwise every ``Configuration/busyPollInterval`` while Runs are in flight or
     /// every ``Configuration/idlePollInterval``.
     ///
-    /// The wait blocks one thread in slices of at most 100 ms (a ring ends it at once), so
+    /// The wait blocks the driver's thread in slices of at most 100 ms (a ring ends it at once), so
     /// stopping takes effect within 100 ms without a busy loop.
     public func run(wakeup: Wakeup?, until shouldStop: @Sendable () -> Bool) async {
-        let slice = Duration.milliseconds(100)
-        let clock = ContinuousClock()
-        while !shouldStop() && !Task.isCancelled {
-            let summary = await tick()
-            if !summary.finished.isEmpty { continue }
-            let interval =
-                summary.inFlight > 0 || summary.waitingForCapacity || summary.waitingForImages
-                ? configuration.busyPollInterval : configuration.idlePollInterval
-            let deadline = clock.now.advanced(by: interval)
+        await withTaskExecutorPreference(thread) {
+            let slice = Duration.milliseconds(100)
+            let clock = ContinuousClock()
             while !shouldStop() && !Task.isCancelled {
-                let left = clock.now.duration(to: deadline)
-                if left <= .zero { break }
-                if let wakeup {
-                    if wakeup.wait(timeout: min(left, slice)) { break }
-                    await Task.yield()
-                } else {
-                    try? await Task.sleep(for: min(left, slice))
+                let summary = await tickOnThread()
+                if !summary.finished.isEmpty { continue }
+                let interval =
+                    summary.inFlight > 0 || summary.waitingForCapacity || summary.waitingForImages
+                    ? configuration.busyPollInterval : configuration.idlePollInterval
+                let deadline = clock.now.advanced(by: interval)
+                while !shouldStop() && !Task.isCancelled {
+                    let left = clock.now.duration(to: deadline)
+                    if left <= .zero { break }
+                    if let wakeup {
+                        if wakeup.wait(timeout: min(left, slice)) { break }
+                        await Task.yield()
+                    } else {
+                        try? await Task.sleep(for: min(left, slice))
+                    }
                 }
             }
         }
+    }
+
+    /// Runs ``run(wakeup:until:)`` on the driver's thread and returns at once: for a daemon whose own
+    /// thread waits for signals, then calls ``Running/stop()`` and ``Running/join()``.
+    public func start(wakeup: Wakeup?) -> Running {
+        let running = Running()
+        // The task lets go of the socket before it says it has finished, so the caller's reference is the
+        // last one and the socket file is removed on the caller's thread, before the process exits.
+        let lent = Lent(wakeup)
+        Task(executorPreference: thread) {
+            await self.run(wakeup: lent.take()) { running.stopRequested }
+            running.finished.signal()
+        }
+        return running
+    }
+
+    /// A value handed to a task that gives it back up before the task ends.
+    private final class Lent<Value: Sendable>: Sendable {
+        private let value: Mutex<Value?>
+
+        init(_ value: Value?) { self.value = Mutex(value) }
+
+        func take() -> Value? { value.withLock { $0.take() } }
+    }
+
+    /// A driver loop started by ``start(wakeup:)``.
+    public final class Running: Sendable {
+        private let stopFlag = Atomic<Bool>(false)
+        fileprivate let finished = Semaphore()
+
+        fileprivate init() {}
+
+        fileprivate var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
+
+        /// Asks the loop to end once the tick in progress is done (within 100 ms when it waits).
+        public func stop() { stopFlag.store(true, ordering: .relaxed) }
+
+        /// Blocks the calling thread until the loop has ended.
+        public func join() { finished.wait() }
     }
 
     // MARK: - Steps

@@ -1,7 +1,8 @@
 import Foundation
 import KnitCore
-import KnitScheduler
 import Synchronization
+
+@testable import KnitScheduler
 
 /// Stands in for the store: the ``RunLedger`` contract over a dictionary, plus a record of what
 /// the driver did (start order, how often each Run was finished, peak concurrency).
@@ -19,6 +20,7 @@ final class InMemoryLedger: RunLedger {
         var startOrder: [String] = []
         var peakInFlight = 0
         var inFlightReads = 0
+        var callerThreads: Set<String> = []
     }
 
     private let state = Mutex(State())
@@ -44,7 +46,13 @@ final class InMemoryLedger: RunLedger {
     var peakInFlight: Int { state.withLock { $0.peakInFlight } }
     /// How many times the driver read the Runs in flight.
     var inFlightReads: Int { state.withLock { $0.inFlightReads } }
+    /// Which kinds of thread the driver called the ledger from.
+    var callerThreads: Set<String> { state.withLock { $0.callerThreads } }
 
+    private func noteCaller() {
+        let thread = DriverThread.isCurrent ? "driver thread" : "other thread"
+        state.withLock { _ = $0.callerThreads.insert(thread) }
+    }
 
     func allFinished(_ ids: [String]) -> Bool {
         ids.allSatisfy { status($0)?.isFinished == true }
@@ -53,7 +61,8 @@ final class InMemoryLedger: RunLedger {
     // MARK: RunLedger
 
     func readyToStart(limit: Int) throws -> [ScheduledRun] {
-        state.withLock { state in
+        noteCaller()
+        return state.withLock { state in
             Array(
                 state.order.compactMap { id -> ScheduledRun? in
                     guard let entry = state.entries[id], entry.status == .ready || entry.status == .waiting else {
@@ -96,7 +105,8 @@ final class InMemoryLedger: RunLedger {
     }
 
     func runsInFlight() throws -> [RunInFlight] {
-        state.withLock { state in
+        noteCaller()
+        return state.withLock { state in
             state.inFlightReads += 1
             return state.order.compactMap { id in
                 guard let entry = state.entries[id] else { return nil }
@@ -122,7 +132,8 @@ final class InMemoryLedger: RunLedger {
     }
 
     func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool {
-        state.withLock { state in
+        noteCaller()
+        return state.withLock { state in
             guard let entry = state.entries[runId] else { return false }
             switch entry.status {
             case .starting, .running, .completing, .aborting: break

@@ -257,7 +257,7 @@ struct RunDriverTests {
         }
     }
 
-    @Test("one tick reads the runs in flight once; a run it stopped is not followed again")
+    @Test("one tick reads the runs in flight once, on the driver's own thread; a run it stopped is not followed again")
     func oneInFlightReadPerTick() async throws {
         try await withScratch { _, executor in
             let ledger = InMemoryLedger()
@@ -277,6 +277,30 @@ struct RunDriverTests {
             // The stopped run left the tick's list: only the other one is still followed and holds capacity.
             #expect(summary.inFlight == 1)
             #expect(ledger.entry(stopped.runId)?.finishCount == 1)
+            // Ledger calls block (LMDB): they never run on the cooperative pool.
+            #expect(ledger.callerThreads == ["driver thread"])
+        }
+    }
+
+    @Test("a started driver works on its own thread, and stop() then join() end it within a second")
+    func startStopJoin() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let run = shellRun("true")
+            ledger.add(run)
+            let running = driver.start(wakeup: nil)
+            let clock = ContinuousClock()
+            let began = clock.now
+            while ledger.status(run.runId)?.isFinished != true && clock.now - began < .seconds(15) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(ledger.status(run.runId) == .done)
+            let stopping = clock.now
+            running.stop()
+            running.join()
+            #expect(clock.now - stopping < .seconds(1))
+            #expect(ledger.callerThreads == ["driver thread"])
         }
     }
 
