@@ -1,41 +1,67 @@
-/// Runs the container of one Run and reports what happened to it. The scheduler owns the Run's
-/// state machine; an executor only turns "start this", "how is it?", "stop it", "forget it" into
-/// actions on a container runtime, reports raw facts (exit code, OOM) plus a human message, and
-/// leaves Knitfab's exit-code policy (253, 254, 255…) to the caller.
+public import KnitCore
+
+/// Runs the worker of one Run (a container, a Kubernetes Job's pod…) and reports what happened to it. The
+/// ``RunDriver`` owns the Run's state machine and Knitfab's exit-code policy (252-255); an executor only
+/// turns "is the image there?", "start this", "how are they?", "stop it", "forget it" into actions on its
+/// runtime, and reports raw facts (exit code, OOM kill) plus a message for humans. It never touches the
+/// store, and the driver never names a runtime: everything runtime-specific is behind these methods.
 ///
-/// Every container is findable by its Run id alone, so a restarted scheduler can reconcile with
-/// ``list()`` and ``observe(runId:)`` without any state of its own.
+/// Every worker is findable by its Run id alone (a name or label derived from it), so a restarted
+/// scheduler reconciles through ``list()`` and ``observe(runIds:)`` with no state of its own: an executor
+/// may remember things between calls only as hints whose loss costs precision, never correctness.
+///
+/// The driver calls these methods from one task, one at a time, in this order for a Run:
+/// ``prepare(image:)`` until it answers `.ready`, then (after the ledger marked the Run `starting`)
+/// ``start(_:)``, ``observe(runIds:)`` every tick until `.exited` or `.notFound`, perhaps ``stop(runId:grace:)``
+/// (a user's stop request), and ``cleanup(runId:)`` once the ledger has finished the Run. ``list()`` runs on
+/// the first tick and then now and then, to remove workers whose Run is no longer in flight.
 public protocol Executor: Sendable {
-    /// Creates and starts the Run's container, detached. Returns once the container process
-    /// runs (or has already finished); it does not wait for it to exit.
-    ///
-    /// #### Errors
-    /// ``ExecutorError`` with code `imageNotFound`, `alreadyExists`, `invalidLaunch` or
-    /// `startFailed` (nothing is left behind, except for `alreadyExists`); `commandFailed` or
-    /// `timedOut` when the runtime itself misbehaves.
-    func start(_ launch: RunLaunch) async throws -> Void
+    /// How messages name the Run's worker: `(container <name>) [Reason] …` in a failed Run's exit. Pure
+    /// (no runtime call) and the same for a Run id every time: podman's container name, a Job's name.
+    func workerName(runId: String) -> String
 
-    /// What the Run's container is doing now.
-    func observe(runId: String) async throws -> ExecutorObservation
-
-    /// What the containers of several Runs are doing now, in one round trip where the runtime allows
-    /// it; every id gets an answer (`.notFound` when it has no container).
-    func observe(runIds: [String]) async throws -> [String: ExecutorObservation]
-
-    /// Whether a Run of `image` can be started now. An executor that has to fetch the image does so in
-    /// the background and answers `.pending` meanwhile, so one slow download never holds up the Runs
-    /// that could start; `.failed` carries why the image cannot be had (said once per failed attempt).
+    /// Whether a Run of `image` can be started now. Never fails and never waits for a download: an
+    /// executor that has to fetch the image does so in the background and answers `.pending` meanwhile
+    /// (the driver passes the Run over without holding capacity and asks again next tick), so one slow
+    /// download never holds up the Runs that could start. `.failed` carries why the image cannot be had,
+    /// said once per failed attempt; the driver then ends the Run failed 255 `[ImageNotFound]`. An
+    /// executor whose runtime fetches images itself (a kubelet) answers `.ready`.
     func prepare(image: String) async -> ImagePreparation
 
-    /// Asks the container to stop (SIGTERM), kills it after `grace`, and returns once it has
-    /// exited. A Run without a container is not an error.
+    /// Creates and starts the Run's worker, detached, and returns once its process runs (or has already
+    /// finished); it does not wait for it to exit. The ledger has marked the Run `starting` and created its
+    /// output directories (empty) and its log's directory. From the start on, the process's stdout and
+    /// stderr are appended to ``RunLaunch/logPath`` as they are written, and the file holds all of them by
+    /// the time ``observe(runIds:)`` reports `.exited` (an executor whose runtime keeps logs elsewhere
+    /// copies them before it says so).
+    ///
+    /// #### Errors
+    /// ``ExecutorError`` with code `imageNotFound`, `invalidLaunch` or `startFailed`: nothing is left behind
+    /// and the driver fails the Run with exit 255. `alreadyExists`: a worker of this Run id exists (left
+    /// over from an earlier attempt); the driver cleans it up and starts once more. `commandFailed` or
+    /// `timedOut`: the runtime itself misbehaved; the Run stays `starting` and the next tick observes it.
+    func start(_ launch: RunLaunch) async throws -> Void
+
+    /// What the workers of several Runs are doing now; every id gets an answer (`.notFound` when it has no
+    /// worker). Called every tick for every Run in flight, so it should be one round trip (or a watch's
+    /// cache). Throws only when the runtime cannot answer at all; the driver then leaves every Run as is.
+    func observe(runIds: [String]) async throws -> [String: ExecutorObservation]
+
+    /// What one Run's worker is doing now, as ``observe(runIds:)``.
+    func observe(runId: String) async throws -> ExecutorObservation
+
+    /// Asks the worker to stop (SIGTERM), kills it after `grace`, and returns once it has exited; a later
+    /// ``observe(runIds:)`` says `.exited` or `.notFound`. A Run without a worker is not an error, and a
+    /// second call changes nothing more.
     func stop(runId: String, grace: Duration) async throws -> Void
 
-    /// Removes the Run's container (killing it if it still runs). A Run without a container is
-    /// not an error. The log file stays where ``RunLaunch/logPath`` put it.
+    /// Removes the Run's worker (killing it if it still runs) and whatever the executor keeps for it. A Run
+    /// without a worker is not an error. Never touches the output directories or the log file: they are
+    /// the store's Data.
     func cleanup(runId: String) async throws -> Void
 
-    /// Run ids of every container of this executor, running or not, sorted.
+    /// Run ids of every worker of this executor (this installation's, not another's on the same host or
+    /// cluster), running or not, sorted.
     func list() async throws -> [String]
 }
 
@@ -51,32 +77,21 @@ extension Executor {
     }
 }
 
-/// Everything needed to start one Run's container.
+/// Everything needed to start one Run's worker.
 public struct RunLaunch: Sendable, Equatable {
-    /// A host directory (or file) bound into the container.
-    public struct Mount: Sendable, Hashable {
-        public var hostPath: String
-        public var containerPath: String
-
-        public init(hostPath: String, containerPath: String) {
-            self.hostPath = hostPath
-            self.containerPath = containerPath
-        }
-    }
-
-    /// Names the container (`knit-run-<runId>`) and labels it (`knit.run=<runId>`).
+    /// The executor names and labels the worker after it (``Executor/workerName(runId:)``), so
+    /// ``Executor/list()`` and ``Executor/observe(runIds:)`` find it after a restart.
     public var runId: String
-    /// `[host[:port]/]name:tag`: from the runtime's local image store, or pulled from its registry when the
-    /// name has a registry host part and the local store lacks it (see ``PodmanExecutor``).
+    /// `[host[:port]/]name:tag`, ready by ``Executor/prepare(image:)``.
     public var image: String
     /// Replaces the image's ENTRYPOINT when non-nil and non-empty.
     public var entrypoint: [String]?
     /// Replaces the image's CMD when non-nil and non-empty (an empty list keeps the image's CMD).
     public var args: [String]?
     /// Mounted read-only; each host path must exist.
-    public var inputs: [Mount]
+    public var inputs: [RunMount]
     /// Mounted read-write; each host path must be an existing, empty directory.
-    public var outputs: [Mount]
+    public var outputs: [RunMount]
     /// Host file that receives the container's stdout and stderr, merged in the order written,
     /// growing while the container runs (appended to when it exists). `nil` discards the output.
     public var logPath: String?
@@ -92,8 +107,8 @@ public struct RunLaunch: Sendable, Equatable {
         image: String,
         entrypoint: [String]? = nil,
         args: [String]? = nil,
-        inputs: [Mount] = [],
-        outputs: [Mount] = [],
+        inputs: [RunMount] = [],
+        outputs: [RunMount] = [],
         logPath: String? = nil,
         cpuMillis: Int? = nil,
         memoryBytes: Int64? = nil,

@@ -102,15 +102,15 @@ public final class PodmanExecutor: Executor {
 
     /// What this process remembers about a Run between calls. Losing it (a restart) only
     /// weakens OOM inference for containers this process stopped.
-    private struct RunMemory {
+    struct RunMemory {
         var oomKills = 0
         var stoppedByExecutor = false
     }
 
     public let configuration: Configuration
     private let environment: [String]
-    private let logger: Logger
-    private let runs = Mutex<[String: RunMemory]>([:])
+    let logger: Logger
+    let runs = Mutex<[String: RunMemory]>([:])
     /// Registry images known to be in the local store, and pulls in flight or just failed, by image.
     private let images = Mutex<ImageStates>(ImageStates())
 
@@ -149,27 +149,7 @@ public final class PodmanExecutor: Executor {
     /// The container name of a Run.
     public static func containerName(runId: String) -> String { "knit-run-\(runId)" }
 
-    /// Capabilities a Run's container keeps: what ordinary images need to install and drop to their own
-    /// users and write their files as root (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID), signal their own
-    /// processes (KILL) and bind low ports on their loopback (NET_BIND_SERVICE).
-    public static let keptCapabilities = [
-        "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE",
-    ]
-
-    /// Capabilities of podman's defaults here (docker's long list: CapEff a80425fb) that a Run never gets:
-    /// no device nodes (MKNOD), no file capabilities or s-bits kept on writes (SETFCAP, FSETID), no
-    /// capability games (SETPCAP), no chroot, no audit writes, no raw sockets.
-    public static let droppedCapabilities = [
-        "MKNOD", "SETFCAP", "SETPCAP", "SYS_CHROOT", "AUDIT_WRITE", "NET_RAW", "FSETID",
-    ]
-
-    /// Arguments that confine every Run's container: every capability dropped and only the kept ones added
-    /// back (so whatever defaults a podman version or containers.conf brings, a Run has exactly those;
-    /// CapEff 4eb), and no privilege gained through setuid binaries or file capabilities
-    /// (`no-new-privileges`).
-    static let confinement =
-        ["--cap-drop", "ALL"] + keptCapabilities.flatMap { ["--cap-add", $0] }
-        + ["--security-opt", "no-new-privileges"]
+    public func workerName(runId: String) -> String { Self.containerName(runId: runId) }
 
     // MARK: - Executor
 
@@ -181,38 +161,7 @@ public final class PodmanExecutor: Executor {
         guard runs.withLock({ $0[launch.runId] }) == nil else {
             throw ExecutorError(.alreadyExists, "run \(launch.runId): container \(name) was started already")
         }
-        var arguments = [
-            "run", "--detach", "--name", name,
-            "--label", "knit.run=\(launch.runId)", "--label", "knit.executor=\(configuration.instance)",
-            "--pull=never", "--network", configuration.network,
-            "--log-driver", launch.logPath == nil ? "none" : "passthrough",
-        ]
-        arguments += Self.confinement
-        // nosuid,nodev: a setuid binary or a device node in a Data directory means nothing inside the container
-        // (the OutputSanitizer removes what a Run leaves behind, after it ends).
-        for mount in launch.inputs {
-            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):ro,nosuid,nodev"]
-        }
-        for mount in launch.outputs {
-            arguments += ["--volume", "\(mount.hostPath):\(mount.containerPath):rw,nosuid,nodev"]
-        }
-        if let millis = launch.cpuMillis {
-            arguments += ["--cpus", Self.cpuText(millis: millis)]
-        }
-        if let bytes = launch.memoryBytes {
-            // Equal limits mean "no swap at all"; podman's default would allow 2× the limit.
-            arguments += ["--memory", "\(bytes)", "--memory-swap", "\(bytes)"]
-        }
-        for (key, value) in launch.environment.sorted(by: { $0.key < $1.key }) {
-            arguments += ["--env", "\(key)=\(value)"]
-        }
-        if let entrypoint = launch.entrypoint, !entrypoint.isEmpty {
-            // The JSON form keeps each element one argv entry; a plain string would be split.
-            let json = String(decoding: try JSONEncoder().encode(entrypoint), as: UTF8.self)
-            arguments += ["--entrypoint", json]
-        }
-        arguments.append(launch.image)
-        arguments += launch.args ?? []
+        let arguments = try runArguments(for: launch)
         let directory = try prepareRunDirectory(runId: launch.runId)
 
         var result = try await runDetached(arguments, launch: launch, directory: directory)
@@ -272,72 +221,6 @@ public final class PodmanExecutor: Executor {
         )
     }
 
-    public func observe(runId: String) async throws -> ExecutorObservation {
-        try await observe(runIds: [runId])[runId] ?? .notFound
-    }
-
-    /// One `podman container inspect` for all of `runIds`: a tick follows every Run in flight, and one call
-    /// per container (30-100 ms each) delayed the start of new Runs behind them.
-    public func observe(runIds: [String]) async throws -> [String: ExecutorObservation] {
-        guard !runIds.isEmpty else { return [:] }
-        for runId in runIds { try Self.checkRunId(runId) }
-        let names = runIds.map(Self.containerName(runId:))
-        let result = try await podman(["container", "inspect"] + names, timeout: configuration.commandTimeout)
-        // podman prints the containers it found and fails for the rest ("no such container").
-        guard result.status == 0 || result.stderr.contains("no such container") else {
-            throw commandError("inspect", runId: runIds.count == 1 ? runIds[0] : nil, result)
-        }
-        let containers: [InspectedContainer]
-        do {
-            let printed = result.stdout.utf8.contains { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }
-            containers =
-                printed ? try JSONDecoder().decode([InspectedContainer].self, from: Data(result.stdout.utf8)) : []
-        } catch {
-            throw ExecutorError(.commandFailed, "unreadable podman inspect output: \(error)")
-        }
-        var seen: [String: ExecutorObservation] = [:]
-        for container in containers {
-            guard let runId = container.config?.labels?["knit.run"], runIds.contains(runId) else { continue }
-            seen[runId] = observation(of: container, runId: runId)
-        }
-        for runId in runIds where seen[runId] == nil { seen[runId] = .notFound }
-        return seen
-    }
-
-    private func observation(of container: InspectedContainer, runId: String) -> ExecutorObservation {
-        let memoryLimit = container.hostConfig?.memory ?? 0
-        switch container.state.status {
-        case "created", "configured", "initialized", "unknown":
-            return .starting
-        case "running", "paused", "stopping":
-            if memoryLimit > 0, container.state.pid > 0,
-                let kills = CgroupMemory.oomKillCount(pid: container.state.pid), kills > 0
-            {
-                runs.withLock { $0[runId, default: RunMemory()].oomKills = kills }
-            }
-            return .running
-        case "removing":
-            return .notFound
-        default:
-            let memory = runs.withLock { $0[runId] } ?? RunMemory()
-            let code = container.state.exitCode
-            let oomKilled =
-                container.state.oomKilled || access(runDirectory(runId: runId) + "/oom", F_OK) == 0
-                || memory.oomKills > 0 || (code == 137 && memoryLimit > 0 && !memory.stoppedByExecutor)
-            return .exited(
-                code: code,
-                oomKilled: oomKilled,
-                message: Self.exitMessage(
-                    code: code,
-                    oomKilled: oomKilled,
-                    memoryLimit: memoryLimit,
-                    stopped: memory.stoppedByExecutor,
-                    runtimeError: container.state.error ?? ""
-                )
-            )
-        }
-    }
-
     public func stop(runId: String, grace: Duration) async throws {
         try Self.checkRunId(runId)
         let name = Self.containerName(runId: runId)
@@ -385,20 +268,6 @@ public final class PodmanExecutor: Executor {
         runs.withLock { _ = $0.removeValue(forKey: runId) }
         try? FileManager.default.removeItem(atPath: runDirectory(runId: runId))
         logger.debug("container removed", metadata: ["run.id": "\(runId)"])
-    }
-
-    public func list() async throws -> [String] {
-        let result = try await podman(
-            ["ps", "--all", "--filter", "label=knit.executor=\(configuration.instance)", "--format", "json"],
-            timeout: configuration.commandTimeout
-        )
-        guard result.status == 0 else { throw commandError("ps", runId: nil, result) }
-        do {
-            let listed = try JSONDecoder().decode([ListedContainer].self, from: Data(result.stdout.utf8))
-            return Set(listed.compactMap { $0.labels?["knit.run"] }).sorted()
-        } catch {
-            throw ExecutorError(.commandFailed, "unreadable podman ps output: \(error)")
-        }
     }
 
     // MARK: - Helpers
@@ -512,7 +381,7 @@ public final class PodmanExecutor: Executor {
         return String(first)
     }
 
-    private func podman(
+    func podman(
         _ arguments: [String],
         output: ChildOutput = .capture,
         directory: String? = nil,
@@ -534,7 +403,7 @@ public final class PodmanExecutor: Executor {
         )
     }
 
-    private func runDirectory(runId: String) -> String {
+    func runDirectory(runId: String) -> String {
         configuration.runDirectory + "/" + runId
     }
 
@@ -551,7 +420,7 @@ public final class PodmanExecutor: Executor {
         return path
     }
 
-    private func commandError(_ verb: String, runId: String?, _ result: CommandOutput) -> ExecutorError {
+    func commandError(_ verb: String, runId: String?, _ result: CommandOutput) -> ExecutorError {
         let subject = runId.map { "run \($0): " } ?? ""
         return ExecutorError(
             .commandFailed,
@@ -570,151 +439,4 @@ public final class PodmanExecutor: Executor {
         let chosen = errors.isEmpty ? lines.filter { !$0.isEmpty } : errors
         return chosen.isEmpty ? "(no output)" : chosen.joined(separator: "; ")
     }
-
-    /// Run ids become container names and directory names: nothing but `[A-Za-z0-9_.-]`, not
-    /// starting with a dot.
-    static func checkRunId(_ id: String) throws {
-        let idIsSafe =
-            !id.isEmpty && id.count <= 200 && !id.hasPrefix(".")
-            && id.utf8.allSatisfy { byte in
-                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
-                    || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
-            }
-        guard idIsSafe else {
-            throw ExecutorError(.invalidLaunch, "run id \"\(id)\" cannot name a container (use [A-Za-z0-9_.-])")
-        }
-    }
-
-    static func validate(_ launch: RunLaunch) throws {
-        let id = launch.runId
-        try checkRunId(id)
-        guard !launch.image.isEmpty, !launch.image.hasPrefix("-") else {
-            throw ExecutorError(.invalidLaunch, "run \(id): image name \"\(launch.image)\" is not usable")
-        }
-        for mount in launch.inputs + launch.outputs {
-            // `--volume` separates its fields with ':' and options with ','.
-            guard !mount.hostPath.contains(":"), !mount.containerPath.contains(":"),
-                !mount.hostPath.contains(","), !mount.containerPath.contains(","),
-                mount.hostPath.hasPrefix("/"), mount.containerPath.hasPrefix("/")
-            else {
-                throw ExecutorError(
-                    .invalidLaunch,
-                    "run \(id): mount \(mount.hostPath) → \(mount.containerPath) needs absolute paths without ':' or ','"
-                )
-            }
-        }
-        for mount in launch.inputs {
-            var info = stat()
-            guard stat(mount.hostPath, &info) == 0 else {
-                throw ExecutorError(
-                    .invalidLaunch,
-                    "run \(id): input \(mount.containerPath): \(mount.hostPath): \(errnoText(errno))"
-                )
-            }
-        }
-        for mount in launch.outputs {
-            var info = stat()
-            guard stat(mount.hostPath, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
-                throw ExecutorError(
-                    .invalidLaunch,
-                    "run \(id): output \(mount.containerPath): \(mount.hostPath) is not a directory"
-                )
-            }
-            let entries = (try? FileManager.default.contentsOfDirectory(atPath: mount.hostPath)) ?? ["?"]
-            guard entries.isEmpty else {
-                throw ExecutorError(
-                    .invalidLaunch,
-                    "run \(id): output \(mount.containerPath): \(mount.hostPath) is not empty"
-                )
-            }
-        }
-        for key in launch.environment.keys where key.isEmpty || key.contains("=") || key.contains("\0") {
-            throw ExecutorError(.invalidLaunch, "run \(id): environment variable name \"\(key)\" is not usable")
-        }
-        if let millis = launch.cpuMillis, millis <= 0 {
-            throw ExecutorError(.invalidLaunch, "run \(id): cpu limit must be positive, got \(millis)m")
-        }
-        // podman refuses less than 6 MiB.
-        if let bytes = launch.memoryBytes, bytes < 6 << 20 {
-            throw ExecutorError(.invalidLaunch, "run \(id): memory limit must be at least 6 MiB, got \(bytes) bytes")
-        }
-    }
-
-    /// `--cpus` text: 1500 → "1.5", 250 → "0.25", 2000 → "2".
-    static func cpuText(millis: Int) -> String {
-        let whole = millis / 1000
-        var fraction = String(millis % 1000)
-        guard fraction != "0" else { return String(whole) }
-        while fraction.count < 3 { fraction = "0" + fraction }
-        while fraction.hasSuffix("0") { fraction.removeLast() }
-        return "\(whole).\(fraction)"
-    }
-
-    static func exitMessage(
-        code: Int32,
-        oomKilled: Bool,
-        memoryLimit: Int64,
-        stopped: Bool,
-        runtimeError: String
-    ) -> String {
-        var message: String
-        if oomKilled {
-            message = "OOMKilled: exceeded its memory limit of \(byteText(memoryLimit))"
-        } else {
-            switch code {
-            case 0: message = "completed"
-            case 137: message = stopped ? "stopped: killed (SIGKILL) after the grace period" : "killed by SIGKILL"
-            case 143: message = stopped ? "stopped: terminated by SIGTERM" : "terminated by SIGTERM"
-            case 129...192: message = "killed by signal \(code - 128)"
-            default: message = "exited with code \(code)"
-            }
-        }
-        if !runtimeError.isEmpty { message += " (runtime: \(runtimeError))" }
-        return message
-    }
-
-    static func byteText(_ bytes: Int64) -> String {
-        if bytes > 0 && bytes % (1 << 30) == 0 { return "\(bytes >> 30) GiB" }
-        if bytes > 0 && bytes % (1 << 20) == 0 { return "\(bytes >> 20) MiB" }
-        return "\(bytes) bytes"
-    }
-}
-
-/// The parts of `podman container inspect` the executor reads.
-private struct InspectedContainer: Decodable {
-    struct State: Decodable {
-        var status: String
-        var exitCode: Int32
-        var oomKilled: Bool
-        var pid: Int32
-        var error: String?
-
-        enum CodingKeys: String, CodingKey {
-            case status = "Status", exitCode = "ExitCode", oomKilled = "OOMKilled", pid = "Pid", error = "Error"
-        }
-    }
-
-    struct HostConfig: Decodable {
-        var memory: Int64?
-        enum CodingKeys: String, CodingKey { case memory = "Memory" }
-    }
-
-    struct Config: Decodable {
-        var labels: [String: String]?
-        enum CodingKeys: String, CodingKey { case labels = "Labels" }
-    }
-
-    var state: State
-    var hostConfig: HostConfig?
-    var config: Config?
-
-    enum CodingKeys: String, CodingKey {
-        case state = "State", hostConfig = "HostConfig", config = "Config"
-    }
-}
-
-/// The parts of `podman ps --format json` the executor reads.
-private struct ListedContainer: Decodable {
-    var labels: [String: String]?
-    enum CodingKeys: String, CodingKey { case labels = "Labels" }
 }

@@ -36,10 +36,16 @@ internal import Synchronization
 /// between ends it 254 and never starts it twice.
 ///
 /// A container that cannot start is a failed Run with exit 255 and a Knitfab-like message
-/// `(container knit-run-<id>) [Reason] detail`, Reason one of `ImageNotFound`, `StartFailed`
-/// (entrypoint missing: 127, not executable: 126) or `InvalidLaunch` (e.g. an output directory
-/// that is not empty). A runtime that misbehaves (podman failing, timing out) fails no Run: the
-/// Run stays `starting` and the next tick observes what is there.
+/// `(container <worker>) [Reason] detail` (the worker as ``Executor/workerName(runId:)`` names it),
+/// Reason one of `ImageNotFound`, `StartFailed` (entrypoint missing: 127, not executable: 126) or
+/// `InvalidLaunch` (e.g. an output directory that is not empty). A runtime that misbehaves (podman
+/// failing, timing out) fails no Run: the Run stays `starting` and the next tick observes what is there.
+///
+/// Concurrency: a driver does all of its work on one thread of its own (a task executor that ``tick()``,
+/// ``run(wakeup:until:)`` and ``start(wakeup:)`` switch to), one tick at a time. Its ledger calls (LMDB
+/// transactions), the wake-up wait, output checks and disk checks block that thread and nothing else;
+/// ``Executor`` calls suspend there while they wait for the runtime. The cooperative pool never runs a
+/// blocking call of the driver.
 public final class RunDriver: Sendable {
     public struct Configuration: Sendable {
         public var capacity: Capacity
@@ -127,6 +133,8 @@ public final class RunDriver: Sendable {
         var diskWasFull = false
     }
     private let state = Mutex(State())
+    /// Where all of the driver's work runs (see the type's documentation).
+    private let thread = DriverThread()
 
     public init(
         ledger: any RunLedger,
@@ -140,11 +148,17 @@ public final class RunDriver: Sendable {
         self.logger = logger
     }
 
+    deinit { thread.close() }
+
     /// Does one round of work (see the type's documentation). Ledger and executor failures are
     /// logged and leave the affected Run for the next tick; a tick never throws. Ticks must not
     /// overlap (it traps).
     @discardableResult
     public func tick() async -> TickSummary {
+        await withTaskExecutorPreference(thread) { await tickOnThread() }
+    }
+
+    private func tickOnThread() async -> TickSummary {
         let clock = ContinuousClock()
         let sweepDue = state.withLock { state in
             precondition(!state.ticking, "RunDriver.tick() must not run concurrently with itself")
@@ -158,8 +172,9 @@ public final class RunDriver: Sendable {
         defer { state.withLock { $0.ticking = false } }
 
         var summary = TickSummary()
-        await honourStopRequests(&summary)
-        guard let inFlight = ledgerCall("runs in flight", { try ledger.runsInFlight() }) else { return summary }
+        guard var inFlight = ledgerCall("runs in flight", { try ledger.runsInFlight() }) else { return summary }
+        let stopped = await honourStopRequests(inFlight, &summary)
+        inFlight.removeAll { stopped.contains($0.runId) }
         if sweepDue { await sweep(keeping: Set(inFlight.map(\.runId)), &summary) }
         // New work first: observing costs one runtime call per container in flight (about 50-100 ms
         // each with podman), and a Run the user just triggered should not wait behind all of them.
@@ -190,48 +205,94 @@ public final class RunDriver: Sendable {
     /// rings, and otherwise every ``Configuration/busyPollInterval`` while Runs are in flight or
     /// every ``Configuration/idlePollInterval``.
     ///
-    /// The wait blocks one thread in slices of at most 100 ms (a ring ends it at once), so
+    /// The wait blocks the driver's thread in slices of at most 100 ms (a ring ends it at once), so
     /// stopping takes effect within 100 ms without a busy loop.
     public func run(wakeup: Wakeup?, until shouldStop: @Sendable () -> Bool) async {
-        let slice = Duration.milliseconds(100)
-        let clock = ContinuousClock()
-        while !shouldStop() && !Task.isCancelled {
-            let summary = await tick()
-            if !summary.finished.isEmpty { continue }
-            let interval =
-                summary.inFlight > 0 || summary.waitingForCapacity || summary.waitingForImages
-                ? configuration.busyPollInterval : configuration.idlePollInterval
-            let deadline = clock.now.advanced(by: interval)
+        await withTaskExecutorPreference(thread) {
+            let slice = Duration.milliseconds(100)
+            let clock = ContinuousClock()
             while !shouldStop() && !Task.isCancelled {
-                let left = clock.now.duration(to: deadline)
-                if left <= .zero { break }
-                if let wakeup {
-                    if wakeup.wait(timeout: min(left, slice)) { break }
-                    await Task.yield()
-                } else {
-                    try? await Task.sleep(for: min(left, slice))
+                let summary = await tickOnThread()
+                if !summary.finished.isEmpty { continue }
+                let interval =
+                    summary.inFlight > 0 || summary.waitingForCapacity || summary.waitingForImages
+                    ? configuration.busyPollInterval : configuration.idlePollInterval
+                let deadline = clock.now.advanced(by: interval)
+                while !shouldStop() && !Task.isCancelled {
+                    let left = clock.now.duration(to: deadline)
+                    if left <= .zero { break }
+                    if let wakeup {
+                        if wakeup.wait(timeout: min(left, slice)) { break }
+                        await Task.yield()
+                    } else {
+                        try? await Task.sleep(for: min(left, slice))
+                    }
                 }
             }
         }
     }
 
+    /// Runs ``run(wakeup:until:)`` on the driver's thread and returns at once: for a daemon whose own
+    /// thread waits for signals, then calls ``Running/stop()`` and ``Running/join()``.
+    public func start(wakeup: Wakeup?) -> Running {
+        let running = Running()
+        // The task lets go of the socket before it says it has finished, so the caller's reference is the
+        // last one and the socket file is removed on the caller's thread, before the process exits.
+        let lent = Lent(wakeup)
+        Task(executorPreference: thread) {
+            await self.run(wakeup: lent.take()) { running.stopRequested }
+            running.finished.signal()
+        }
+        return running
+    }
+
+    /// A value handed to a task that gives it back up before the task ends.
+    private final class Lent<Value: Sendable>: Sendable {
+        private let value: Mutex<Value?>
+
+        init(_ value: Value?) { self.value = Mutex(value) }
+
+        func take() -> Value? { value.withLock { $0.take() } }
+    }
+
+    /// A driver loop started by ``start(wakeup:)``.
+    public final class Running: Sendable {
+        private let stopFlag = Atomic<Bool>(false)
+        fileprivate let finished = Semaphore()
+
+        fileprivate init() {}
+
+        fileprivate var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
+
+        /// Asks the loop to end once the tick in progress is done (within 100 ms when it waits).
+        public func stop() { stopFlag.store(true, ordering: .relaxed) }
+
+        /// Blocks the calling thread until the loop has ended.
+        public func join() { finished.wait() }
+    }
+
     // MARK: - Steps
 
-    private func honourStopRequests(_ summary: inout TickSummary) async {
-        guard let requests = ledgerCall("requested stops", { try ledger.requestedStops() }) else { return }
-        for (runId, request) in requests {
+    /// Stops, settles and finishes every Run in `inFlight` a user asked to stop. Returns the Runs it finished
+    /// (now or earlier): they are no longer in flight.
+    private func honourStopRequests(_ inFlight: [RunInFlight], _ summary: inout TickSummary) async -> Set<String> {
+        var finished: Set<String> = []
+        for run in inFlight {
+            guard let request = run.stopRequest else { continue }
             do {
-                try await executor.stop(runId: runId, grace: configuration.stopGrace)
+                try await executor.stop(runId: run.runId, grace: configuration.stopGrace)
             } catch {
-                logger.error("cannot stop container", metadata: ["run.id": "\(runId)", "error": "\(error)"])
+                logger.error("cannot stop container", metadata: ["run.id": "\(run.runId)", "error": "\(error)"])
                 continue
             }
             // A torn-off Run keeps what it wrote, and an aborted one keeps it until it is retried or deleted:
             // both are checked like any other. The exit is the one the user's request recorded.
-            guard settle(runId) != nil else { continue }
-            finish(runId, exit: request.exit, succeeded: request.kind == .tearOff, &summary)
-            await removeContainer(runId)
+            guard settle(run.runId) != nil else { continue }
+            guard finish(run.runId, exit: request.exit, succeeded: request.kind == .tearOff, &summary) else { continue }
+            finished.insert(run.runId)
+            await removeContainer(run.runId)
         }
+        return finished
     }
 
     private func sweep(keeping inFlight: Set<String>, _ summary: inout TickSummary) async {
@@ -326,7 +387,7 @@ public final class RunDriver: Sendable {
                 continue
             case .failed(let reason):
                 let message =
-                    "(container \(PodmanExecutor.containerName(runId: run.runId))) [ImageNotFound] "
+                    "(container \(executor.workerName(runId: run.runId))) [ImageNotFound] "
                     + "cannot pull \(run.image): \(reason)"
                 failBeforeStart(run.runId, message, &summary)
                 continue
@@ -383,7 +444,10 @@ public final class RunDriver: Sendable {
         for attempt in 0..<2 {
             do {
                 try await executor.start(launch)
-                logger.info("run started", metadata: ["run.id": "\(run.runId)", "run.image": "\(run.image)"])
+                logger.info(
+                    "run started",
+                    metadata: ["run.id": "\(run.runId)", "plan.id": "\(run.planId)", "run.image": "\(run.image)"]
+                )
                 return .running
             } catch let error as ExecutorError {
                 let reason: String
@@ -404,8 +468,7 @@ public final class RunDriver: Sendable {
                     )
                     return .unknown
                 }
-                let message =
-                    "(container \(PodmanExecutor.containerName(runId: run.runId))) [\(reason)] \(error.message)"
+                let message = "(container \(executor.workerName(runId: run.runId))) [\(reason)] \(error.message)"
                 finish(run.runId, exit: RunExitJSON(code: 255, message: message), succeeded: false, &summary)
                 return .failed
             } catch {
@@ -433,9 +496,9 @@ public final class RunDriver: Sendable {
         guard let outputs = found else { return Settlement() }
         var settlement = Settlement()
         var lines: [String] = []
-        var directories = outputs.outputs.map { (host: $0.hostPath, shown: $0.containerPath) }
+        var directories = outputs.outputs.map { (host: $0.hostPath, shown: $0.containerPath, knitId: $0.knitId) }
         if let logPath = outputs.logPath, let slash = logPath.lastIndex(of: "/"), slash != logPath.startIndex {
-            directories.append((host: String(logPath[..<slash]), shown: "(log)"))
+            directories.append((host: String(logPath[..<slash]), shown: "(log)", knitId: "(log)"))
         }
         let sawFullDisk = state.withLock { $0.sawFullDisk.contains(runId) }
         if sawFullDisk || directories.contains(where: { Self.diskIsFull(at: $0.host) }) {
@@ -453,7 +516,8 @@ public final class RunDriver: Sendable {
                 logger.notice(
                     "run output sanitized",
                     metadata: [
-                        "run.id": "\(runId)", "path": "\(directory.host)", "changes": "\(report.changes.count)",
+                        "run.id": "\(runId)", "data.id": "\(directory.knitId)", "path": "\(directory.host)",
+                        "changes": "\(report.changes.count)",
                     ]
                 )
             }

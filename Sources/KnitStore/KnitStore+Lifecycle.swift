@@ -12,76 +12,15 @@ internal import Logging
 // it finishes it in the same transaction (Knitfab leaves that to its finishing loop; Knit has no loop and
 // no worker to wait for).
 
-/// A Data directory a Run's container mounts: the Data, its host directory and the path inside.
-public struct RunMountInfo: Sendable, Equatable {
-    public var knitId: String
-    /// `home/data/<knitId>`.
-    public var hostPath: String
-    public var containerPath: String
-
-    public init(knitId: String, hostPath: String, containerPath: String) {
-        self.knitId = knitId
-        self.hostPath = hostPath
-        self.containerPath = containerPath
-    }
-}
-
-/// A Run's log Data and the host file the container's stdout and stderr go to.
-public struct RunLogFileInfo: Sendable, Equatable {
-    public var knitId: String
-    /// `home/data/<logKnitId>/log`.
-    public var hostPath: String
-
-    public init(knitId: String, hostPath: String) {
-        self.knitId = knitId
-        self.hostPath = hostPath
-    }
-}
-
-/// A Run that may start, with everything its container needs.
-public struct ScheduledRunInfo: Sendable, Equatable {
-    public var runId: String
-    public var planId: String
-    /// `waiting` or `ready`.
-    public var status: RunStatus
-    /// `name:tag`.
-    public var image: String
-    /// Empty keeps the image's ENTRYPOINT.
-    public var entrypoint: [String]
-    /// Empty keeps the image's CMD.
-    public var args: [String]
-    /// Read-only, in plan order.
-    public var inputs: [RunMountInfo]
-    /// Read-write, in plan order; created (empty) by ``KnitStore/markReady(runId:)``.
-    public var outputs: [RunMountInfo]
-    public var log: RunLogFileInfo?
-    /// Plan resource `cpu`; nil when the plan has no limit.
-    public var cpuMillicores: Int64?
-    /// Plan resource `memory`; nil when the plan has no limit.
-    public var memoryBytes: Int64?
-    public var planActive: Bool
-    /// Plan settings a local executor accepts but cannot honour (`on_node`, `service_account`), for a log line.
-    public var ignoredSettings: [String]
-}
-
-/// A Run that may have a container: ready, starting, running, completing or aborting.
-public struct InFlightRunInfo: Sendable, Equatable {
-    public var status: RunStatus
-    /// The exit a stop request recorded (aborting: 253, completing by tear-off: 0), else nil.
-    public var exit: RunExitJSON?
-    public var cpuMillicores: Int64?
-    public var memoryBytes: Int64?
-}
-
 extension KnitStore {
     // MARK: Reading for the scheduler
 
     /// Runs that may start, oldest first, at most `limit`: `ready` Runs (they were waiting before any
     /// waiting Run is now), then `waiting` Runs, each group by (updatedAt, runId). Only image plans.
-    public func runsToStart(limit: Int) throws(StoreError) -> [ScheduledRunInfo] {
+    public func runsToStart(limit: Int) throws(StoreError) -> [ScheduledRun] {
         guard limit > 0 else { return [] }
         return try read("runs to start") { txn in
-            var found: [ScheduledRunInfo] = []
+            var found: [ScheduledRun] = []
             let cache = PlanCache()
             for status in [RunStatus.ready, .waiting] {
                 var runs: [RunRecord] = []
@@ -95,36 +34,27 @@ extension KnitStore {
                 for run in runs {
                     guard found.count < limit else { return found }
                     guard let plan = try cache.plan(self, txn, run.planId) else { continue }
-                    found.append(scheduledInfo(run, plan))
+                    found.append(scheduledRun(run, plan))
                 }
             }
             return found
         }
     }
 
-    private func scheduledInfo(_ run: RunRecord, _ plan: Plan) -> ScheduledRunInfo {
-        var outputs: [RunMountInfo] = []
-        for (knitId, output) in zip(run.outputs, plan.outputs) {
-            outputs.append(
-                RunMountInfo(knitId: knitId, hostPath: dataDirectory(knitId: knitId), containerPath: output.path)
-            )
-        }
+    private func scheduledRun(_ run: RunRecord, _ plan: Plan) -> ScheduledRun {
         var ignored: [String] = []
         if !plan.onNode.isEmpty { ignored.append("on_node") }
         if plan.serviceAccount != nil { ignored.append("service_account") }
-        return ScheduledRunInfo(
+        return ScheduledRun(
             runId: run.runId,
             planId: run.planId,
-            status: run.status,
             image: plan.imageReference,
-            entrypoint: plan.entrypoint,
-            args: plan.args,
-            inputs: run.assignments.map {
-                RunMountInfo(knitId: $0.knitId, hostPath: dataDirectory(knitId: $0.knitId), containerPath: $0.path)
-            },
-            outputs: outputs,
-            log: run.logKnitId.map { RunLogFileInfo(knitId: $0, hostPath: logFilePath(logKnitId: $0)) },
-            cpuMillicores: plan.cpuMillicores,
+            entrypoint: plan.entrypoint.isEmpty ? nil : plan.entrypoint,
+            args: plan.args.isEmpty ? nil : plan.args,
+            inputs: run.assignments.map { mount(knitId: $0.knitId, at: $0.path) },
+            outputs: outputMounts(run, plan),
+            logPath: run.logKnitId.map { layout.logFile(logKnitId: $0) },
+            cpuMillis: plan.cpuMillicores.map { Int($0) },
             memoryBytes: plan.memoryBytes,
             planActive: plan.active,
             ignoredSettings: ignored
@@ -133,45 +63,57 @@ extension KnitStore {
 
     /// Where a Run's container writes: each output's directory and mount path, and the log file; nil for an
     /// unknown Run or a tombstone. The scheduler checks and cleans them when the Run ends.
-    public func runOutputs(runId: String) throws(StoreError) -> (outputs: [RunMountInfo], log: RunLogFileInfo?)? {
-        try read("run outputs") { txn -> (outputs: [RunMountInfo], log: RunLogFileInfo?)? in
+    public func runOutputs(runId: String) throws(StoreError) -> RunOutputs? {
+        try read("run outputs") { txn -> RunOutputs? in
             guard let run = try existingRun(txn, runId), let plan = try PlanCache().plan(self, txn, run.planId) else {
                 return nil
             }
-            let outputs = zip(run.outputs, plan.outputs).map { knitId, output in
-                RunMountInfo(knitId: knitId, hostPath: dataDirectory(knitId: knitId), containerPath: output.path)
-            }
-            return (outputs, run.logKnitId.map { RunLogFileInfo(knitId: $0, hostPath: logFilePath(logKnitId: $0)) })
+            let logPath = run.logKnitId.map { layout.logFile(logKnitId: $0) }
+            return RunOutputs(outputs: outputMounts(run, plan), logPath: logPath)
         }
     }
 
     /// `home/data/<logKnitId>/log`: the file a Run's stdout and stderr go to.
-    public func logFilePath(logKnitId: String) -> String { dataDirectory(knitId: logKnitId) + "/log" }
+    public func logFilePath(logKnitId: String) -> String { layout.logFile(logKnitId: logKnitId) }
 
-    /// Every image-plan Run in ready, starting, running, completing or aborting, by runId, with the
-    /// resources its plan reserves (so a restarted scheduler knows what running containers hold) and the
-    /// exit a stop request recorded.
+    /// The Run's outputs (not its log, the last of `run.outputs`) with the plan's mount paths.
+    private func outputMounts(_ run: RunRecord, _ plan: Plan) -> [RunMount] {
+        zip(run.outputs, plan.outputs).map { knitId, output in mount(knitId: knitId, at: output.path) }
+    }
+
+    private func mount(knitId: String, at path: String) -> RunMount {
+        RunMount(knitId: knitId, hostPath: dataDirectory(knitId: knitId), containerPath: path)
+    }
+
+    /// Every image-plan Run in starting, running, completing or aborting, sorted by runId, with the resources
+    /// its plan reserves (so a restarted scheduler knows what running containers hold) and, for completing
+    /// and aborting, the user's stop request with the exit the API recorded. One read transaction: the
+    /// scheduler reads it once per round and takes both its Runs to follow and its stops from it.
     ///
     /// Runs of pseudo plans (an upload in progress is a running `knit#uploaded` Run) are not listed: they
     /// have no container, knitd drives them, and a scheduler that saw one would find no worker for it and
-    /// fail an upload that is still streaming.
-    public func runsInFlight() throws(StoreError) -> [String: InFlightRunInfo] {
+    /// fail an upload that is still streaming. Ready Runs are not listed either: no container is started
+    /// before a Run is starting.
+    public func runsInFlight() throws(StoreError) -> [RunInFlight] {
         try read("runs in flight") { txn in
-            var found: [String: InFlightRunInfo] = [:]
+            var found: [RunInFlight] = []
             let cache = PlanCache()
-            for status in [RunStatus.ready, .starting, .running, .completing, .aborting] {
+            for status in [RunStatus.starting, .running, .completing, .aborting] {
                 for id in try txn.duplicates(db.runsByStatus, key: Array(status.rawValue.utf8)) {
                     let run = try run(txn, String(decoding: id, as: UTF8.self))
                     guard let plan = try cache.plan(self, txn, run.planId) else { continue }
-                    found[run.runId] = InFlightRunInfo(
-                        status: run.status,
-                        exit: run.exit,
-                        cpuMillicores: plan.cpuMillicores,
-                        memoryBytes: plan.memoryBytes
+                    found.append(
+                        RunInFlight(
+                            runId: run.runId,
+                            status: run.status,
+                            cpuMillis: plan.cpuMillicores.map { Int($0) },
+                            memoryBytes: plan.memoryBytes,
+                            stopRequest: RunStopRequest(status: run.status, recordedExit: run.exit)
+                        )
                     )
                 }
             }
-            return found
+            return found.sorted { $0.runId < $1.runId }
         }
     }
 

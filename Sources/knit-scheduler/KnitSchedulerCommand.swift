@@ -3,19 +3,19 @@ import KnitCore
 import KnitScheduler
 import KnitStore
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// Set by SIGTERM/SIGINT; the driver's loop checks it between ticks (within ~100 ms).
-let stopRequested = Atomic<Bool>(false)
-
 /// knit-scheduler: drives Runs from `waiting` to `done`/`failed` on the local container runtime.
 /// Wiring only; the lifecycle logic is KnitScheduler's RunDriver, the state is KnitStore's.
+///
+/// Threads: the main thread waits for signals (and collects garbage every 10 minutes meanwhile); the driver
+/// runs on a thread of its own. A plain (not async) command, so that `run` is on the main thread, before any
+/// other thread exists, when it blocks the stop signals.
 @main
-struct KnitSchedulerCommand: AsyncParsableCommand {
+struct KnitSchedulerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "knit-scheduler",
         abstract: "Run Knit's Runs as podman containers on this machine."
@@ -77,7 +77,7 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
+    func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -85,8 +85,12 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "knit-scheduler")
-        signal(SIGTERM) { _ in stopRequested.store(true, ordering: .relaxed) }
-        signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
+
+        // Signals are taken by this thread with sigwait; the mask is inherited by every thread created below.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, signal) }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         signal(SIGPIPE, SIG_IGN)
 
         guard let podmanPath = podman ?? PodmanExecutor.findPodman() else {
@@ -130,7 +134,7 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
             configuration: driverConfiguration,
             logger: logger
         )
-        _ = mkdir(home + "/run", 0o755)
+        _ = mkdir(layout.run, 0o755)
         let wakeupPath = layout.schedulerSocket
         let wakeup: Wakeup?
         do {
@@ -150,18 +154,19 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
                 "memory.bytes": "\(driverConfiguration.capacity.memoryBytes)",
             ]
         )
+        let running = driver.start(wakeup: wakeup)
         // knitd cannot delete what an older scheduler left root-owned; such directories stay in `garbage` until
-        // root collects them, so look again now and then rather than only at the next start.
-        let collector = Task.detached {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(600))
-                if Task.isCancelled { break }
-                store.collectGarbage()
-            }
+        // root collects them, so look again every 10 minutes rather than only at the next start.
+        var received: Int32 = 0
+        var collectEvery = timespec(tv_sec: 600, tv_nsec: 0)
+        while true {
+            received = sigtimedwait(&stopSignals, nil, &collectEvery)
+            if received > 0 { break }
+            if errno == EAGAIN { store.collectGarbage() }
         }
-        await driver.run(wakeup: wakeup) { stopRequested.load(ordering: .relaxed) }
-        collector.cancel()
-        _ = await collector.value
+        logger.info("stopping: finishing the tick in progress", metadata: ["signal": "\(received)"])
+        running.stop()
+        running.join()
         logger.info("knit-scheduler stopped; running containers keep running and are adopted at the next start")
     }
 }

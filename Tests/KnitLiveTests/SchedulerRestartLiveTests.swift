@@ -120,5 +120,31 @@ extension Live {
             #expect(scheduler.containerStarts().sorted() == expected)
             #expect(eventually(timeout: 10) { scheduler.containers().isEmpty }, "\(scheduler.containers())")
         }
+
+        /// knit-scheduler takes its stop signals the way knitd does (blocked in every thread, taken by the main
+        /// thread with sigwait): SIGTERM, SIGINT and SIGHUP each end the tick in progress and exit 0, removing
+        /// the wake-up socket. A signal delivered to any other thread would kill it on the spot (status
+        /// 128 + signal) and leave the socket behind, as SIGHUP did before.
+        @Test func stopSignalsEndTheSchedulerCleanly() throws {
+            let knit = try LiveKnit.instance()
+            let socket = InstanceLayout(home: knit.home).schedulerSocket
+            for stopSignal in [SIGTERM, SIGINT, SIGHUP] {
+                let scheduler = try LiveScheduler(knit)
+                defer { scheduler.stop() }
+                let process = scheduler.process
+                #expect(
+                    eventually(timeout: 15) { process.stderrText.contains("knit-scheduler running") },
+                    "\(process.stderrText)"
+                )
+                #expect(FileManager.default.fileExists(atPath: socket))
+                // Let the driver's thread get into its wait, where most signals find it.
+                usleep(300_000)
+                process.signal(stopSignal)
+                #expect(process.wait(timeout: 5), "signal \(stopSignal): still running")
+                #expect(process.exitStatus == 0, "signal \(stopSignal): \(process.stderrText)")
+                #expect(process.stderrText.contains("knit-scheduler stopped"), "signal \(stopSignal)")
+                #expect(!FileManager.default.fileExists(atPath: socket), "signal \(stopSignal): socket left behind")
+            }
+        }
     }
 }

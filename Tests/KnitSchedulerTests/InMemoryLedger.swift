@@ -1,7 +1,8 @@
 import Foundation
 import KnitCore
-import KnitScheduler
 import Synchronization
+
+@testable import KnitScheduler
 
 /// Stands in for the store: the ``RunLedger`` contract over a dictionary, plus a record of what
 /// the driver did (start order, how often each Run was finished, peak concurrency).
@@ -18,6 +19,8 @@ final class InMemoryLedger: RunLedger {
         var entries: [String: Entry] = [:]
         var startOrder: [String] = []
         var peakInFlight = 0
+        var inFlightReads = 0
+        var callerThreads: Set<String> = []
     }
 
     private let state = Mutex(State())
@@ -41,6 +44,15 @@ final class InMemoryLedger: RunLedger {
     func status(_ runId: String) -> RunStatus? { entry(runId)?.status }
     var startOrder: [String] { state.withLock { $0.startOrder } }
     var peakInFlight: Int { state.withLock { $0.peakInFlight } }
+    /// How many times the driver read the Runs in flight.
+    var inFlightReads: Int { state.withLock { $0.inFlightReads } }
+    /// Which kinds of thread the driver called the ledger from.
+    var callerThreads: Set<String> { state.withLock { $0.callerThreads } }
+
+    private func noteCaller() {
+        let thread = DriverThread.isCurrent ? "driver thread" : "other thread"
+        state.withLock { _ = $0.callerThreads.insert(thread) }
+    }
 
     func allFinished(_ ids: [String]) -> Bool {
         ids.allSatisfy { status($0)?.isFinished == true }
@@ -49,7 +61,8 @@ final class InMemoryLedger: RunLedger {
     // MARK: RunLedger
 
     func readyToStart(limit: Int) throws -> [ScheduledRun] {
-        state.withLock { state in
+        noteCaller()
+        return state.withLock { state in
             Array(
                 state.order.compactMap { id -> ScheduledRun? in
                     guard let entry = state.entries[id], entry.status == .ready || entry.status == .waiting else {
@@ -92,8 +105,10 @@ final class InMemoryLedger: RunLedger {
     }
 
     func runsInFlight() throws -> [RunInFlight] {
-        state.withLock { state in
-            state.order.compactMap { id in
+        noteCaller()
+        return state.withLock { state in
+            state.inFlightReads += 1
+            return state.order.compactMap { id in
                 guard let entry = state.entries[id] else { return nil }
                 switch entry.status {
                 case .starting, .running, .completing, .aborting:
@@ -101,21 +116,9 @@ final class InMemoryLedger: RunLedger {
                         runId: id,
                         status: entry.status,
                         cpuMillis: entry.run.cpuMillis,
-                        memoryBytes: entry.run.memoryBytes
+                        memoryBytes: entry.run.memoryBytes,
+                        stopRequest: RunStopRequest(status: entry.status, recordedExit: entry.exit)
                     )
-                default: return nil
-                }
-            }
-        }
-    }
-
-    func requestedStops() throws -> [(runId: String, request: RunStopRequest)] {
-        state.withLock { state in
-            state.order.compactMap { id in
-                guard let entry = state.entries[id], let exit = entry.exit else { return nil }
-                switch entry.status {
-                case .aborting: return (id, RunStopRequest(kind: .abort, exit: exit))
-                case .completing: return (id, RunStopRequest(kind: .tearOff, exit: exit))
                 default: return nil
                 }
             }
@@ -129,7 +132,8 @@ final class InMemoryLedger: RunLedger {
     }
 
     func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool {
-        state.withLock { state in
+        noteCaller()
+        return state.withLock { state in
             guard let entry = state.entries[runId] else { return false }
             switch entry.status {
             case .starting, .running, .completing, .aborting: break

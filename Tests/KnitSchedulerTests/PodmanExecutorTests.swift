@@ -132,8 +132,8 @@ struct PodmanExecutorTests {
                 """,
                 log: scratch.path + "/log"
             )
-            launch.inputs = [.init(hostPath: input, containerPath: "/in/data")]
-            launch.outputs = [.init(hostPath: output, containerPath: "/out/count")]
+            launch.inputs = [.init(knitId: "test-data", hostPath: input, containerPath: "/in/data")]
+            launch.outputs = [.init(knitId: "test-data", hostPath: output, containerPath: "/out/count")]
             try await executor.start(launch)
             let seen = try await waitForExit(executor, runId)
             #expect(seen == .exited(code: 0, oomKilled: false, message: "completed"))
@@ -239,13 +239,13 @@ struct PodmanExecutorTests {
             let output = try scratch.directory("out")
             try "x".write(toFile: output + "/leftover", atomically: true, encoding: .utf8)
             var launch = shell(runId, "true")
-            launch.outputs = [.init(hostPath: output, containerPath: "/out/x")]
+            launch.outputs = [.init(knitId: "test-data", hostPath: output, containerPath: "/out/x")]
             let notEmpty = try await #require(throws: ExecutorError.self) { try await executor.start(launch) }
             #expect(notEmpty.code == .invalidLaunch)
             #expect(notEmpty.message.contains("not empty"))
 
             launch.outputs = []
-            launch.inputs = [.init(hostPath: scratch.path + "/absent", containerPath: "/in/x")]
+            launch.inputs = [.init(knitId: "test-data", hostPath: scratch.path + "/absent", containerPath: "/in/x")]
             let missing = try await #require(throws: ExecutorError.self) { try await executor.start(launch) }
             #expect(missing.code == .invalidLaunch)
             #expect(missing.message.contains(scratch.path + "/absent"))

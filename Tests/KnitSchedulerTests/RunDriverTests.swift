@@ -100,7 +100,7 @@ private func drive(
 private func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
 private func shellRun(_ script: String, id: String = "drv-" + KnitIdentifier.make()) -> ScheduledRun {
-    ScheduledRun(runId: id, image: quickstartImage, args: [script])
+    ScheduledRun(runId: id, planId: "test-plan", image: quickstartImage, args: [script])
 }
 
 @Suite(
@@ -118,9 +118,9 @@ struct RunDriverTests {
             try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
             try "hello\n".write(toFile: input + "/greeting", atomically: true, encoding: .utf8)
             var run = shellRun("tr a-z A-Z < /in/data/greeting > /out/model/shout; echo to-stdout; echo to-stderr >&2")
-            run.inputs = [.init(hostPath: input, containerPath: "/in/data")]
+            run.inputs = [.init(knitId: "test-data", hostPath: input, containerPath: "/in/data")]
             // Neither directory exists yet: the ledger creates them when it marks the Run starting.
-            run.outputs = [.init(hostPath: scratch + "/data/out-1", containerPath: "/out/model")]
+            run.outputs = [.init(knitId: "test-data", hostPath: scratch + "/data/out-1", containerPath: "/out/model")]
             run.logPath = scratch + "/data/log-1/log"
             ledger.add(run)
 
@@ -175,7 +175,11 @@ struct RunDriverTests {
         try await withScratch { _, executor in
             let ledger = InMemoryLedger()
             let driver = makeDriver(ledger, executor)
-            let run = ScheduledRun(runId: "drv-" + KnitIdentifier.make(), image: "localhost/knit-no-such-image:0")
+            let run = ScheduledRun(
+                runId: "drv-" + KnitIdentifier.make(),
+                planId: "test-plan",
+                image: "localhost/knit-no-such-image:0"
+            )
             ledger.add(run)
             let summary = await driver.tick()
             #expect(summary.started.isEmpty)
@@ -195,7 +199,7 @@ struct RunDriverTests {
             let driver = makeDriver(ledger, executor)
             // Nothing listens on port 9: the pull fails, but only after the tick has moved on.
             let image = "127.0.0.1:9/knit-driver-pull-\(UUID().uuidString.prefix(8).lowercased()):1"
-            let pulled = ScheduledRun(runId: "drv-" + KnitIdentifier.make(), image: image)
+            let pulled = ScheduledRun(runId: "drv-" + KnitIdentifier.make(), planId: "test-plan", image: image)
             let local = shellRun("sleep 2")
             ledger.add(pulled)
             ledger.add(local)
@@ -240,7 +244,7 @@ struct RunDriverTests {
             let ledger = InMemoryLedger()
             let driver = makeDriver(ledger, executor)
             var run = shellRun("echo partial > /out/o/part; echo ready; sleep 30")
-            run.outputs = [.init(hostPath: scratch + "/out", containerPath: "/out/o")]
+            run.outputs = [.init(knitId: "test-data", hostPath: scratch + "/out", containerPath: "/out/o")]
             run.logPath = scratch + "/log/log"
             ledger.add(run)
             try await drive(driver) { read(scratch + "/log/log").contains("ready") }
@@ -250,6 +254,53 @@ struct RunDriverTests {
             #expect(ledger.entry(run.runId)?.exit == RunExitJSON(code: 0, message: "stopped by user"))
             #expect(read(scratch + "/out/part") == "partial\n")
             #expect(ledger.entry(run.runId)?.finishCount == 1)
+        }
+    }
+
+    @Test("one tick reads the runs in flight once, on the driver's own thread; a run it stopped is not followed again")
+    func oneInFlightReadPerTick() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let stopped = shellRun("sleep 30")
+            let other = shellRun("sleep 30")
+            ledger.add(stopped)
+            ledger.add(other)
+            try await drive(driver) {
+                ledger.status(stopped.runId) == .running && ledger.status(other.runId) == .running
+            }
+            ledger.requestStop(stopped.runId, .abort)
+            let reads = ledger.inFlightReads
+            let summary = await driver.tick()
+            #expect(ledger.inFlightReads == reads + 1)
+            #expect(summary.finished == [stopped.runId])
+            // The stopped run left the tick's list: only the other one is still followed and holds capacity.
+            #expect(summary.inFlight == 1)
+            #expect(ledger.entry(stopped.runId)?.finishCount == 1)
+            // Ledger calls block (LMDB): they never run on the cooperative pool.
+            #expect(ledger.callerThreads == ["driver thread"])
+        }
+    }
+
+    @Test("a started driver works on its own thread, and stop() then join() end it within a second")
+    func startStopJoin() async throws {
+        try await withScratch { _, executor in
+            let ledger = InMemoryLedger()
+            let driver = makeDriver(ledger, executor)
+            let run = shellRun("true")
+            ledger.add(run)
+            let running = driver.start(wakeup: nil)
+            let clock = ContinuousClock()
+            let began = clock.now
+            while ledger.status(run.runId)?.isFinished != true && clock.now - began < .seconds(15) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(ledger.status(run.runId) == .done)
+            let stopping = clock.now
+            running.stop()
+            running.join()
+            #expect(clock.now - stopping < .seconds(1))
+            #expect(ledger.callerThreads == ["driver thread"])
         }
     }
 
@@ -302,7 +353,7 @@ struct RunDriverTests {
         try await withScratch { scratch, executor in
             let ledger = InMemoryLedger()
             var run = shellRun("sleep 2; echo finished > /out/o/result")
-            run.outputs = [.init(hostPath: scratch + "/out", containerPath: "/out/o")]
+            run.outputs = [.init(knitId: "test-data", hostPath: scratch + "/out", containerPath: "/out/o")]
             ledger.add(run)
             do {
                 let doomed = makeDriver(ledger, executor)
@@ -374,11 +425,12 @@ struct CapacityTests {
 
     @Test("F8: a run without a readable limit holds the default share, never nothing")
     func unlimitedRunsAreNeverFree() {
-        let unlimited = ScheduledRun(runId: "r", image: "i:1")
+        let unlimited = ScheduledRun(runId: "r", planId: "test-plan", image: "i:1")
         #expect(unlimited.demand == Capacity.unlimitedDemand)
         #expect(RunInFlight(runId: "r", status: .running).demand == Capacity.unlimitedDemand)
-        #expect(ScheduledRun(runId: "r", image: "i:1", cpuMillis: 0, memoryBytes: 0).demand == Capacity.unlimitedDemand)
-        let limited = ScheduledRun(runId: "r", image: "i:1", cpuMillis: 250, memoryBytes: 32 << 20)
+        let zero = ScheduledRun(runId: "r", planId: "test-plan", image: "i:1", cpuMillis: 0, memoryBytes: 0)
+        #expect(zero.demand == Capacity.unlimitedDemand)
+        let limited = ScheduledRun(runId: "r", planId: "test-plan", image: "i:1", cpuMillis: 250, memoryBytes: 32 << 20)
         #expect(limited.demand == Capacity.Demand(cpuMillis: 250, memoryBytes: 32 << 20))
         // Two 1 GiB budgets: a Run without a memory limit fills one of them.
         let budget = Capacity(cpuMillis: 64000, memoryBytes: 2 << 30)
@@ -430,7 +482,7 @@ struct RunOutputSafetyTests {
                 """
             var run = shellRun(script)
             let output = scratch + "/data/out-1"
-            run.outputs = [.init(hostPath: output, containerPath: "/out/o")]
+            run.outputs = [.init(knitId: "test-data", hostPath: output, containerPath: "/out/o")]
             run.logPath = scratch + "/data/log-1/log"
             ledger.add(run)
             try await drive(driver) { ledger.status(run.runId)?.isFinished == true }
@@ -512,7 +564,7 @@ struct RunOutputSafetyTests {
             )
             // The program ignores its write errors and exits 0.
             var full = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; echo wrote; true")
-            full.outputs = [.init(hostPath: mountPoint + "/data/out-full", containerPath: "/out/o")]
+            full.outputs = [.init(knitId: "d", hostPath: mountPoint + "/data/out-full", containerPath: "/out/o")]
             full.logPath = mountPoint + "/data/log-full/log"
             ledger.add(full)
             try await drive(driver) { ledger.status(full.runId)?.isFinished == true }
@@ -524,14 +576,14 @@ struct RunOutputSafetyTests {
             // Once there is room again, the same kind of Run ends done.
             try FileManager.default.removeItem(atPath: mountPoint + "/data/out-full/big")
             var small = shellRun("dd if=/dev/zero of=/out/o/small bs=1M count=1 2>/dev/null; true")
-            small.outputs = [.init(hostPath: mountPoint + "/data/out-small", containerPath: "/out/o")]
+            small.outputs = [.init(knitId: "d", hostPath: mountPoint + "/data/out-small", containerPath: "/out/o")]
             ledger.add(small)
             try await drive(driver) { ledger.status(small.runId)?.isFinished == true }
             #expect(ledger.entry(small.runId)?.status == .done, "\(String(describing: ledger.entry(small.runId)?.exit))")
 
             // Filling the disk and freeing it again before the end does not hide it: a tick saw it full.
             var hidden = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; sleep 2; rm -f /out/o/big")
-            hidden.outputs = [.init(hostPath: mountPoint + "/data/out-hidden", containerPath: "/out/o")]
+            hidden.outputs = [.init(knitId: "d", hostPath: mountPoint + "/data/out-hidden", containerPath: "/out/o")]
             ledger.add(hidden)
             try await drive(driver) { ledger.status(hidden.runId)?.isFinished == true }
             #expect(ledger.entry(hidden.runId)?.exit == RunDriver.diskFullExit)

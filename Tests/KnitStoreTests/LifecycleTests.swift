@@ -130,8 +130,12 @@ private final class Chain {
         #expect(aborting.exit == RunExitJSON(code: 253, message: "aborted by user"))
         // A second abort is a no-op, still answered with the Run.
         #expect(try chain.store.requestStop(runId: chain.runA.runId, fail: true) == aborting)
-        #expect(try chain.store.runsInFlight()[chain.runA.runId]?.status == .aborting)
-        #expect(try chain.store.runsInFlight()[chain.runA.runId]?.exit?.code == 253)
+        let inFlight = try #require(try chain.store.runsInFlight().first { $0.runId == chain.runA.runId })
+        #expect(inFlight.status == .aborting)
+        #expect(
+            inFlight.stopRequest
+                == RunStopRequest(kind: .abort, exit: RunExitJSON(code: 253, message: "aborted by user"))
+        )
         // The container's own ending does not override the abort.
         #expect(!(try chain.store.markRunning(runId: chain.runA.runId)))
         #expect(try chain.store.finishRun(runId: chain.runA.runId, exit: RunExitJSON(code: 137, message: "killed"), succeeded: true))
@@ -205,8 +209,8 @@ private final class Chain {
         defer { chain.store.abandonUpload(ticket) }
         #expect(try chain.store.runDetail(runId: ticket.runId).status == "running")
         let inFlight = try chain.store.runsInFlight()
-        #expect(inFlight[ticket.runId] == nil)
-        #expect(inFlight[chain.runA.runId]?.status == .running)
+        #expect(!inFlight.contains { $0.runId == ticket.runId })
+        #expect(inFlight.first { $0.runId == chain.runA.runId }?.status == .running)
     }
 
     @Test func schedulerTransitionsRefuseRunsThatAreNotStartable() throws {
@@ -256,15 +260,21 @@ private final class Chain {
         let first = scheduled[0]
         let run = byInput[inputs[0]]!
         #expect(first.planId == planId)
-        #expect(first.status == .waiting)
+        #expect(try store.runDetail(runId: first.runId).status == "waiting")
         #expect(first.image == "repo/train:v1")
-        #expect(first.entrypoint.isEmpty && first.args.isEmpty)
-        #expect(first.inputs == [RunMountInfo(knitId: inputs[0], hostPath: dir.path + "/data/" + inputs[0], containerPath: "/in/0")])
+        #expect(first.entrypoint == nil && first.args == nil)
+        #expect(
+            first.inputs
+                == [RunMount(knitId: inputs[0], hostPath: dir.path + "/data/" + inputs[0], containerPath: "/in/0")]
+        )
         let outputId = run.outputs[0].knitId
-        #expect(first.outputs == [RunMountInfo(knitId: outputId, hostPath: dir.path + "/data/" + outputId, containerPath: "/out/0")])
+        #expect(
+            first.outputs
+                == [RunMount(knitId: outputId, hostPath: dir.path + "/data/" + outputId, containerPath: "/out/0")]
+        )
         let logId = try #require(run.log).knitId
-        #expect(first.log == RunLogFileInfo(knitId: logId, hostPath: dir.path + "/data/" + logId + "/log"))
-        #expect(first.cpuMillicores == 500)
+        #expect(first.logPath == dir.path + "/data/" + logId + "/log")
+        #expect(first.cpuMillis == 500)
         #expect(first.memoryBytes == 256 << 20)
         #expect(first.planActive)
         #expect(first.ignoredSettings.isEmpty)
@@ -277,8 +287,8 @@ private final class Chain {
         #expect(try store.markReady(runId: last))  // idempotent
         scheduled = try store.runsToStart(limit: 10)
         #expect(scheduled.map(\.runId) == [last, original[0], original[1]])
-        #expect(scheduled[0].status == .ready)
-        for path in scheduled[0].outputs.map(\.hostPath) + [scheduled[0].log!.hostPath] {
+        #expect(try store.runDetail(runId: scheduled[0].runId).status == "ready")
+        for path in scheduled[0].outputs.map(\.hostPath) + [scheduled[0].logPath!] {
             let directory = path.hasSuffix("/log") ? String(path.dropLast(4)) : path
             #expect(isDirectory(directory))
             #expect(directoryEntries(directory).isEmpty)
@@ -286,13 +296,56 @@ private final class Chain {
             #expect(stat(directory, &info) == 0 && (info.st_mode & 0o777) == 0o755 & ~umaskValue())
         }
 
-        let inFlight = try store.runsInFlight()
-        #expect(inFlight.keys.sorted() == [last])
-        #expect(inFlight[last] == InFlightRunInfo(status: .ready, exit: nil, cpuMillicores: 500, memoryBytes: 256 << 20))
+        // A ready Run has no container yet: the scheduler marks it starting before it starts one.
+        #expect(try store.runsInFlight().isEmpty)
         #expect(try store.markStarting(runId: scheduled[1].runId))
         #expect(try store.markRunning(runId: scheduled[1].runId))
-        #expect(try store.runsInFlight().mapValues(\.status) == [last: .ready, scheduled[1].runId: .running])
+        #expect(
+            try store.runsInFlight()
+                == [RunInFlight(runId: scheduled[1].runId, status: .running, cpuMillis: 500, memoryBytes: 256 << 20)]
+        )
         #expect(try store.runsToStart(limit: 10).map(\.runId) == [last, scheduled[2].runId])
+    }
+
+    /// The scheduler reads the Runs in flight once per round and takes the users' stop requests from that read:
+    /// each aborting or completing Run carries its request with the exit the API recorded, the others none.
+    @Test func runsInFlightCarryEachUsersStopRequestWithTheRecordedExit() throws {
+        let dir = TemporaryDirectory()
+        let clock = TestClock()
+        let store = try openStore(dir.path, clock: clock)
+        let spec = planSpec(inputs: [["stage:x"]], outputs: [["stage:y"]], resources: ["cpu": "250m"])
+        _ = try store.registerPlan(spec, creator: "alice")
+        for index in 0..<4 {
+            _ = try upload(store, tags: ["stage:x", "n:\(index)"])
+            clock.advance(100)
+        }
+        let ids = try store.runsToStart(limit: 10).map(\.runId)
+        #expect(ids.count == 4)
+        for id in ids {
+            #expect(try store.markStarting(runId: id))
+            #expect(try store.markRunning(runId: id))
+        }
+        _ = try store.requestStop(runId: ids[0], fail: true)
+        _ = try store.requestStop(runId: ids[1], fail: false)
+        _ = try store.requestStop(runId: ids[3], fail: true)
+        #expect(try store.finishRun(runId: ids[3], exit: RunExitJSON(code: 137, message: "killed"), succeeded: false))
+
+        let inFlight = try store.runsInFlight()
+        #expect(inFlight.map(\.runId) == ids.prefix(3).sorted())
+        let byId = Dictionary(uniqueKeysWithValues: inFlight.map { ($0.runId, $0) })
+        #expect(byId[ids[0]]?.status == .aborting)
+        #expect(
+            byId[ids[0]]?.stopRequest
+                == RunStopRequest(kind: .abort, exit: RunExitJSON(code: 253, message: "aborted by user"))
+        )
+        #expect(byId[ids[1]]?.status == .completing)
+        #expect(
+            byId[ids[1]]?.stopRequest
+                == RunStopRequest(kind: .tearOff, exit: RunExitJSON(code: 0, message: "stopped by user"))
+        )
+        #expect(byId[ids[2]] == RunInFlight(runId: ids[2], status: .running, cpuMillis: 250, memoryBytes: 1 << 30))
+        // What a finished stop leaves: the Run is out of flight, and the recorded exit is the one it kept.
+        #expect(try store.runDetail(runId: ids[3]).exit == RunExitJSON(code: 253, message: "aborted by user"))
     }
 }
 

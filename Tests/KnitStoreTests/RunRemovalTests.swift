@@ -167,7 +167,7 @@ private func storeError(_ body: () throws(StoreError) -> Void) -> StoreError? {
         let startable = try chain.store.runsToStart(limit: 10)
         #expect(startable.map(\.runId) == [chain.runA])
         #expect(startable.first?.outputs.map(\.knitId) == [newOutput])
-        #expect(startable.first?.log?.knitId == newLog)
+        #expect(startable.first?.logPath == chain.store.logFilePath(logKnitId: newLog))
         #expect(try chain.store.markReady(runId: chain.runA))
         #expect(pathExists(chain.store.dataDirectory(knitId: newOutput)))
         try chain.finish(chain.runA, succeeded: true)

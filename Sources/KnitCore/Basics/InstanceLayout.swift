@@ -31,4 +31,6 @@ public struct InstanceLayout: Sendable, Equatable {
     public func dataDirectory(knitId: String) -> String { data + "/" + knitId }
     /// `staging/<knitId>`: an upload in progress.
     public func stagingDirectory(knitId: String) -> String { staging + "/" + knitId }
+    /// `data/<logKnitId>/log`: the file a Run's stdout and stderr go to.
+    public func logFile(logKnitId: String) -> String { dataDirectory(knitId: logKnitId) + "/log" }
 }
