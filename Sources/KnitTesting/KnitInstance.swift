@@ -1,6 +1,7 @@
 // Test support only: full Foundation is fine here because this module never ships.
 import Foundation
 import KnitCore
+import KnitSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -105,11 +106,7 @@ public final class KnitInstance: @unchecked Sendable {
 
         KnitInstanceRegistry.reapStale()
 
-        var template = Array("/tmp/knit-test-XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw KnitTestingError("mkdtemp failed: errno \(errno)")
-        }
-        root = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        root = try makeTemporaryDirectory(prefix: "knit-test-")
         home = root + "/home"
         nginxDir = root + "/nginx"
         socketPath = InstanceLayout(home: home).knitdSocket

@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitCore
 import KnitScheduler
+import KnitSystem
 import KnitStore
 import Logging
 import Synchronization
@@ -89,7 +90,7 @@ struct KnitSchedulerCommand: AsyncParsableCommand {
         signal(SIGINT) { _ in stopRequested.store(true, ordering: .relaxed) }
         signal(SIGPIPE, SIG_IGN)
 
-        guard let podmanPath = podman ?? PodmanExecutor.findPodman() else {
+        guard let podmanPath = podman ?? findExecutable("podman") else {
             logger.critical("podman not found; install it (apt-get install podman runc) or pass --podman")
             throw ExitCode(2)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import KnitClient
+import KnitSystem
 #if canImport(Glibc)
 import Glibc
 #endif

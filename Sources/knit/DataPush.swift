@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitClient
 import KnitCore
+import KnitSystem
 
 struct DataPush: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -53,11 +54,6 @@ struct DataPush: ParsableCommand {
             }
         }
     }
-}
-
-func isDirectory(_ path: String) -> Bool {
-    var info = stat()
-    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
 }
 
 func baseName(_ path: String) -> String {

@@ -1,6 +1,8 @@
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -48,7 +50,7 @@ import Testing
         defer { store.close() }
         let report = store.recoverAtStartup()
         #expect(report == RecoveryReport(removedStagingEntries: 2))
-        #expect(directoryEntries(staging).isEmpty)
+        #expect(listDirectory(staging).isEmpty)
     }
 
     @Test(
@@ -73,7 +75,7 @@ import Testing
         defer { store.close() }
         let report = store.recoverAtStartup()
         #expect(report == RecoveryReport(removedStagingEntries: 3, unremovableStagingEntries: 1))
-        #expect(directoryEntries(staging) == ["busy"])
+        #expect(listDirectory(staging) == ["busy"])
     }
 }
 
