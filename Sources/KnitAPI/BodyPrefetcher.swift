@@ -7,6 +7,9 @@
 ///
 /// The producer fills a small ring of large buffers; ``read(into:)`` hands them out in order. The body reader
 /// it wraps is only called from the producer thread while the caller is inside ``withPrefetching(_:_:)``.
+///
+/// Its lock is a pthread mutex with a condition variable, not `Synchronization.Mutex` (Knit's lock
+/// elsewhere): the two threads wait for each other, and Mutex has no wait.
 final class BodyPrefetcher: @unchecked Sendable {  // all shared state guarded by `lock`
     static let bufferSize = 1 << 20
     static let bufferCount = 4

@@ -56,21 +56,6 @@ enum ServedFormat {
 }
 
 extension KnitAPI {
-    // MARK: /api/data/{knitId}/{sub-resource}
-
-    /// Three-segment data paths (`segments` after `api`): `GET /api/data/{knitId}/lineage` (GraphHandlers.swift).
-    /// KnitAPI.route sends `(_, 3, "data")` here.
-    func routeDataSubresource(_ request: APIRequest, segments: [String]) throws -> APIResponse {
-        switch (request.method, segments[2]) {
-        case ("GET", "lineage"), ("HEAD", "lineage"):
-            return try dataLineage(request, knitId: segments[1])
-        case (_, "lineage"):
-            throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
-        default:
-            throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
-        }
-    }
-
     // MARK: GET /api/data
 
     func findData(_ request: APIRequest) throws -> APIResponse {
@@ -330,15 +315,18 @@ extension KnitAPI {
 
     // MARK: helpers
 
+    /// Runs a store operation; its failure becomes the API's answer (``apiError(for:)``).
     func storeCall<T>(_ body: () throws(StoreError) -> T) throws -> T {
         do { return try body() } catch { throw apiError(for: error) }
     }
 
+    /// The one mapping of store failures to statuses: reason, advice and `see` pass through; failures of the
+    /// server itself are logged and answered without their details.
     func apiError(for error: StoreError) -> KnitAPIError {
         switch error.code {
-        case .notFound: return .notFound(error.message)
-        case .invalid: return .badRequest(error.message)
-        case .conflict: return .conflict(error.message)
+        case .notFound: return KnitAPIError(status: 404, reason: error.message, advice: error.advice)
+        case .invalid: return .badRequest(error.message, advice: error.advice)
+        case .conflict: return .conflict(error.message, advice: error.advice, see: error.see)
         case .storageFull:
             return KnitAPIError(status: 507, reason: "the server's storage is full", advice: "ask your administrator")
         default:

@@ -86,26 +86,35 @@ public final class KnitAPI: Sendable {
 
     private func route(_ request: APIRequest, readBody: BodyReader, logger: Logger) throws -> APIResponse {
         // Knitfab adds a trailing slash to every path; accept both spellings.
-        var segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         guard segments.first == "api" else { throw KnitAPIError.notFound("no such endpoint: \(request.path)") }
-        segments.removeFirst()
 
-        if segments == ["health"] {
-            guard request.method == "GET" || request.method == "HEAD" else { throw methodNotAllowed(request) }
-            return health()
+        let match = Self.routes.match(method: request.method, segments: segments)
+        switch match {
+        case .found(let route, let parameters):
+            if case .open = route.access {
+                return try call(route, request, parameters: parameters, caller: .anonymous, readBody, logger)
+            }
+        case .wrongMethod(let allowed, open: true):
+            return methodNotAllowed(request, allowed: allowed)
+        default:
+            break
         }
-
+        // Everything but the open routes needs a token, even to learn that a path does not exist.
         let caller = try authenticate(request)
         // Reads change nothing and are not audited (the registry check, a GET, audits the push it judges).
         let changes = request.method != "GET" && request.method != "HEAD"
         do {
-            let response = try routeAuthenticated(
-                request,
-                segments: segments,
-                caller: caller,
-                readBody: readBody,
-                logger: logger
-            )
+            let response: APIResponse
+            switch match {
+            case .found(let route, let parameters):
+                try checkAccess(route.access, caller: caller, parameters: parameters)
+                response = try call(route, request, parameters: parameters, caller: caller, readBody, logger)
+            case .wrongMethod(let allowed, _):
+                return methodNotAllowed(request, allowed: allowed)
+            case .noSuchPath:
+                throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
+            }
             if changes, response.status < 300 {
                 audit(caller, request, outcome: "done", created: response.createdIds, logger: logger)
             }
@@ -114,6 +123,47 @@ public final class KnitAPI: Sendable {
             audit(caller, request, outcome: "denied", logger: logger)
             throw error
         }
+    }
+
+    private func call(
+        _ route: Route,
+        _ request: APIRequest,
+        parameters: [String],
+        caller: Caller,
+        _ readBody: BodyReader,
+        _ logger: Logger
+    ) throws -> APIResponse {
+        // The body reader lives only as long as this request; no handler keeps it past its return.
+        var response = try withoutActuallyEscaping(readBody) { readBody in
+            try route.handler(
+                self,
+                RouteCall(request: request, parameters: parameters, caller: caller, readBody: readBody, logger: logger)
+            )
+        }
+        // HEAD is GET without the body; dropping a streamed body also frees any slot it held.
+        if request.method == "HEAD" { response.body = .empty }
+        return response
+    }
+
+    /// 403 unless `caller` may call a route with `access`; checked before the handler reads any body.
+    private func checkAccess(_ access: RouteAccess, caller: Caller, parameters: [String]) throws {
+        switch access {
+        case .open, .anyRole:
+            return
+        case .writer:
+            guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+        case .owner(let kind, let action):
+            try requireOwner(caller, of: kind.thing(parameters[0]), toDo: action)
+        }
+    }
+
+    /// 405 with the methods the path does allow (RFC 9110 asks for `Allow`).
+    private func methodNotAllowed(_ request: APIRequest, allowed: [String]) -> APIResponse {
+        var response = APIResponse.error(
+            KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
+        )
+        response.headers.append(("Allow", allowed.joined(separator: ", ")))
+        return response
     }
 
     /// One line per change and per refused change: who (user and role), what (method and path, which
@@ -130,44 +180,7 @@ public final class KnitAPI: Sendable {
         logger.notice("audit", metadata: metadata)
     }
 
-    private func routeAuthenticated(
-        _ request: APIRequest,
-        segments: [String],
-        caller: Caller,
-        readBody: BodyReader,
-        logger: Logger
-    ) throws -> APIResponse {
-        switch (request.method, segments.count, segments.first) {
-        case ("GET", 1, "data"):
-            return try findData(request)
-        case ("POST", 1, "data"):
-            try requireWrite(caller)
-            return try uploadData(request, caller: caller, readBody: readBody, logger: logger)
-        case ("GET", 2, "data"), ("HEAD", 2, "data"):
-            return try downloadData(request, knitId: segments[1], caller: caller, logger: logger)
-        case ("PUT", 2, "data"):
-            try requireOwner(caller, of: .data(knitId: segments[1]), toDo: "change the tags of")
-            return try updateTags(knitId: segments[1], readBody: readBody)
-        case (_, 1, "data"), (_, 2, "data"):
-            throw methodNotAllowed(request)
-        case (_, 3, "data"):
-            return try routeDataSubresource(request, segments: segments)
-        case (_, _, "plans"):
-            return try routePlans(request, segments: segments, caller: caller, readBody: readBody)
-        case (_, _, "runs"):
-            return try routeRuns(request, segments: segments, caller: caller)
-        case ("GET", 1, "whoami"):
-            // Extension: who the token belongs to, so a client (the web console) can offer only what
-            // the role allows. The API still checks every request itself.
-            return .json(WhoAmIJSON(name: caller.name, role: caller.role.rawValue))
-        case ("GET", 2, "auth") where segments[1] == "registry", ("HEAD", 2, "auth") where segments[1] == "registry":
-            return try registryAuthorization(request, caller: caller, logger: logger)
-        default:
-            throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
-        }
-    }
-
-    private func health() -> APIResponse {
+    func health() -> APIResponse {
         .json(
             HealthJSON(
                 status: "ok",
@@ -198,10 +211,6 @@ public final class KnitAPI: Sendable {
         return headers
     }
 
-    private func requireWrite(_ caller: Caller) throws {
-        guard caller.role.canWrite else { throw KnitAPIError.forbidden }
-    }
-
     /// 403 unless the caller may change `thing` (``Ownership``); 404 when it does not exist. Checked before
     /// any body is read.
     func requireOwner(_ caller: Caller, of thing: OwnedThing, toDo action: String) throws {
@@ -215,10 +224,6 @@ public final class KnitAPI: Sendable {
                 advice: "ask its owner or an administrator"
             )
         }
-    }
-
-    private func methodNotAllowed(_ request: APIRequest) -> KnitAPIError {
-        KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
     }
 }
 
@@ -240,10 +245,4 @@ final class RequestCounter: @unchecked Sendable {  // guarded by `lock`
         value += 1
         return value
     }
-}
-
-/// `GET /api/whoami`: the token's user and role.
-private struct WhoAmIJSON: Encodable {
-    let name: String
-    let role: String
 }

@@ -6,36 +6,14 @@ import KnitSystem
     import Glibc
 #endif
 
-// `/api/runs…`: the read side (find, show, log), the user's stop requests (abort, tear-off), retry and
-// delete.
+// `/api/runs…` (routes in Routes.swift): the read side (find, show, log), the user's stop requests (abort,
+// tear-off), retry and delete.
 
 extension KnitAPI {
-    /// Routes `segments` (after `api`, starting with `runs`).
-    func routeRuns(_ request: APIRequest, segments: [String], caller: Caller) throws -> APIResponse {
-        switch (request.method, segments.count) {
-        case ("PUT", 3) where segments[2] == "abort" || segments[2] == "tearoff":
-            try requireOwner(caller, of: .run(runId: segments[1]), toDo: "stop")
-            return try stopRun(runId: segments[1], fail: segments[2] == "abort")
-        case ("PUT", 3) where segments[2] == "retry":
-            try requireOwner(caller, of: .run(runId: segments[1]), toDo: "retry")
-            return try retryRun(runId: segments[1])
-        case (_, 3) where segments[2] == "abort" || segments[2] == "tearoff" || segments[2] == "retry":
-            throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
-        case ("GET", 3) where segments[2] == "log":
-            return try runLog(runId: segments[1], follow: request.query.contains { $0.name == "follow" }, caller: caller)
-        case ("GET", 1):
-            return try findRuns(request)
-        case ("GET", 2):
-            let runId = segments[1]
-            return .json(try storeCall { () throws(StoreError) in try store.runDetail(runId: runId) })
-        case ("DELETE", 2):
-            try requireOwner(caller, of: .run(runId: segments[1]), toDo: "delete")
-            return try deleteRun(runId: segments[1])
-        case (_, 1), (_, 2):
-            throw KnitAPIError(status: 405, reason: "method \(request.method) is not allowed on \(request.path)")
-        default:
-            throw KnitAPIError.notFound("no such endpoint: \(request.method) \(request.path)")
-        }
+    // MARK: GET /api/runs/{id}
+
+    func showRun(runId: String) throws -> APIResponse {
+        .json(try storeCall { () throws(StoreError) in try store.runDetail(runId: runId) })
     }
 
     // MARK: GET /api/runs/{id}/log
@@ -78,18 +56,7 @@ extension KnitAPI {
     /// Abort (`fail`) or tear-off: 200 with the Run Detail; 404 for an unknown Run; 409 "prohibited
     /// operation" (advice: what the status allows) for an illegal transition.
     func stopRun(runId: String, fail: Bool) throws -> APIResponse {
-        do {
-            return .json(try store.requestStop(runId: runId, fail: fail))
-        } catch {
-            let prefix = "prohibited operation: "
-            if error.code == .conflict, error.message.hasPrefix(prefix) {
-                throw KnitAPIError.conflict(
-                    "prohibited operation",
-                    advice: String(error.message.dropFirst(prefix.count))
-                )
-            }
-            throw apiError(for: error)
-        }
+        .json(try storeCall { () throws(StoreError) in try store.requestStop(runId: runId, fail: fail) })
     }
 
     // MARK: PUT /api/runs/{id}/retry, DELETE /api/runs/{id}
@@ -99,36 +66,17 @@ extension KnitAPI {
     /// a Knitfab client ignores the body. 404 for an unknown or deleted Run; 409 when it is not finished, is
     /// an upload, or its outputs are in use.
     func retryRun(runId: String) throws -> APIResponse {
-        do {
-            let detail = try store.retryRun(runId: runId)
-            var response = APIResponse.json(detail)
-            response.createdIds = detail.outputs.map(\.knitId) + (detail.log.map { [$0.knitId] } ?? [])
-            return response
-        } catch {
-            throw runOperationError(error)
-        }
+        let detail = try storeCall { () throws(StoreError) in try store.retryRun(runId: runId) }
+        var response = APIResponse.json(detail)
+        response.createdIds = detail.outputs.map(\.knitId) + (detail.log.map { [$0.knitId] } ?? [])
+        return response
     }
 
     /// Delete: 204 without a body, as Knitfab. 404 for an unknown or already deleted Run; 409 "output of
     /// the run is in use" while live Runs consume its outputs, or when it has not finished.
     func deleteRun(runId: String) throws -> APIResponse {
-        do {
-            try store.removeRun(runId: runId)
-            return APIResponse(status: 204)
-        } catch {
-            throw runOperationError(error)
-        }
-    }
-
-    /// The store's `"<reason>: <advice>"` for a refused retry or delete, split back into the two fields
-    /// ``RunOperation`` gave them (reasons never contain ": ").
-    private func runOperationError(_ error: StoreError) -> KnitAPIError {
-        guard error.code == .conflict else { return apiError(for: error) }
-        guard let separator = error.message.firstRange(of: ": ") else { return .conflict(error.message) }
-        return .conflict(
-            String(error.message[..<separator.lowerBound]),
-            advice: String(error.message[separator.upperBound...])
-        )
+        _ = try storeCall { () throws(StoreError) in try store.removeRun(runId: runId) }
+        return APIResponse(status: 204)
     }
 
     // MARK: GET /api/runs

@@ -7,7 +7,9 @@ internal import Darwin
 /// A bounded queue of byte chunks between one producer thread and one consumer thread, so archive
 /// (de)compression and network transfer overlap instead of taking turns.
 ///
-/// `@unchecked Sendable`: every mutable field is read and written only with `mutex` held.
+/// `@unchecked Sendable`: every mutable field is read and written only with `mutex` held. The lock is a
+/// pthread mutex with condition variables, not `Synchronization.Mutex` (Knit's lock elsewhere): producer
+/// and consumer wait for each other, and Mutex has no wait.
 final class ChunkQueue: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let changed = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)

@@ -8,7 +8,7 @@ internal import KnitHTTP
 #endif
 
 /// A Plan Detail as decoded, plus the JSON it came from (to re-print it with the server's field order).
-public struct PlanRecord: Sendable {
+public struct PlanReply: Sendable {
     public let detail: PlanDetailJSON
     public let json: JSONValue
 }
@@ -17,12 +17,12 @@ extension KnitAPIClient {
     /// `POST {apiRoot}/plans/` with `spec`; returns the registered plan.
     /// - Throws: `.server` with status 400 (invalid spec: the message lists every problem) or 409 (an
     ///   equivalent plan exists: the message ends with `see: PLAN_ID`; or a tag cycle).
-    public func applyPlan(_ spec: PlanSpecJSON) throws(KnitClientError) -> PlanRecord {
+    public func applyPlan(_ spec: PlanSpecJSON) throws(KnitClientError) -> PlanReply {
         try planRequest("POST", "plans/", body: Self.encodeBody(spec), what: "POST /plans")
     }
 
     /// `GET {apiRoot}/plans/{planId}/`.
-    public func showPlan(planId: String) throws(KnitClientError) -> PlanRecord {
+    public func showPlan(planId: String) throws(KnitClientError) -> PlanReply {
         try planRequest("GET", "plans/\(PercentEncoding.encode(planId))/", what: "GET /plans/\(planId)")
     }
 
@@ -32,7 +32,7 @@ extension KnitAPIClient {
         image: String? = nil,
         inTags: [Tag] = [],
         outTags: [Tag] = []
-    ) throws(KnitClientError) -> [PlanRecord] {
+    ) throws(KnitClientError) -> [PlanReply] {
         var query: [String] = []
         if let active { query.append("active=\(active)") }
         if let image { query.append("image=" + PercentEncoding.encode(image)) }
@@ -44,15 +44,15 @@ extension KnitAPIClient {
                 headers: authorized(["Accept": "application/json"])
             )
         )
-        var records: [PlanRecord] = []
+        var replies: [PlanReply] = []
         for item in try Self.jsonArray(response, what: "GET /plans") {
-            records.append(try Self.decodePlan(item, what: "GET /plans"))
+            replies.append(try Self.decodePlan(item, what: "GET /plans"))
         }
-        return records
+        return replies
     }
 
     /// `PUT` (activate) or `DELETE` (deactivate) `{apiRoot}/plans/{planId}/active`.
-    public func setPlanActive(planId: String, active: Bool) throws(KnitClientError) -> PlanRecord {
+    public func setPlanActive(planId: String, active: Bool) throws(KnitClientError) -> PlanReply {
         try planRequest(
             active ? "PUT" : "DELETE",
             "plans/\(PercentEncoding.encode(planId))/active",
@@ -62,7 +62,7 @@ extension KnitAPIClient {
 
     /// `PUT {apiRoot}/plans/{planId}/resources`: `set` first, then `unset` (unset wins).
     public func changePlanResources(planId: String, change: PlanResourceChangeJSON) throws(KnitClientError)
-        -> PlanRecord
+        -> PlanReply
     {
         try planRequest(
             "PUT",
@@ -74,7 +74,7 @@ extension KnitAPIClient {
 
     /// `PUT {apiRoot}/plans/{planId}/annotations`: `remove_key`, `remove`, then `add`.
     public func changePlanAnnotations(planId: String, change: PlanAnnotationChangeJSON) throws(KnitClientError)
-        -> PlanRecord
+        -> PlanReply
     {
         try planRequest(
             "PUT",
@@ -85,7 +85,7 @@ extension KnitAPIClient {
     }
 
     /// `PUT {apiRoot}/plans/{planId}/serviceaccount` with `name`, or `DELETE` it when `name` is nil.
-    public func setPlanServiceAccount(planId: String, name: String?) throws(KnitClientError) -> PlanRecord {
+    public func setPlanServiceAccount(planId: String, name: String?) throws(KnitClientError) -> PlanReply {
         let path = "plans/\(PercentEncoding.encode(planId))/serviceaccount"
         if let name {
             return try planRequest(
@@ -101,7 +101,7 @@ extension KnitAPIClient {
     // MARK: plumbing
 
     private func planRequest(_ method: String, _ path: String, body: [UInt8]? = nil, what: String)
-        throws(KnitClientError) -> PlanRecord
+        throws(KnitClientError) -> PlanReply
     {
         var headers: HTTPHeaders = ["Accept": "application/json"]
         if body != nil { headers.append("Content-Type", "application/json") }
@@ -141,10 +141,10 @@ extension KnitAPIClient {
         }
     }
 
-    static func decodePlan(_ json: JSONValue, what: String) throws(KnitClientError) -> PlanRecord {
+    static func decodePlan(_ json: JSONValue, what: String) throws(KnitClientError) -> PlanReply {
         do {
             let detail = try JSONDecoder().decode(PlanDetailJSON.self, from: Data(json.rendered(indent: 0).utf8))
-            return PlanRecord(detail: detail, json: json)
+            return PlanReply(detail: detail, json: json)
         } catch {
             throw KnitClientError(.response, "\(what): unexpected Plan Detail: \(error)", underlying: error)
         }

@@ -8,7 +8,7 @@ internal import KnitHTTP
 #endif
 
 /// A Run Detail as decoded, plus the JSON it came from (to re-print it with the server's field order).
-public struct RunRecord: Sendable {
+public struct RunReply: Sendable {
     public let detail: RunDetailJSON
     public let json: JSONValue
 }
@@ -16,7 +16,7 @@ public struct RunRecord: Sendable {
 extension KnitAPIClient {
     /// `GET {apiRoot}/runs/{runId}/`.
     /// - Throws: `.server` with status 404 when there is no such Run.
-    public func showRun(runId: String) throws(KnitClientError) -> RunRecord {
+    public func showRun(runId: String) throws(KnitClientError) -> RunReply {
         let what = "GET /runs/\(runId)"
         let response = try send(
             HTTPRequest(
@@ -51,18 +51,18 @@ extension KnitAPIClient {
 
     /// `PUT {apiRoot}/runs/{runId}/abort`: the Run goes to aborting (exit 253) and ends failed.
     /// - Throws: `.server` with status 404 for an unknown Run, 409 when its status does not allow it.
-    public func abortRun(runId: String) throws(KnitClientError) -> RunRecord {
+    public func abortRun(runId: String) throws(KnitClientError) -> RunReply {
         try stopRun(runId: runId, action: "abort")
     }
 
     /// `PUT {apiRoot}/runs/{runId}/tearoff`: the Run goes to completing (exit 0 "stopped by user") and ends
     /// done with what its outputs hold so far.
     /// - Throws: `.server` with status 404 for an unknown Run, 409 when its status does not allow it.
-    public func tearOffRun(runId: String) throws(KnitClientError) -> RunRecord {
+    public func tearOffRun(runId: String) throws(KnitClientError) -> RunReply {
         try stopRun(runId: runId, action: "tearoff")
     }
 
-    private func stopRun(runId: String, action: String) throws(KnitClientError) -> RunRecord {
+    private func stopRun(runId: String, action: String) throws(KnitClientError) -> RunReply {
         let what = "PUT /runs/\(runId)/\(action)"
         let response = try send(
             HTTPRequest(
@@ -86,7 +86,7 @@ extension KnitAPIClient {
         statuses: [String] = [],
         since: KnitTime? = nil,
         duration: String? = nil
-    ) throws(KnitClientError) -> [RunRecord] {
+    ) throws(KnitClientError) -> [RunReply] {
         guard duration == nil || since != nil else { throw KnitClientError(.usage, "duration requires since") }
         var query: [String] = []
         for (name, values) in [
@@ -102,17 +102,17 @@ extension KnitAPIClient {
                 headers: authorized(["Accept": "application/json"])
             )
         )
-        var records: [RunRecord] = []
+        var replies: [RunReply] = []
         for item in try Self.jsonArray(response, what: "GET /runs") {
-            records.append(try Self.decodeRun(item, what: "GET /runs"))
+            replies.append(try Self.decodeRun(item, what: "GET /runs"))
         }
-        return records
+        return replies
     }
 
-    static func decodeRun(_ json: JSONValue, what: String) throws(KnitClientError) -> RunRecord {
+    static func decodeRun(_ json: JSONValue, what: String) throws(KnitClientError) -> RunReply {
         do {
             let detail = try JSONDecoder().decode(RunDetailJSON.self, from: Data(json.rendered(indent: 0).utf8))
-            return RunRecord(detail: detail, json: json)
+            return RunReply(detail: detail, json: json)
         } catch {
             throw KnitClientError(.response, "\(what): unexpected Run Detail: \(error)", underlying: error)
         }
@@ -124,7 +124,7 @@ extension KnitAPIClient {
     /// answers the Run Detail; Knitfab answers an empty body, in which case the detail is read afterwards.
     /// - Throws: `.server` with status 404 for an unknown or deleted Run, 409 when it has not finished, is an
     ///   upload, or its outputs are in use.
-    public func retryRun(runId: String) throws(KnitClientError) -> RunRecord {
+    public func retryRun(runId: String) throws(KnitClientError) -> RunReply {
         let what = "PUT /runs/\(runId)/retry"
         let response = try send(
             HTTPRequest(

@@ -29,7 +29,7 @@ public struct ServerInfo: Sendable, Equatable {
 }
 
 /// A Data Detail as decoded, plus the JSON it came from (to re-print it with the server's field order).
-public struct DataRecord: Sendable {
+public struct DataReply: Sendable {
     public let detail: DataDetailJSON
     public let json: JSONValue
 }
@@ -126,7 +126,7 @@ public struct KnitAPIClient: Sendable {
         format: ArchiveFormat? = nil,
         busyRetryLimit: Double = 600,
         progress: ((TransferProgress) -> Void)? = nil
-    ) throws(KnitClientError) -> DataRecord {
+    ) throws(KnitClientError) -> DataReply {
         let deadline = monotonicSeconds() + busyRetryLimit
         var pause = 0.2
         while true {
@@ -152,7 +152,7 @@ public struct KnitAPIClient: Sendable {
         dereference: Bool,
         format: ArchiveFormat?,
         progress: ((TransferProgress) -> Void)?
-    ) throws(KnitClientError) -> DataRecord {
+    ) throws(KnitClientError) -> DataReply {
         let format = format ?? negotiatedFormats()[0]
         var total: Int64?
         if progress != nil {
@@ -205,10 +205,10 @@ public struct KnitAPIClient: Sendable {
             throw KnitClientError(.archive, "\(directory): \(message)", underlying: error)
         }
         let response = try result.get()
-        let record = try Self.decodeRecord(response.body, what: "POST /data")
-        let missing = tags.filter { !record.detail.tags.contains($0) }
-        guard !missing.isEmpty else { return record }
-        return try updateTags(knitId: record.detail.knitId, change: TagChangeJSON(add: missing))
+        let reply = try Self.decodeData(response.body, what: "POST /data")
+        let missing = tags.filter { !reply.detail.tags.contains($0) }
+        guard !missing.isEmpty else { return reply }
+        return try updateTags(knitId: reply.detail.knitId, change: TagChangeJSON(add: missing))
     }
 
     /// Streams Data `knitId`'s archive to `sink` as it arrives, asking for `formats` (best first).
@@ -348,7 +348,7 @@ public struct KnitAPIClient: Sendable {
         since: KnitTime? = nil,
         duration: String? = nil,
         transient: TransientFilter = .both
-    ) throws(KnitClientError) -> [DataRecord] {
+    ) throws(KnitClientError) -> [DataReply] {
         guard duration == nil || since != nil else { throw KnitClientError(.usage, "duration requires since") }
         var query = tags.map { "tag=" + PercentEncoding.encode($0.description) }
         if let since { query.append("since=" + PercentEncoding.encode(since.description)) }
@@ -359,17 +359,17 @@ public struct KnitAPIClient: Sendable {
                 headers: authorized(["Accept": "application/json"])
             )
         )
-        var records: [DataRecord] = []
+        var replies: [DataReply] = []
         for item in try Self.jsonArray(response, what: "GET /data") {
-            let record = try Self.decodeRecord(item, what: "GET /data")
-            let isTransient = record.detail.tags.contains { $0.key == SystemTag.transient }
+            let reply = try Self.decodeData(item, what: "GET /data")
+            let isTransient = reply.detail.tags.contains { $0.key == SystemTag.transient }
             switch transient {
-            case .both: records.append(record)
-            case .yes: if isTransient { records.append(record) }
-            case .no: if !isTransient { records.append(record) }
+            case .both: replies.append(reply)
+            case .yes: if isTransient { replies.append(reply) }
+            case .no: if !isTransient { replies.append(reply) }
             }
         }
-        return records
+        return replies
     }
 
     /// The items of a response body that must be a JSON array (the answers of every find endpoint).
@@ -386,7 +386,7 @@ public struct KnitAPIClient: Sendable {
     }
 
     /// `PUT {apiRoot}/data/{knitId}/` with `change`; returns the Data after the change.
-    public func updateTags(knitId: String, change: TagChangeJSON) throws(KnitClientError) -> DataRecord {
+    public func updateTags(knitId: String, change: TagChangeJSON) throws(KnitClientError) -> DataReply {
         let body: [UInt8]
         do { body = Array(try JSONEncoder().encode(change)) } catch {
             fatalError("TagChangeJSON must encode: \(error)")
@@ -399,7 +399,7 @@ public struct KnitAPIClient: Sendable {
                 body: .bytes(body)
             )
         )
-        return try Self.decodeRecord(response.body, what: "PUT /data/\(knitId)")
+        return try Self.decodeData(response.body, what: "PUT /data/\(knitId)")
     }
 
     // MARK: plumbing
@@ -462,17 +462,17 @@ public struct KnitAPIClient: Sendable {
         return parts.joined(separator: ", ")
     }
 
-    static func decodeRecord(_ body: [UInt8], what: String) throws(KnitClientError) -> DataRecord {
+    static func decodeData(_ body: [UInt8], what: String) throws(KnitClientError) -> DataReply {
         guard let json = JSONValue.parse(body) else {
             throw KnitClientError(.response, "\(what): the server did not answer JSON")
         }
-        return try decodeRecord(json, what: what)
+        return try decodeData(json, what: what)
     }
 
-    static func decodeRecord(_ json: JSONValue, what: String) throws(KnitClientError) -> DataRecord {
+    static func decodeData(_ json: JSONValue, what: String) throws(KnitClientError) -> DataReply {
         do {
             let detail = try JSONDecoder().decode(DataDetailJSON.self, from: Data(json.rendered(indent: 0).utf8))
-            return DataRecord(detail: detail, json: json)
+            return DataReply(detail: detail, json: json)
         } catch {
             throw KnitClientError(.response, "\(what): unexpected Data Detail: \(error)", underlying: error)
         }

@@ -1,4 +1,5 @@
 internal import CKnitFastCGI
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -83,34 +84,21 @@ enum FastCGIRuntime {
     static var isShuttingDown: Bool { state.isShuttingDown }
 }
 
-// A tiny lock-protected box; Synchronization's Mutex would do too, but this keeps the module free of availability
-// annotations for older toolchains.
-private final class ShutdownState: @unchecked Sendable {  // guarded by `lock`
-    private var lock = pthread_mutex_t()
-    private var initialized = false
-    private var shuttingDown = false
-
-    init() { pthread_mutex_init(&lock, nil) }
+/// Whether libfcgi was initialised and whether the listener is shutting down.
+private final class ShutdownState: Sendable {
+    private let state = Mutex((initialized: false, shuttingDown: false))
 
     func initialize() {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        guard !initialized else { return }
-        // A client dropping mid-download must not kill the process; libfcgi only sets this when SIGPIPE is default.
-        signal(SIGPIPE, SIG_IGN)
-        _ = FCGX_Init()
-        initialized = true
+        state.withLock { state in
+            guard !state.initialized else { return }
+            // A client dropping mid-download must not kill the process; libfcgi only sets this when SIGPIPE is default.
+            signal(SIGPIPE, SIG_IGN)
+            _ = FCGX_Init()
+            state.initialized = true
+        }
     }
 
-    func setShuttingDown() {
-        pthread_mutex_lock(&lock)
-        shuttingDown = true
-        pthread_mutex_unlock(&lock)
-    }
+    func setShuttingDown() { state.withLock { $0.shuttingDown = true } }
 
-    var isShuttingDown: Bool {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return shuttingDown
-    }
+    var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
 }

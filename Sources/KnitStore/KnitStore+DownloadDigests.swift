@@ -33,7 +33,7 @@ extension KnitStore {
         } catch {
             logger.warning(
                 "cannot record a download digest",
-                metadata: ["knit.id": "\(knitId)", "store.error": "\(error)"]
+                metadata: ["data.id": "\(knitId)", "store.error": "\(error)"]
             )
         }
     }

@@ -69,7 +69,7 @@ extension KnitStore {
             } catch {
                 logger.error(
                     "cannot delete the directory of dropped data; kept for the next start",
-                    metadata: ["knit.id": "\(knitId)", "store.error": "\(error)"]
+                    metadata: ["data.id": "\(knitId)", "store.error": "\(error)"]
                 )
             }
         }

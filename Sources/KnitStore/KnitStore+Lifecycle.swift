@@ -228,11 +228,11 @@ extension KnitStore {
             do { try makeRunDirectory(directory) } catch {
                 logger.error(
                     "cannot create a run directory",
-                    metadata: ["knit.run": "\(runId)", "path": "\(directory)", "store.error": "\(error)"]
+                    metadata: ["run.id": "\(runId)", "path": "\(directory)", "store.error": "\(error)"]
                 )
             }
         }
-        logger.debug("run advanced", metadata: ["knit.run": "\(runId)", "run.status": "\(next)"])
+        logger.debug("run advanced", metadata: ["run.id": "\(runId)", "run.status": "\(next)"])
         return true
     }
 
@@ -252,7 +252,7 @@ extension KnitStore {
     /// completing with exit 0 "stopped by user" (from ready, starting, running; already completing:
     /// unchanged). An aborted deactivated or waiting Run never started, so it is failed at once, in the
     /// same transaction, as ``finishRun(runId:exit:succeeded:)`` would.
-    /// - Throws: `.notFound` for an unknown or deleted Run; `.conflict` "prohibited operation: …" for a
+    /// - Throws: `.notFound` for an unknown or deleted Run; `.conflict` "prohibited operation" (advice: why) for a
     ///   status the operation is not allowed from, or a Run of a pseudo plan (an upload ends by itself).
     public func requestStop(runId: String, fail: Bool) throws(StoreError) -> RunDetailJSON {
         let now = clock()
@@ -262,7 +262,8 @@ extension KnitStore {
             if try cache.record(self, txn, run.planId).pseudoName != nil {
                 throw StoreError(
                     .conflict,
-                    "prohibited operation: run \(runId) is an upload; it ends when the upload does"
+                    "prohibited operation",
+                    advice: "run \(runId) is an upload; it ends when the upload does"
                 )
             }
             let change = try Self.stopChange(runId: runId, from: run.status, fail: fail)
@@ -279,7 +280,7 @@ extension KnitStore {
             }
             return try runDetail(txn, run, cache)
         }
-        logger.info("run stop requested", metadata: ["knit.run": "\(runId)", "run.status": "\(detail.status)"])
+        logger.info("run stop requested", metadata: ["run.id": "\(runId)", "run.status": "\(detail.status)"])
         return detail
     }
 
@@ -291,7 +292,7 @@ extension KnitStore {
             return fail ? try RunOperation.abort(from: status) : try RunOperation.tearOff(from: status)
         } catch {
             if error.status == 404 { throw StoreError(.notFound, "run \(runId) not found") }
-            throw StoreError(.conflict, "prohibited operation: \(error.advice ?? error.reason)")
+            throw StoreError(.conflict, "prohibited operation", advice: error.advice ?? error.reason)
         }
     }
 
@@ -325,7 +326,7 @@ extension KnitStore {
         guard let finished else { return false }
         logger.info(
             "run finished",
-            metadata: ["knit.run": "\(runId)", "run.status": "\(finished)", "run.exit": "\(exit.code)"]
+            metadata: ["run.id": "\(runId)", "run.status": "\(finished)", "run.exit": "\(exit.code)"]
         )
         return true
     }
@@ -341,7 +342,11 @@ extension KnitStore {
     ) throws {
         let next: RunStatus = succeeded ? .done : .failed
         guard run.status.canTransition(to: next) else {
-            throw StoreError(.conflict, "prohibited operation: cannot finish a \(run.status.rawValue) run as \(next)")
+            throw StoreError(
+                .conflict,
+                "prohibited operation",
+                advice: "cannot finish a \(run.status.rawValue) run as \(next)"
+            )
         }
         run.status = next
         run.updatedAtMs = now

@@ -13,13 +13,13 @@ extension KnitStore {
     /// Validates and normalizes it (absent resources get the defaults), refuses a plan equivalent to a
     /// registered one and one whose tags close a dependency cycle, then writes the plan, its identity hash
     /// and its input tags in one transaction.
-    /// - Throws: `.invalid` ("invalid plan spec" and the problems, one per line); `.conflict` "there are
-    ///   equivalent plan" with ``StoreError/see`` naming the existing plan, or "plan spec conflicts with
+    /// - Throws: `.invalid` "invalid plan spec" with the problems, one per line, as advice; `.conflict` "there
+    ///   are equivalent plan" with ``StoreError/see`` naming the existing plan, or "plan spec conflicts with
     ///   others" when the plan would make a cycle.
     public func registerPlan(_ spec: PlanSpecJSON, creator: String) throws(StoreError) -> PlanDetailJSON {
         let plan: Plan
         do { plan = try Plan(validating: spec) } catch {
-            throw StoreError(.invalid, "invalid plan spec\n\(error)")
+            throw StoreError(.invalid, "invalid plan spec", advice: "\(error)")
         }
         let hash = Array(SHA256Digest.hex(of: plan.identityBytes).utf8)
         let planId = KnitIdentifier.make()
@@ -35,7 +35,7 @@ extension KnitStore {
             let node = PlanGraphNode(planId: planId, plan: plan)
             if PlanGraph.createsCycle(adding: node, to: others.map { PlanGraphNode(planId: $0.planId, plan: $0.plan) })
             {
-                throw StoreError(.conflict, "plan spec conflicts with others\nplan's tag dependency makes cycle")
+                throw StoreError(.conflict, "plan spec conflicts with others", advice: "plan's tag dependency makes cycle")
             }
             let record = PlanRecord(planId: planId, plan: plan, creator: creator, createdAtMs: now)
             try txn.put(db.plans, key: Array(planId.utf8), value: Self.encode(record))
@@ -134,7 +134,7 @@ extension KnitStore {
     {
         try changePlan(planId, operation: "change plan resources") { plan throws(StoreError) in
             do { try plan.apply(change) } catch {
-                throw StoreError(.invalid, "invalid resources\n\(error)")
+                throw StoreError(.invalid, "invalid resources", advice: "\(error)")
             }
         }
     }
@@ -146,7 +146,7 @@ extension KnitStore {
     {
         try changePlan(planId, operation: "change plan annotations") { plan throws(StoreError) in
             do { try plan.apply(change) } catch {
-                throw StoreError(.invalid, "invalid annotations\n\(error)")
+                throw StoreError(.invalid, "invalid annotations", advice: "\(error)")
             }
         }
     }
@@ -156,7 +156,7 @@ extension KnitStore {
     public func setPlanServiceAccount(planId: String, name: String?) throws(StoreError) -> PlanDetailJSON {
         try changePlan(planId, operation: "set plan service account") { plan throws(StoreError) in
             do { try plan.setServiceAccount(name) } catch {
-                throw StoreError(.invalid, "invalid service account\n\(error)")
+                throw StoreError(.invalid, "invalid service account", advice: "\(error)")
             }
         }
     }

@@ -228,7 +228,7 @@ extension KnitStore {
         }
         logger.debug(
             "run created",
-            metadata: ["knit.run": "\(runId)", "plan.id": "\(planRecord.planId)", "run.status": "\(run.status)"]
+            metadata: ["run.id": "\(runId)", "plan.id": "\(planRecord.planId)", "run.status": "\(run.status)"]
         )
         return true
     }

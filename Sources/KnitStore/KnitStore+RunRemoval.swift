@@ -23,8 +23,8 @@ extension KnitStore {
     /// scheduler starts it once the plan is active). The runId and the assignments stay. The old Data's
     /// directories are deleted after the transaction.
     /// - Returns: the Run Detail after the retry.
-    /// - Throws: `.notFound` for an unknown or deleted Run; `.conflict` with the message
-    ///   `"<reason>: <advice>"` of ``RunOperation/checkRetry(_:)`` (not finished, a root Run, in use).
+    /// - Throws: `.notFound` for an unknown or deleted Run; `.conflict` with the reason and advice of
+    ///   ``RunOperation/checkRetry(_:)`` (not finished, a root Run, in use).
     public func retryRun(runId: String) throws(StoreError) -> RunDetailJSON {
         let now = clock()
         let (detail, dropped) = try write("retry run") { txn throws -> (RunDetailJSON, [String]) in
@@ -55,7 +55,7 @@ extension KnitStore {
             return (try runDetail(txn, run, cache), dropped)
         }
         removeGarbage(dropped)
-        logger.info("run retried", metadata: ["knit.run": "\(runId)", "run.dropped": "\(dropped.count)"])
+        logger.info("run retried", metadata: ["run.id": "\(runId)", "run.dropped": "\(dropped.count)"])
         return detail
     }
 
@@ -64,8 +64,8 @@ extension KnitStore {
     /// tombstone in `run_by_combination`, so its combination never runs again, and is invisible to every
     /// query; a Run without inputs (an upload) is removed with all its index entries.
     /// - Returns: which of the two happened.
-    /// - Throws: `.notFound` for an unknown or already deleted Run; `.conflict` with the message
-    ///   `"<reason>: <advice>"` of ``RunOperation/checkDelete(_:)`` (not finished, in use).
+    /// - Throws: `.notFound` for an unknown or already deleted Run; `.conflict` with the reason and advice of
+    ///   ``RunOperation/checkDelete(_:)`` (not finished, in use).
     @discardableResult
     public func removeRun(runId: String) throws(StoreError) -> RunDeletion {
         let now = clock()
@@ -97,7 +97,7 @@ extension KnitStore {
         removeGarbage(dropped)
         logger.info(
             "run deleted",
-            metadata: ["knit.run": "\(runId)", "run.deletion": "\(deletion)", "run.dropped": "\(dropped.count)"]
+            metadata: ["run.id": "\(runId)", "run.deletion": "\(deletion)", "run.dropped": "\(dropped.count)"]
         )
         return deletion
     }
@@ -142,11 +142,11 @@ extension KnitStore {
     }
 
     /// Runs a ``RunOperation`` rule, its refusal as a store error: 404 as `.notFound`, 409 as `.conflict`
-    /// with `"<reason>: <advice>"` (the API splits it again).
+    /// with the rule's reason and advice.
     private static func judge<T>(runId: String, _ rule: () throws(KnitAPIError) -> T) throws(StoreError) -> T {
         do { return try rule() } catch {
             if error.status == 404 { throw StoreError(.notFound, "run \(runId) not found") }
-            throw StoreError(.conflict, error.advice.map { "\(error.reason): \($0)" } ?? error.reason)
+            throw StoreError(.conflict, error.reason, advice: error.advice)
         }
     }
 

@@ -43,7 +43,7 @@ extension KnitStore {
             try? FileSystem.removeTree(staging)
             throw error
         }
-        logger.debug("upload begun", metadata: ["knit.id": "\(knitId)", "knit.run": "\(runId)"])
+        logger.debug("upload begun", metadata: ["data.id": "\(knitId)", "run.id": "\(runId)"])
         return UploadTicket(knitId: knitId, runId: runId, stagingPath: staging)
     }
 
@@ -86,14 +86,14 @@ extension KnitStore {
                 try projectData(txn, record, now: now, cache: cache)
                 return try linkedDetail(txn, record, cache)
             }
-            logger.info("upload finished", metadata: ["knit.id": "\(ticket.knitId)", "knit.bytes": "\(sizeBytes)"])
+            logger.info("upload finished", metadata: ["data.id": "\(ticket.knitId)", "data.bytes": "\(sizeBytes)"])
             return detail
         } catch {
             // The records still say "running"; put the content back so abandon or recovery finds it.
             do { try FileSystem.rename(target, to: ticket.stagingPath) } catch {
                 logger.error(
                     "cannot return content to staging",
-                    metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"]
+                    metadata: ["data.id": "\(ticket.knitId)", "store.error": "\(error)"]
                 )
             }
             throw error
@@ -113,12 +113,12 @@ extension KnitStore {
             }
             if dropped {
                 try FileSystem.removeTree(dataDirectory(knitId: ticket.knitId))
-                logger.info("upload abandoned", metadata: ["knit.id": "\(ticket.knitId)"])
+                logger.info("upload abandoned", metadata: ["data.id": "\(ticket.knitId)"])
             }
         } catch {
             logger.error(
                 "abandoning upload failed",
-                metadata: ["knit.id": "\(ticket.knitId)", "store.error": "\(error)"]
+                metadata: ["data.id": "\(ticket.knitId)", "store.error": "\(error)"]
             )
         }
     }
@@ -147,14 +147,14 @@ extension KnitStore {
                 } catch {
                     logger.error(
                         "start-up recovery cannot drop an open upload",
-                        metadata: ["knit.id": "\(upload.knitId)", "store.error": "\(error)"]
+                        metadata: ["data.id": "\(upload.knitId)", "store.error": "\(error)"]
                     )
                 }
                 for directory in [stagingDirectory(knitId: upload.knitId), dataDirectory(knitId: upload.knitId)] {
                     do { try FileSystem.removeTree(directory) } catch {
                         logger.error(
                             "start-up recovery cannot remove content",
-                            metadata: ["knit.id": "\(upload.knitId)", "store.error": "\(error)"]
+                            metadata: ["data.id": "\(upload.knitId)", "store.error": "\(error)"]
                         )
                     }
                 }

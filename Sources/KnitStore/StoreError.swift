@@ -1,7 +1,11 @@
 internal import KnitLMDB
 
+#if canImport(Glibc)
+    internal import Glibc
+#endif
+
 /// A store operation that failed: ``code`` says what kind of failure (the API maps it to a status),
-/// ``message`` says what, naming the Data, Run, user or path.
+/// ``message`` says what, naming the Data, Run, user or path, and ``advice`` what the caller can do about it.
 public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: Sendable, Hashable {
         /// The named Data, Run or user does not exist.
@@ -21,24 +25,29 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     public var code: Code
+    /// The reason: what went wrong.
     public var message: String
+    /// What to do about it, or the details of the reason (validation problems, the cycle, what a Run's status
+    /// allows); the API sends it as `advice`.
+    public var advice: String?
     /// The id of the thing a conflict is with (the existing plan an equivalent spec matches), so the API
     /// can send it as `see`.
     public var see: String?
 
-    public init(_ code: Code, _ message: String, see: String? = nil) {
+    public init(_ code: Code, _ message: String, advice: String? = nil, see: String? = nil) {
         self.code = code
         self.message = message
+        self.advice = advice
         self.see = see
     }
 
-    public var description: String { message }
+    public var description: String { advice.map { "\(message): \($0)" } ?? message }
 
     /// Translates an LMDB failure, keeping its message (which names the database and operation).
     init(_ error: LMDBError) {
         switch error.code {
         case .mapFull: self.init(.storageFull, "store: \(error.message)")
-        case .other(let errno) where errno == 28 /* ENOSPC */:
+        case .other(let errno) where errno == ENOSPC:
             self.init(.storageFull, "store: disk is full: \(error.message)")
         case .corrupted, .versionMismatch, .invalid: self.init(.corrupted, "store: \(error.message)")
         case .notFound: self.init(.notFound, "store: \(error.message)")

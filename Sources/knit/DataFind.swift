@@ -51,8 +51,8 @@ struct DataFind: ParsableCommand {
         let filter = TransientFilter(flag: transient) ?? .both
         try reportingErrors { () throws(KnitClientError) in
             let client = try global.apiClient()
-            let records = try client.findData(tags: tags, since: start, duration: duration, transient: filter)
-            Console.output(JSONValue.array(records.map(\.json)).rendered(indent: 4) + "\n")
+            let replies = try client.findData(tags: tags, since: start, duration: duration, transient: filter)
+            Console.output(JSONValue.array(replies.map(\.json)).rendered(indent: 4) + "\n")
         }
     }
 }

@@ -1,11 +1,6 @@
 import ArgumentParser
 import KnitClient
 import KnitCore
-import KnitSystem
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 struct DataLineage: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,56 +69,4 @@ struct DataLineage: ParsableCommand {
             try printGraph(graph, as: output)
         }
     }
-}
-
-/// What `knit data lineage` and `knit plan graph` can print.
-enum GraphOutput: String {
-    case dot, svg, png, json, openlineage, prov
-}
-
-/// The producer URI in exported OpenLineage events.
-let openLineageProducer = "urn:knit:knit:" + knitClientVersion
-
-/// Writes `graph` to stdout as `output`; svg and png go through graphviz `dot`.
-func printGraph(_ graph: KnitGraph, as output: GraphOutput) throws(KnitClientError) {
-    switch output {
-    case .dot:
-        Console.output(graph.dot(offsetMinutes: Console.localOffsetMinutes()))
-    case .json:
-        Console.output(jsonText(graph) + "\n")
-    case .openlineage:
-        Console.output(LineageExport.openLineage(graph, producer: openLineageProducer).rendered(indent: 4) + "\n")
-    case .prov:
-        Console.output(LineageExport.prov(graph).rendered(indent: 4) + "\n")
-    case .svg, .png:
-        try renderWithGraphviz(graph.dot(offsetMinutes: Console.localOffsetMinutes()), format: output.rawValue)
-    }
-}
-
-private func jsonText(_ graph: KnitGraph) -> String {
-    guard let bytes = try? KnitJSON.encode(graph), let value = JSONValue.parse(bytes) else { return "{}" }
-    return value.rendered(indent: 4)
-}
-
-/// Pipes `dot` text into `dot -T<format>`, whose output goes straight to our stdout.
-func renderWithGraphviz(_ text: String, format: String) throws(KnitClientError) {
-    guard let dot = findExecutable("dot") else {
-        throw KnitClientError(
-            .usage,
-            "--format \(format) needs graphviz ('dot' is not on PATH; install the graphviz package, "
-                + "or use --format dot and render it elsewhere)"
-        )
-    }
-    // dot may stop reading early: its exit status tells why, a SIGPIPE would only kill us.
-    signal(SIGPIPE, SIG_IGN)
-    let result: FilterResult
-    do {
-        result = try runFilter([dot, "-T" + format], input: Array(text.utf8), captureOutput: false, stderr: .inherit)
-    } catch {
-        throw KnitClientError(.io, "\(error)")
-    }
-    guard result.status.isSuccess else {
-        throw KnitClientError(.io, "graphviz dot -T\(format) failed (exit status \(result.status))")
-    }
-    if let failure = result.inputError { throw KnitClientError(.io, "\(failure)") }
 }

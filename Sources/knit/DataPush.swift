@@ -47,25 +47,11 @@ struct DataPush: ParsableCommand {
                 var all = userTags + envTags
                 if name { all.append(Tag(key: "name", value: baseName(directory))) }
                 let bar = ProgressBar.make("[knit data push] \(directory)")
-                let record = try client.pushData(
+                let reply = try client.pushData(
                     directory: directory, tags: all, dereference: dereference, progress: bar.map { $0.update })
                 bar?.finish()
-                Console.output(record.json.rendered(indent: 4) + "\n")
+                Console.output(reply.json.rendered(indent: 4) + "\n")
             }
         }
     }
 }
-
-func baseName(_ path: String) -> String {
-    let parts = path.split(separator: "/")
-    guard let last = parts.last else { return "/" }
-    if last == "." || last == ".." {
-        let resolved = (try? ProfileResolution.currentDirectory()) ?? "/"
-        return last == "." ? String(resolved.split(separator: "/").last ?? "/") : String(last)
-    }
-    return String(last)
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

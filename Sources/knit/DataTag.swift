@@ -38,8 +38,8 @@ struct DataTag: ParsableCommand {
         let change = TagChangeJSON(
             add: try parseTags(add, flag: "--add"), remove: try parseTags(remove, flag: "--remove"), removeKey: removeKey)
         try reportingErrors { () throws(KnitClientError) in
-            let record = try global.apiClient().updateTags(knitId: knitId, change: change)
-            Console.output(record.json.rendered(indent: 4) + "\n")
+            let reply = try global.apiClient().updateTags(knitId: knitId, change: change)
+            Console.output(reply.json.rendered(indent: 4) + "\n")
         }
     }
 }

@@ -12,8 +12,3 @@ struct PlanCommand: ParsableCommand {
         ]
     )
 }
-
-/// Prints one Plan Detail as 4-space JSON on stdout.
-func printPlan(_ record: PlanRecord) {
-    Console.output(record.json.rendered(indent: 4) + "\n")
-}

@@ -70,13 +70,13 @@ struct PlanFind: ParsableCommand {
         let outTags = try parseTags(outTags, flag: "--out-tag")
         let active = Self.activeFilter(active) ?? nil
         try reportingErrors { () throws(KnitClientError) in
-            let records = try global.apiClient().findPlans(
+            let replies = try global.apiClient().findPlans(
                 active: active,
                 image: image,
                 inTags: inTags,
                 outTags: outTags
             )
-            Console.output(JSONValue.array(records.map(\.json)).rendered(indent: 4) + "\n")
+            Console.output(JSONValue.array(replies.map(\.json)).rendered(indent: 4) + "\n")
         }
     }
 }

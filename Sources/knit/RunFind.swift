@@ -76,7 +76,7 @@ struct RunFind: ParsableCommand {
     func run() throws {
         let start = since.flatMap { KnitTime.parseLoose($0, defaultOffsetMinutes: Console.localOffsetMinutes()) }
         try reportingErrors { () throws(KnitClientError) in
-            let records = try global.apiClient().findRuns(
+            let replies = try global.apiClient().findRuns(
                 planIds: planIds,
                 inputKnitIds: inKnitIds,
                 outputKnitIds: outKnitIds,
@@ -84,7 +84,7 @@ struct RunFind: ParsableCommand {
                 since: start,
                 duration: duration
             )
-            Console.output(JSONValue.array(records.map(\.json)).rendered(indent: 4) + "\n")
+            Console.output(JSONValue.array(replies.map(\.json)).rendered(indent: 4) + "\n")
         }
     }
 }

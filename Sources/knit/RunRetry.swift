@@ -20,8 +20,8 @@ struct RunRetry: ParsableCommand {
 
     func run() throws {
         try reportingErrors { () throws(KnitClientError) in
-            let record = try global.apiClient().retryRun(runId: runId)
-            Console.output(record.json.rendered(indent: 4) + "\n")
+            let reply = try global.apiClient().retryRun(runId: runId)
+            Console.output(reply.json.rendered(indent: 4) + "\n")
         }
     }
 }

@@ -33,8 +33,8 @@ struct RunShow: ParsableCommand {
             return
         }
         try reportingErrors { () throws(KnitClientError) in
-            let record = try global.apiClient().showRun(runId: runId)
-            Console.output(record.json.rendered(indent: 4) + "\n")
+            let reply = try global.apiClient().showRun(runId: runId)
+            Console.output(reply.json.rendered(indent: 4) + "\n")
         }
     }
 }

@@ -24,8 +24,8 @@ struct RunStop: ParsableCommand {
     func run() throws {
         try reportingErrors { () throws(KnitClientError) in
             let client = try global.apiClient()
-            let record = fail ? try client.abortRun(runId: runId) : try client.tearOffRun(runId: runId)
-            Console.output(record.json.rendered(indent: 4) + "\n")
+            let reply = fail ? try client.abortRun(runId: runId) : try client.tearOffRun(runId: runId)
+            Console.output(reply.json.rendered(indent: 4) + "\n")
         }
     }
 }

@@ -93,9 +93,13 @@ import KnitTestSupport
         #expect(message.contains("reader"))
     }
 
+    /// The method nginx asks about travels in `X-Original-Method`; the request itself is GET or HEAD, and any
+    /// other method is 405 (the path exists), as on every path of the route table.
     @Test func otherMethodsOnTheEndpointAreNotRoutes() throws {
         let harness = try APIHarness()
-        #expect(harness.request("PUT", "/api/auth/registry").status == 404)
+        let put = harness.request("PUT", "/api/auth/registry")
+        #expect(put.status == 405)
+        #expect(put.headers.contains { $0 == ("Allow", "GET, HEAD") })
         #expect(harness.request("GET", "/api/auth/other").status == 404)
         #expect(harness.request("GET", "/api/auth").status == 404)
     }

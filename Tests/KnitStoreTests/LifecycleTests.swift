@@ -161,7 +161,8 @@ private final class Chain {
             _ = try chain.store.requestStop(runId: chain.runA.runId, fail: false)
         } catch {
             #expect(error.code == .conflict)
-            #expect(error.message.hasPrefix("prohibited operation: cannot tear-off a waiting run"))
+            #expect(error.message == "prohibited operation")
+            #expect(error.advice?.hasPrefix("cannot tear-off a waiting run") == true)
         }
         #expect(try chain.status(chain.runA.runId) == "waiting")
 

@@ -201,7 +201,8 @@ private func storeError(_ body: () throws(StoreError) -> Void) -> StoreError? {
 
         let refused = storeError { () throws(StoreError) in _ = try chain.store.retryRun(runId: chain.runA) }
         #expect(refused?.code == .conflict)
-        #expect(refused?.message == "output of the run is in use: Delete all downstreams of the run first")
+        #expect(refused?.message == "output of the run is in use")
+        #expect(refused?.advice == "Delete all downstreams of the run first")
         #expect(try chain.store.runDetail(runId: chain.runA) == before)
         #expect(pathExists(chain.store.dataDirectory(knitId: before.outputs[0].knitId) + "/result"))
 
@@ -236,7 +237,7 @@ private func storeError(_ body: () throws(StoreError) -> Void) -> StoreError? {
 
         let waiting = storeError { () throws(StoreError) in _ = try chain.store.retryRun(runId: chain.runA) }
         #expect(waiting?.code == .conflict)
-        #expect(waiting?.message.hasPrefix("the run has not finished yet: the run is waiting") == true)
+        #expect(waiting?.description.hasPrefix("the run has not finished yet: the run is waiting") == true)
         #expect(try chain.store.runDetail(runId: chain.runA).status == "waiting")
 
         let unknown = storeError { () throws(StoreError) in _ = try chain.store.retryRun(runId: "no-such-run") }
@@ -346,7 +347,8 @@ private func storeError(_ body: () throws(StoreError) -> Void) -> StoreError? {
         let uploadRun = chain.upload.upstream.run.runId
         let refused = storeError { () throws(StoreError) in try chain.store.removeRun(runId: uploadRun) }
         #expect(refused?.code == .conflict)
-        #expect(refused?.message == "output of the run is in use: Delete all downstreams of the run first")
+        #expect(refused?.message == "output of the run is in use")
+        #expect(refused?.advice == "Delete all downstreams of the run first")
         #expect(chain.dataExists(chain.upload.knitId))
 
         // After A is done and deleted (its tombstone does not count), the upload may go, and A's tombstone
@@ -366,7 +368,7 @@ private func storeError(_ body: () throws(StoreError) -> Void) -> StoreError? {
         #expect(try chain.store.markRunning(runId: chain.runA))
         let refused = storeError { () throws(StoreError) in try chain.store.removeRun(runId: chain.runA) }
         #expect(refused?.code == .conflict)
-        #expect(refused?.message.hasPrefix("the run has not finished yet: the run is running") == true)
+        #expect(refused?.description.hasPrefix("the run has not finished yet: the run is running") == true)
         #expect(try chain.store.runDetail(runId: chain.runA).status == "running")
         #expect(storeError { () throws(StoreError) in try chain.store.removeRun(runId: "nope") }?.code == .notFound)
     }
