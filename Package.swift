@@ -48,8 +48,18 @@ let package = Package(
         // One safe wrapper per C library.
         .target(name: "KnitLMDB", dependencies: ["CKnitLMDB"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "KnitFastCGI", dependencies: ["CKnitFastCGI"], exclude: ["README.md"], swiftSettings: swiftSettings),
-        .target(name: "KnitHTTP", dependencies: ["CKnitCurl", "CKnitShims", "KnitSystem"], exclude: ["README.md"], swiftSettings: swiftSettings),
-        .target(name: "KnitArchive", dependencies: ["CKnitArchive", "KnitSystem"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(
+            name: "KnitHTTP",
+            dependencies: ["CKnitCurl", "CKnitShims", "KnitSystem"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KnitArchive",
+            dependencies: ["CKnitArchive", "KnitSystem"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "KnitDigest", dependencies: ["CKnitCrypto"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "KnitYAML", dependencies: ["CKnitYAML"], exclude: ["README.md"], swiftSettings: swiftSettings),
 
@@ -83,7 +93,12 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "KnitTesting", dependencies: ["KnitCore", "KnitSystem"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(
+            name: "KnitTesting",
+            dependencies: ["KnitCore", "KnitSystem"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
 
         // Thin executables.
         .executableTarget(
@@ -144,7 +159,11 @@ let package = Package(
             dependencies: ["KnitHTTP", "KnitCore", "KnitTestSupport"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KnitFastCGITests", dependencies: ["KnitFastCGI", "KnitSystem"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KnitFastCGITests",
+            dependencies: ["KnitFastCGI", "KnitSystem"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KnitArchiveTests",
             dependencies: ["KnitArchive", "KnitDigest", "KnitTestSupport"],

@@ -9,7 +9,13 @@ func runChild(
     timeout: Duration
 ) async throws(ExecutorError) -> CommandOutput {
     do {
-        return try await runCommand(argv, environment: environment, directory: directory, output: output, timeout: timeout)
+        return try await runCommand(
+            argv,
+            environment: environment,
+            directory: directory,
+            output: output,
+            timeout: timeout
+        )
     } catch {
         switch error {
         case .failed(let message): throw ExecutorError(.commandFailed, message)

@@ -39,7 +39,9 @@ private func handle(_ request: consuming FastCGIRequest) {
         var total = 0
         do {
             while true {
-                let count = try buffer.withUnsafeMutableBytes { raw throws(FastCGIError) in try request.read(into: raw) }
+                let count = try buffer.withUnsafeMutableBytes { raw throws(FastCGIError) in
+                    try request.read(into: raw)
+                }
                 if count == 0 { break }
                 total += count
             }
