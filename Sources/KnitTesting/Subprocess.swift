@@ -1,6 +1,7 @@
 // Test support only: full Foundation (Process) is fine here because this module never ships.
 import Foundation
 import KnitSystem
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -93,14 +94,12 @@ public func runProcess(
 
 /// A child process that keeps running in the background (a slow upload, a server), stopped by
 /// its pid. stdout and stderr are appended to files so they can be read afterwards.
-public final class BackgroundProcess: @unchecked Sendable {
-    // @unchecked: the only mutable state, the reaped exit status, is guarded by `lock`, so
-    // exactly one caller reaps the pid and everyone else sees the cached status.
+public final class BackgroundProcess: Sendable {
     public let stdoutPath: String
     public let stderrPath: String
     public let pid: Int32
-    private let lock = NSLock()
-    private var reapedStatus: Int32?
+    /// The reaped exit status, behind a lock so exactly one caller reaps the pid and everyone else sees it.
+    private let reapedStatus = Mutex<Int32?>(nil)
 
     public init(
         _ executable: String,
@@ -126,16 +125,16 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     /// Reaps the child if it has exited (never blocks).
     private func poll() -> Int32? {
-        lock.withLock {
-            if let reapedStatus { return reapedStatus }
+        reapedStatus.withLock { reaped in
+            if let reaped { return reaped }
             var status: Int32 = 0
             let rc = waitpid(pid, &status, WNOHANG)
             if rc == pid {
-                reapedStatus = ExitStatus(waitStatus: status).code
+                reaped = ExitStatus(waitStatus: status).code
             } else if rc < 0 && errno == ECHILD {
-                reapedStatus = -1
+                reaped = -1
             }
-            return reapedStatus
+            return reaped
         }
     }
 
