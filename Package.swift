@@ -123,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "knitadm",
             dependencies: [
-                "KnitStore", "KnitCore",
+                "KnitStore", "KnitCore", "KnitSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -346,7 +346,7 @@ extension KnitAPI {
                 )
             }
             logger.error("archive extraction failed on the server side", metadata: ["error": "\(error)"])
-            let cause = error.errno.map { String(cString: strerror($0)) } ?? "I/O error"
+            let cause = error.errno.map { Errno($0).description } ?? "I/O error"
             return KnitAPIError(
                 status: 500,
                 reason: "the server could not write the Data: \(cause)",

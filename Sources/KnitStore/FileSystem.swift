@@ -97,7 +97,7 @@ enum FileSystem {
     static func error(_ failure: SystemError) -> StoreError { error(failure.operation, failure.errno.rawValue) }
 
     static func error(_ what: String, _ code: Int32 = errno) -> StoreError {
-        let reason = String(cString: strerror(code))
+        let reason = Errno(code).description
         if code == ENOSPC || code == EDQUOT { return StoreError(.storageFull, "store: \(what): \(reason)") }
         return StoreError(.io, "store: \(what): \(reason)")
     }
