@@ -2,6 +2,7 @@ import KnitArchive
 import KnitCore
 import KnitStore
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -235,14 +236,7 @@ public struct HealthJSON: Codable, Sendable, Equatable {
 }
 
 /// Numbers requests for log correlation.
-final class RequestCounter: @unchecked Sendable {  // guarded by `lock`
-    private var lock = pthread_mutex_t()
-    private var value: UInt64 = 0
-    init() { pthread_mutex_init(&lock, nil) }
-    func next() -> UInt64 {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        value += 1
-        return value
-    }
+final class RequestCounter: Sendable {
+    private let value = Atomic<UInt64>(0)
+    func next() -> UInt64 { value.add(1, ordering: .relaxed).newValue }
 }
