@@ -21,11 +21,14 @@ private func outcome(of testCase: String) async -> String? {
     return nil
 }
 
+private let sharedDirectory = try! makeTemporaryDirectory(prefix: "knit-fastcgi-test-")
+
 /// One real libfcgi server for the suite, on a unix socket in a temporary directory. It is never stopped:
-/// stopping is process-wide in libfcgi (no later server could accept), and its threads end with the process.
+/// stopping is process-wide in libfcgi (no later server could accept), and its threads end with the process,
+/// which removes the directory on its way out.
 private let sharedServer: String = {
-    let directory = try! makeTemporaryDirectory(prefix: "knit-fastcgi-test-")
-    let path = directory + "/fcgi.sock"
+    atexit { try? removeTree(sharedDirectory) }
+    let path = sharedDirectory + "/fcgi.sock"
     let listener = try! FastCGIListener(path: path, mode: 0o600)
     _ = FastCGIServer(listener: listener, handler: handle).start(threads: 4)
     return path
