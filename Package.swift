@@ -41,25 +41,41 @@ let package = Package(
         // Pure domain: no C, no I/O.
         .target(name: "KnitCore", exclude: ["README.md"], swiftSettings: swiftSettings),
 
+        // System support over libc: processes, errno, PATH, temporary directories, tree removal, the wake-up
+        // datagram. No Knit types.
+        .target(name: "KnitSystem", exclude: ["README.md"], swiftSettings: swiftSettings),
+
         // One safe wrapper per C library.
         .target(name: "KnitLMDB", dependencies: ["CKnitLMDB"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "KnitFastCGI", dependencies: ["CKnitFastCGI"], exclude: ["README.md"], swiftSettings: swiftSettings),
-        .target(name: "KnitHTTP", dependencies: ["CKnitCurl", "CKnitShims"], exclude: ["README.md"], swiftSettings: swiftSettings),
-        .target(name: "KnitArchive", dependencies: ["CKnitArchive"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(
+            name: "KnitHTTP",
+            dependencies: ["CKnitCurl", "CKnitShims", "KnitSystem"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KnitArchive",
+            dependencies: ["CKnitArchive", "KnitSystem"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "KnitDigest", dependencies: ["CKnitCrypto"], exclude: ["README.md"], swiftSettings: swiftSettings),
         .target(name: "KnitYAML", dependencies: ["CKnitYAML"], exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // Layers.
         .target(
             name: "KnitStore",
-            dependencies: ["KnitCore", "KnitLMDB", "KnitDigest", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KnitCore", "KnitSystem", "KnitLMDB", "KnitDigest", .product(name: "Logging", package: "swift-log"),
+            ],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "KnitAPI",
             dependencies: [
-                "KnitCore", "KnitStore", "KnitArchive", "KnitDigest",
+                "KnitCore", "KnitSystem", "KnitStore", "KnitArchive", "KnitDigest",
                 .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"],
@@ -67,23 +83,28 @@ let package = Package(
         ),
         .target(
             name: "KnitClient",
-            dependencies: ["KnitCore", "KnitHTTP", "KnitArchive", "KnitDigest", "KnitYAML"],
+            dependencies: ["KnitCore", "KnitSystem", "KnitHTTP", "KnitArchive", "KnitDigest", "KnitYAML"],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "KnitScheduler",
-            dependencies: ["KnitCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KnitCore", "KnitSystem", .product(name: "Logging", package: "swift-log")],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "KnitTesting", dependencies: ["KnitCore"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(
+            name: "KnitTesting",
+            dependencies: ["KnitCore", "KnitSystem"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
 
         // Thin executables.
         .executableTarget(
             name: "knitd",
             dependencies: [
-                "KnitAPI", "KnitStore", "KnitFastCGI", "KnitScheduler",
+                "KnitAPI", "KnitStore", "KnitFastCGI", "KnitSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -93,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "knit",
             dependencies: [
-                "KnitClient", "KnitCore",
+                "KnitClient", "KnitCore", "KnitSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             exclude: ["README.md"],
@@ -102,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "knitadm",
             dependencies: [
-                "KnitStore", "KnitCore",
+                "KnitStore", "KnitCore", "KnitSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -113,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "knit-scheduler",
             dependencies: [
-                "KnitScheduler", "KnitStore", "KnitCore",
+                "KnitScheduler", "KnitSystem", "KnitStore", "KnitCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -121,27 +142,54 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        // Tests.
-        .testTarget(
-            name: "KnitSchedulerTests",
-            dependencies: ["KnitScheduler", "KnitCore"],
+        // Tests: one target per module, on a shared support target that is never shipped.
+        .target(
+            name: "KnitTestSupport",
+            dependencies: ["KnitSystem"],
+            path: "Tests/KnitTestSupport",
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KnitCoreTests", dependencies: ["KnitCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "KnitStoreTests", dependencies: ["KnitStore", "KnitLMDB"], swiftSettings: swiftSettings),
+        .testTarget(name: "KnitSystemTests", dependencies: ["KnitSystem"], swiftSettings: swiftSettings),
+        .testTarget(name: "KnitCoreTests", dependencies: ["KnitCore", "KnitTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "KnitLMDBTests", dependencies: ["KnitLMDB", "KnitTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "KnitDigestTests", dependencies: ["KnitDigest"], swiftSettings: swiftSettings),
+        .testTarget(name: "KnitYAMLTests", dependencies: ["KnitYAML"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KnitHTTPTests",
+            dependencies: ["KnitHTTP", "KnitCore", "KnitTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KnitFastCGITests",
+            dependencies: ["KnitFastCGI", "KnitSystem"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KnitArchiveTests",
-            dependencies: ["KnitArchive", "KnitDigest"],
+            dependencies: ["KnitArchive", "KnitDigest", "KnitTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KnitStoreTests",
+            dependencies: ["KnitStore", "KnitTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KnitAPITests",
-            dependencies: ["KnitAPI", "KnitStore", "KnitArchive", "KnitCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KnitAPI", "KnitStore", "KnitArchive", "KnitCore", "KnitTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KnitClientTests",
-            dependencies: ["KnitClient", "KnitYAML", "KnitHTTP", "KnitArchive", "KnitCore"],
+            dependencies: ["KnitClient", "KnitArchive", "KnitCore", "KnitTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KnitSchedulerTests",
+            dependencies: ["KnitScheduler", "KnitSystem", "KnitCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -2,6 +2,7 @@ import KnitArchive
 import KnitCore
 import KnitDigest
 import KnitStore
+import KnitSystem
 import Logging
 
 #if canImport(FoundationEssentials)
@@ -25,7 +26,7 @@ enum ServedFormat {
         guard let accept, !accept.isEmpty else { return .tarGzip }
         var best: (format: ArchiveFormat, quality: Double)?
         for item in accept.split(separator: ",") {
-            let parts = item.split(separator: ";").map { String($0).trimmedSpaces }
+            let parts = item.split(separator: ";").map { $0.trimmed() }
             guard let type = parts.first, let format = ArchiveFormat(contentType: String(type)) else { continue }
             var quality = 1.0
             for parameter in parts.dropFirst() where parameter.hasPrefix("q=") {
@@ -239,7 +240,7 @@ extension KnitAPI {
         let directoryEntries = format != .tarGzip
         let directory = store.dataDirectory(knitId: detail.knitId)
         // Only content that can no longer change has a digest worth keeping: an upload or Run that ended.
-        let final = detail.tags.contains { $0.key == SystemTag.timestamp } && directoryExists(directory)
+        let final = detail.tags.contains { $0.key == SystemTag.timestamp } && isDirectory(directory)
         let variant = format.rawValue
         var digest =
             final ? store.downloadDigest(knitId: detail.knitId, variant: variant, writer: archiveWriterVersion) : nil
@@ -282,7 +283,7 @@ extension KnitAPI {
                 try withExtendedLifetime(slot) {
                     do {
                         // Content of a Data whose upload has not finished is not there yet: it streams as empty.
-                        if directoryExists(directory) {
+                        if isDirectory(directory) {
                             let running = computeOnTheWay ? RunningDigest() : nil
                             try writeArchive(of: directory, format: format, directoryEntries: directoryEntries) {
                                 bytes in
@@ -298,9 +299,8 @@ extension KnitAPI {
                                 )
                             }
                         } else {
-                            let empty = emptyDirectory()
-                            defer { _ = rmdir(empty) }
-                            try writeArchive(of: empty, format: format) { bytes in try sink(bytes) }
+                            let empty = try TemporaryDirectory(prefix: "knit-empty-")
+                            try writeArchive(of: empty.path, format: format) { bytes in try sink(bytes) }
                         }
                     } catch {
                         streamLogger.info("download ended early", metadata: ["error": "\(error)"])
@@ -346,7 +346,7 @@ extension KnitAPI {
                 )
             }
             logger.error("archive extraction failed on the server side", metadata: ["error": "\(error)"])
-            let cause = error.errno.map { String(cString: strerror($0)) } ?? "I/O error"
+            let cause = error.errno.map { Errno($0).description } ?? "I/O error"
             return KnitAPIError(
                 status: 500,
                 reason: "the server could not write the Data: \(cause)",
@@ -415,34 +415,11 @@ private func describeDecodingError(_ error: any Error) -> String {
     return "invalid JSON"
 }
 
-private func directoryExists(_ path: String) -> Bool {
-    var info = stat()
-    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-}
-
-/// A fresh empty directory, for streaming Data whose content is not there yet.
-private func emptyDirectory() -> String {
-    var template = Array("/tmp/knit-empty-XXXXXX".utf8CString)
-    let path = template.withUnsafeMutableBufferPointer { buffer in
-        mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
-    }
-    return path ?? "/nonexistent"
-}
-
 /// An MD5 fed from a closure.
 private final class RunningDigest {
     private var digest: MD5Digest? = MD5Digest()
     func update(_ bytes: UnsafeRawBufferPointer) { digest!.update(bytes) }
     func finalizeHex() -> String { digest.take()!.finalizeHex() }
-}
-
-extension String {
-    var trimmedSpaces: String {
-        var view = Substring(self)
-        while view.first == " " || view.first == "\t" { view.removeFirst() }
-        while view.last == " " || view.last == "\t" { view.removeLast() }
-        return String(view)
-    }
 }
 
 extension ArchiveError {

@@ -1,5 +1,6 @@
 import KnitCore
 import KnitStore
+import KnitSystem
 
 #if canImport(Glibc)
     import Glibc
@@ -101,7 +102,7 @@ extension KnitAPI {
         guard let accept else { return .json }
         var best: (format: GraphFormat, position: Int)?
         for (position, item) in accept.split(separator: ",").enumerated() {
-            let type = item.split(separator: ";").first.map { String($0).trimmingCharacters() } ?? ""
+            let type = item.split(separator: ";").first.map { $0.trimmed() } ?? ""
             let format: GraphFormat?
             switch type.lowercased() {
             case "image/svg+xml": format = .svg
@@ -140,99 +141,15 @@ extension KnitAPI {
                     advice: "ask for a smaller depth, or for format=dot and render it locally"
                 )
             }
-            guard let svg = runFilter(Self.graphvizDot, ["-Tsvg"], input: Array(graph.dot().utf8)) else {
+            let rendered = try? runFilter([Self.graphvizDot, "-Tsvg"], input: Array(graph.dot().utf8))
+            guard let rendered, rendered.status.isSuccess else {
                 throw KnitAPIError(status: 500, reason: "rendering the graph with graphviz failed")
             }
-            return APIResponse(status: 200, headers: [("Content-Type", format.contentType)], body: .bytes(svg))
+            return APIResponse(
+                status: 200,
+                headers: [("Content-Type", format.contentType)],
+                body: .bytes(rendered.output)
+            )
         }
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters() -> String {
-        var text = Substring(self)
-        while text.first == " " || text.first == "\t" { text.removeFirst() }
-        while text.last == " " || text.last == "\t" { text.removeLast() }
-        return String(text)
-    }
-}
-
-/// Runs `path arguments…` with `input` on stdin and returns its stdout, or nil when it cannot start or exits
-/// non-zero. stdin is written from a second thread so that neither pipe can fill up and stall the other.
-func runFilter(_ path: String, _ arguments: [String], input: [UInt8]) -> [UInt8]? {
-    var stdinPipe: [Int32] = [-1, -1]
-    var stdoutPipe: [Int32] = [-1, -1]
-    guard pipe(&stdinPipe) == 0 else { return nil }
-    guard pipe(&stdoutPipe) == 0 else {
-        close(stdinPipe[0])
-        close(stdinPipe[1])
-        return nil
-    }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, stdinPipe[0], 0)
-    posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    for fd in stdinPipe + stdoutPipe { posix_spawn_file_actions_addclose(&actions, fd) }
-    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid = pid_t()
-    let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
-    close(stdinPipe[0])
-    close(stdoutPipe[1])
-    guard spawned == 0 else {
-        close(stdinPipe[1])
-        close(stdoutPipe[0])
-        return nil
-    }
-    let writer = FilterWriter(fd: stdinPipe[1], bytes: input)
-    var thread = pthread_t()
-    let started = pthread_create(
-        &thread,
-        nil,
-        { raw in
-            let writer = Unmanaged<FilterWriter>.fromOpaque(raw!).takeRetainedValue()
-            writer.run()
-            return nil
-        },
-        Unmanaged.passRetained(writer).toOpaque()
-    )
-    if started != 0 { close(stdinPipe[1]) }
-    var output: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { read(stdoutPipe[0], $0.baseAddress, $0.count) }
-        if count < 0 && errno == EINTR { continue }
-        if count <= 0 { break }
-        output.append(contentsOf: buffer[0..<count])
-    }
-    close(stdoutPipe[0])
-    if started == 0 { pthread_join(thread, nil) }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let exited = (status & 0x7f) == 0
-    return exited && (status >> 8) & 0xff == 0 ? output : nil
-}
-
-/// Writes a buffer to a pipe and closes it; owned by the one thread that runs it.
-private final class FilterWriter {
-    let fd: Int32
-    let bytes: [UInt8]
-    init(fd: Int32, bytes: [UInt8]) {
-        self.fd = fd
-        self.bytes = bytes
-    }
-    func run() {
-        var offset = 0
-        bytes.withUnsafeBytes { raw in
-            while offset < raw.count {
-                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if written < 0 && errno == EINTR { continue }
-                if written <= 0 { break }
-                offset += written
-            }
-        }
-        close(fd)
     }
 }

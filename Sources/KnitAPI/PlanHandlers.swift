@@ -1,5 +1,6 @@
 import KnitCore
 import KnitStore
+import KnitSystem
 
 #if canImport(FoundationEssentials)
     internal import FoundationEssentials
@@ -99,7 +100,7 @@ extension KnitAPI {
 
     func registerPlan(_ request: APIRequest, caller: Caller, readBody: BodyReader) throws -> APIResponse {
         let contentType = request.header("content-type") ?? ""
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { String($0).trimmedSpaces } ?? ""
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmed() } ?? ""
         guard mediaType.lowercased() == "application/json" else {
             throw KnitAPIError.badRequest(
                 "unexpected Content-Type: '\(contentType)'",

@@ -1,5 +1,6 @@
 import KnitCore
 import KnitStore
+import KnitSystem
 
 #if canImport(Glibc)
     import Glibc
@@ -84,7 +85,7 @@ extension KnitAPI {
     /// a list and AND across; `since` (RFC 3339) and `duration` (Go syntax, needs `since`) on updatedAt.
     func findRuns(_ request: APIRequest) throws -> APIResponse {
         func list(_ name: String) -> [String] {
-            request.queryValues(name).flatMap { $0.split(separator: ",") }.map { String($0).trimmedSpaces }
+            request.queryValues(name).flatMap { $0.split(separator: ",") }.map { $0.trimmed() }
                 .filter { !$0.isEmpty }
         }
         var statuses: [RunStatus] = []

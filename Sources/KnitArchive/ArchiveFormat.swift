@@ -1,4 +1,5 @@
 internal import CKnitArchive
+internal import KnitSystem
 
 /// The container formats Knit sends and accepts: always tar, optionally compressed.
 ///
@@ -33,21 +34,12 @@ public enum ArchiveFormat: String, Sendable, CaseIterable {
     /// `application/x-gzip`, `application/zstd`) that generic HTTP tools send for `.tar.gz` / `.tar.zst` files.
     public init?(contentType: String) {
         let essence = contentType.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        switch essence.trimmingASCIISpaces().lowercased() {
+        switch essence.trimmed().lowercased() {
         case "application/x-tar", "application/tar": self = .tar
         case "application/tar+gzip", "application/gzip", "application/x-gzip", "application/x-tar+gzip": self = .tarGzip
         case "application/tar+zstd", "application/zstd", "application/x-zstd": self = .tarZstd
         default: return nil
         }
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingASCIISpaces() -> Substring {
-        var s = self
-        while let first = s.first, first == " " || first == "\t" { s.removeFirst() }
-        while let last = s.last, last == " " || last == "\t" { s.removeLast() }
-        return s
     }
 }
 

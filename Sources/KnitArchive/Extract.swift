@@ -51,7 +51,7 @@ private func emptyDirectoryRoot(_ directory: String) throws(ArchiveError) -> [UI
         let code = errno
         throw ArchiveError(
             code: .io,
-            message: "extract: cannot open target directory \(directory): \(errnoText(code))",
+            message: "extract: cannot open target directory \(directory): \(ioReason(code))",
             path: directory,
             errno: code
         )
@@ -61,7 +61,7 @@ private func emptyDirectoryRoot(_ directory: String) throws(ArchiveError) -> [UI
         let code = errno
         throw ArchiveError(
             code: .io,
-            message: "extract: cannot open target directory \(directory): \(errnoText(code))",
+            message: "extract: cannot open target directory \(directory): \(ioReason(code))",
             path: directory,
             errno: code
         )

@@ -1,4 +1,5 @@
 internal import CKnitArchive
+internal import KnitSystem
 
 #if canImport(Glibc)
     internal import Glibc
@@ -41,10 +42,9 @@ func archiveMessage(_ archive: OpaquePointer?) -> String {
     return "unknown libarchive error"
 }
 
-/// Text of an errno, for messages.
-func errnoText(_ code: Int32) -> String {
-    if code == ENOSPC { return "disk full" }
-    return String(cString: strerror(code))
+/// Text of an errno for archive messages, naming a full disk plainly.
+func ioReason(_ code: Int32) -> String {
+    code == ENOSPC ? "disk full" : Errno(code).description
 }
 
 /// Bytes of a C string (no terminator).

@@ -117,7 +117,7 @@ struct TreeWalker {
     }
 
     static func ioError(_ code: Int32, _ what: String, _ path: String) -> ArchiveError {
-        ArchiveError(code: .io, message: "archive: \(what) \(path): \(errnoText(code))", path: path, errno: code)
+        ArchiveError(code: .io, message: "archive: \(what) \(path): \(ioReason(code))", path: path, errno: code)
     }
 }
 

@@ -3,21 +3,15 @@ internal import Glibc
 #elseif canImport(Darwin)
 internal import Darwin
 #endif
+internal import KnitSystem
 
 /// The few file operations the client needs, on raw syscalls so modes and atomicity are explicit.
 enum FileSystem {
-    static func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }
-
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
-
-    static func isDirectory(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-    }
 
     static func readFile(_ path: String, limit: Int = 16 << 20) throws(KnitClientError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw KnitClientError(.io, "cannot read \(path): \(errnoText(errno))") }
+        guard fd >= 0 else { throw KnitClientError(.io, "cannot read \(path): \(Errno.current)") }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
@@ -25,7 +19,7 @@ enum FileSystem {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw KnitClientError(.io, "cannot read \(path): \(errnoText(errno))")
+                throw KnitClientError(.io, "cannot read \(path): \(Errno.current)")
             }
             if n == 0 { return bytes }
             bytes.append(contentsOf: chunk[0..<n])
@@ -38,7 +32,7 @@ enum FileSystem {
     static func writeAtomically(_ bytes: [UInt8], to path: String, mode: mode_t) throws(KnitClientError) {
         let temporary = path + ".tmp.\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw KnitClientError(.io, "cannot write \(temporary): \(errnoText(errno))") }
+        guard fd >= 0 else { throw KnitClientError(.io, "cannot write \(temporary): \(Errno.current)") }
         var failure: Int32 = 0
         bytes.withUnsafeBytes { raw in
             var offset = 0
@@ -59,17 +53,17 @@ enum FileSystem {
         if failure == 0, rename(temporary, path) != 0 { failure = errno }
         if failure != 0 {
             unlink(temporary)
-            throw KnitClientError(.io, "cannot write \(path): \(errnoText(failure))")
+            throw KnitClientError(.io, "cannot write \(path): \(Errno(failure))")
         }
     }
 
     /// Creates `path` and missing parents with `mode`; an existing directory is fine.
     static func makeDirectories(_ path: String, mode: mode_t) throws(KnitClientError) {
-        if isDirectory(path) { return }
+        if KnitSystem.isDirectory(path) { return }
         let parent = parentDirectory(of: path)
         if parent != path, !parent.isEmpty { try makeDirectories(parent, mode: mode) }
         if mkdir(path, mode) != 0, errno != EEXIST {
-            throw KnitClientError(.io, "cannot create directory \(path): \(errnoText(errno))")
+            throw KnitClientError(.io, "cannot create directory \(path): \(Errno.current)")
         }
     }
 
@@ -89,7 +83,7 @@ enum FileSystem {
 
     static func currentDirectory() throws(KnitClientError) -> String {
         guard let buffer = getcwd(nil, 0) else {
-            throw KnitClientError(.io, "cannot determine the current directory: \(errnoText(errno))")
+            throw KnitClientError(.io, "cannot determine the current directory: \(Errno.current)")
         }
         defer { free(buffer) }
         return String(cString: buffer)
@@ -168,7 +162,7 @@ final class OutputFile {
     init(creating path: String) throws(KnitClientError) {
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         self.path = path
-        guard fd >= 0 else { throw KnitClientError(.io, "cannot create \(path): \(FileSystem.errnoText(errno))") }
+        guard fd >= 0 else { throw KnitClientError(.io, "cannot create \(path): \(Errno.current)") }
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
@@ -177,7 +171,7 @@ final class OutputFile {
             let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw KnitClientError(.io, "cannot write \(path): \(FileSystem.errnoText(errno))")
+                throw KnitClientError(.io, "cannot write \(path): \(Errno.current)")
             }
             offset += n
         }
@@ -186,14 +180,14 @@ final class OutputFile {
     func close() throws(KnitClientError) {
         let rc = Glibc.close(fd)
         fd = -1
-        guard rc == 0 else { throw KnitClientError(.io, "cannot write \(path): \(FileSystem.errnoText(errno))") }
+        guard rc == 0 else { throw KnitClientError(.io, "cannot write \(path): \(Errno.current)") }
     }
 
     func rename(to destination: String) throws(KnitClientError) {
         guard Glibc.rename(path, destination) == 0 else {
             let code = errno
             remove()
-            throw KnitClientError(.io, "cannot rename \(path) to \(destination): \(FileSystem.errnoText(code))")
+            throw KnitClientError(.io, "cannot rename \(path) to \(destination): \(Errno(code))")
         }
     }
 

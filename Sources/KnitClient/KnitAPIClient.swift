@@ -1,5 +1,6 @@
 public import KnitArchive
 public import KnitCore
+internal import KnitSystem
 internal import KnitDigest
 internal import KnitHTTP
 
@@ -441,7 +442,7 @@ public struct KnitAPIClient: Sendable {
         } else {
             text = String(decoding: response.body.prefix(512), as: UTF8.self)
         }
-        text = text.split(whereSeparator: \.isNewline).map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+        text = text.split(whereSeparator: \.isNewline).map { $0.trimmed(.spaceTabAndReturn) }.filter { !$0.isEmpty }
             .joined(separator: " ")
         if text.isEmpty { text = "the server answered \(response.status)" }
         return KnitClientError(.server, text, status: response.status)
@@ -505,14 +506,6 @@ extension Result {
     }
 }
 
-extension Substring {
-    func trimmingSpaces() -> String {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" || f == "\r" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" { s.removeLast() }
-        return String(s)
-    }
-}
 
 /// Seconds on the monotonic clock, for retry deadlines that wall-clock changes cannot stretch.
 private func monotonicSeconds() -> Double {

@@ -1,5 +1,6 @@
 internal import CKnitCurl
 internal import CKnitShims
+internal import KnitSystem
 
 /// A blocking HTTP/1.1 client over libcurl. Each request gets its own easy handle, so one client may be
 /// used from several threads at once.
@@ -81,8 +82,8 @@ final class TransferState {
             return
         }
         guard let colon = line.firstIndex(of: ":") else { return }
-        let name = String(line[..<colon]).trimmedSpaces()
-        let value = String(line[line.index(after: colon)...]).trimmedSpaces()
+        let name = String(line[..<colon]).trimmed()
+        let value = String(line[line.index(after: colon)...]).trimmed()
         if phase == .body { trailerFields.append(name, value) } else { headers.append(name, value) }
     }
 
@@ -110,14 +111,5 @@ final class TransferState {
             failure = HTTPError(code: .aborted, message: "request body source failed: \(error)", underlying: error)
             return nil
         }
-    }
-}
-
-extension String {
-    func trimmedSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return String(s)
     }
 }

@@ -1,3 +1,5 @@
+internal import KnitSystem
+
 /// Reads how many processes the kernel's OOM killer has killed inside a process's memory
 /// cgroup. podman 4.3 on this kind of host never sets `State.OOMKilled` (conmon watches the
 /// wrong hierarchy on a cgroup v1 "hybrid" host) and the cgroup disappears with the container,

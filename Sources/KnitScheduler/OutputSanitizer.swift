@@ -1,4 +1,5 @@
 internal import Glibc
+internal import KnitSystem
 
 /// Makes what a Run wrote as safe to keep as an upload is, once its container has ended.
 ///
@@ -92,7 +93,7 @@ public struct OutputSanitizer: Sendable {
         var report = Report()
         let rootFD = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard rootFD >= 0 else {
-            if errno != ENOENT { report.problems.append("cannot open \(directory): \(errnoText(errno))") }
+            if errno != ENOENT { report.problems.append("cannot open \(directory): \(Errno.current)") }
             return report
         }
         defer { close(rootFD) }
@@ -117,7 +118,7 @@ public struct OutputSanitizer: Sendable {
     private func walk(rootFD: Int32, base: [UInt8], links: inout [[UInt8]: [UInt8]], report: inout Report) {
         var fd = dup(rootFD)
         guard fd >= 0 else {
-            report.problems.append("dup: \(errnoText(errno))")
+            report.problems.append("dup: \(Errno.current)")
             return
         }
         defer { close(fd) }
@@ -156,7 +157,7 @@ public struct OutputSanitizer: Sendable {
             var info = stat()
             if withCName(name, { fstatat(fd, $0, &info, AT_SYMLINK_NOFOLLOW) }) != 0 {
                 if errno != ENOENT {
-                    report.problems.append("cannot inspect \(Change.printable(shown)): \(errnoText(errno))")
+                    report.problems.append("cannot inspect \(Change.printable(shown)): \(Errno.current)")
                 }
                 continue
             }
@@ -164,7 +165,7 @@ public struct OutputSanitizer: Sendable {
             case S_IFDIR:
                 let child = withCName(name) { openat(fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
                 guard child >= 0 else {
-                    report.problems.append("cannot open \(Change.printable(shown)): \(errnoText(errno))")
+                    report.problems.append("cannot open \(Change.printable(shown)): \(Errno.current)")
                     continue
                 }
                 guard let childInfo = fixDirectory(child, shown: shown, report: &report) else {
@@ -197,7 +198,7 @@ public struct OutputSanitizer: Sendable {
                 if withCName(name, { unlinkat(fd, $0, 0) }) == 0 || errno == ENOENT {
                     report.changes.append(Change(kind: kind, path: shown))
                 } else {
-                    report.problems.append("cannot remove \(Change.printable(shown)): \(errnoText(errno))")
+                    report.problems.append("cannot remove \(Change.printable(shown)): \(Errno.current)")
                 }
             }
         }
@@ -207,7 +208,7 @@ public struct OutputSanitizer: Sendable {
     private func fixDirectory(_ fd: Int32, shown: [UInt8], report: inout Report) -> stat? {
         var info = stat()
         guard fstat(fd, &info) == 0 else {
-            report.problems.append("cannot inspect \(Change.printable(shown)): \(errnoText(errno))")
+            report.problems.append("cannot inspect \(Change.printable(shown)): \(Errno.current)")
             return nil
         }
         clearBits(fd, info: info, shown: shown, report: &report)
@@ -215,7 +216,7 @@ public struct OutputSanitizer: Sendable {
             if fchown(fd, owner.uid, owner.gid) == 0 {
                 report.chowned += 1
             } else {
-                report.problems.append("cannot hand over \(Change.printable(shown)): \(errnoText(errno))")
+                report.problems.append("cannot hand over \(Change.printable(shown)): \(Errno.current)")
             }
         }
         return info
@@ -230,7 +231,7 @@ public struct OutputSanitizer: Sendable {
             if fd >= 0, fstat(fd, &now) == 0, now.st_ino == info.st_ino, now.st_dev == info.st_dev {
                 clearBits(fd, info: now, shown: shown, report: &report)
             } else {
-                report.problems.append("cannot open \(Change.printable(shown)): \(errnoText(errno))")
+                report.problems.append("cannot open \(Change.printable(shown)): \(Errno.current)")
             }
             if fd >= 0 { close(fd) }
         }
@@ -244,7 +245,7 @@ public struct OutputSanitizer: Sendable {
         if fchmod(fd, mode_t(cleared)) == 0 {
             report.changes.append(Change(kind: .clearedModeBits(from: mode, to: cleared), path: shown))
         } else {
-            report.problems.append("cannot clear the mode bits of \(Change.printable(shown)): \(errnoText(errno))")
+            report.problems.append("cannot clear the mode bits of \(Change.printable(shown)): \(Errno.current)")
         }
     }
 
@@ -254,7 +255,7 @@ public struct OutputSanitizer: Sendable {
         if withCName(name, { fchownat(dir, $0, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }) == 0 {
             report.chowned += 1
         } else if errno != ENOENT {
-            report.problems.append("cannot hand over \(Change.printable(shown)): \(errnoText(errno))")
+            report.problems.append("cannot hand over \(Change.printable(shown)): \(Errno.current)")
         }
     }
 
@@ -280,7 +281,7 @@ public struct OutputSanitizer: Sendable {
                 if unlink(path, under: rootFD) {
                     report.changes.append(Change(kind: .removedSymlink(target: target), path: shown))
                 } else {
-                    report.problems.append("cannot remove \(Change.printable(shown)): \(errnoText(errno))")
+                    report.problems.append("cannot remove \(Change.printable(shown)): \(Errno.current)")
                 }
             }
         }
@@ -362,7 +363,7 @@ public struct OutputSanitizer: Sendable {
         let copy = dup(fd)
         guard copy >= 0, let dir = fdopendir(copy) else {
             if copy >= 0 { close(copy) }
-            report.problems.append("cannot list a directory: \(errnoText(errno))")
+            report.problems.append("cannot list a directory: \(Errno.current)")
             return []
         }
         defer { closedir(dir) }

@@ -1,4 +1,5 @@
 internal import Glibc
+internal import KnitSystem
 public import Logging
 internal import Synchronization
 
@@ -42,7 +43,7 @@ internal import Synchronization
 /// the Run as image-not-found with podman's reason.
 public final class PodmanExecutor: Executor {
     public struct Configuration: Sendable {
-        /// Absolute path of the podman binary (see ``PodmanExecutor/findPodman(searchPath:)``).
+        /// Absolute path of the podman binary (see `findExecutable(_:onPath:)` in KnitSystem).
         public var podmanPath: String
         /// A containers.conf given to podman as `CONTAINERS_CONF` (Knit ships
         /// `containers/containers.conf`); nil keeps whatever the environment says.
@@ -134,16 +135,6 @@ public final class PodmanExecutor: Executor {
         }
         if let conf = configuration.containersConf { environment.append("CONTAINERS_CONF=\(conf)") }
         self.environment = environment
-    }
-
-    /// The first executable `podman` on `searchPath` (default: `$PATH`), or nil.
-    public static func findPodman(searchPath: String? = nil) -> String? {
-        let path = searchPath ?? getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
-        for directory in path.split(separator: ":") where !directory.isEmpty {
-            let candidate = "\(directory)/podman"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
     }
 
     /// The container name of a Run.
@@ -285,7 +276,7 @@ public final class PodmanExecutor: Executor {
         guard fd >= 0 else {
             throw ExecutorError(
                 .invalidLaunch,
-                "run \(launch.runId): cannot open log file \(logPath): \(errnoText(errno))"
+                "run \(launch.runId): cannot open log file \(logPath): \(Errno.current)"
             )
         }
         defer { close(fd) }

@@ -1,3 +1,4 @@
+internal import KnitSystem
 internal import Glibc
 internal import Synchronization
 

@@ -1,3 +1,4 @@
+internal import KnitSystem
 internal import Glibc
 internal import KnitCore
 
@@ -108,7 +109,7 @@ extension PodmanExecutor {
             guard stat(mount.hostPath, &info) == 0 else {
                 throw ExecutorError(
                     .invalidLaunch,
-                    "run \(id): input \(mount.containerPath): \(mount.hostPath): \(errnoText(errno))"
+                    "run \(id): input \(mount.containerPath): \(mount.hostPath): \(Errno.current)"
                 )
             }
         }

@@ -1,5 +1,6 @@
 internal import Glibc
 public import KnitCore
+public import KnitSystem
 public import Logging
 internal import Synchronization
 

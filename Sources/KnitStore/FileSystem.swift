@@ -1,6 +1,7 @@
 #if canImport(Glibc)
     internal import Glibc
 #endif
+internal import KnitSystem
 
 // The few file operations the store needs, as thin throwing calls. Paths are always ours (home/…),
 // never user input.
@@ -26,106 +27,19 @@ enum FileSystem {
         return lstat(path, &info) == 0
     }
 
-    /// `rm -rf`: no error when `path` is absent. Symlinks are removed, never followed.
-    ///
-    /// Below `path` names are handled as raw bytes (`openat`/`unlinkat`), so a name that is not UTF-8 is
-    /// removed like any other. A failure does not stop the walk: everything removable is removed, then the
-    /// first error is thrown.
+    /// KnitSystem's byte-exact `removeTree`, failing with the store's error.
     static func removeTree(_ path: String) throws(StoreError) {
-        try removeTree(bytes: Array(path.utf8), shown: path)
+        do { try KnitSystem.removeTree(path) } catch { throw Self.error(error) }
     }
 
     /// ``removeTree(_:)`` of a path given as raw bytes; `shown` names it in errors.
     static func removeTree(bytes path: [UInt8], shown: String) throws(StoreError) {
-        var info = stat()
-        guard withCName(path, { lstat($0, &info) }) == 0 else {
-            if errno == ENOENT { return }
-            throw error("inspect \(shown)")
-        }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            let fd = withCName(path) { open($0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-            guard fd >= 0 else {
-                if errno == ENOENT { return }
-                throw error("open directory \(shown)")
-            }
-            var first: StoreError?
-            removeContents(of: fd, shown: shown, firstError: &first)
-            close(fd)
-            if let first { throw first }
-            if withCName(path, { rmdir($0) }) != 0 && errno != ENOENT { throw error("remove directory \(shown)") }
-        } else if withCName(path, { unlink($0) }) != 0 && errno != ENOENT {
-            throw error("remove \(shown)")
-        }
-    }
-
-    /// Removes everything in the open directory `fd`, depth first, remembering the first failure.
-    private static func removeContents(of fd: Int32, shown: String, firstError: inout StoreError?) {
-        let names: [[UInt8]]
-        do { names = try entryNames(fd: fd, shown: shown) } catch {
-            if firstError == nil { firstError = error }
-            return
-        }
-        for name in names {
-            let childShown = shown + "/" + String(decoding: name, as: UTF8.self)
-            var info = stat()
-            let found = withCName(name) { fstatat(fd, $0, &info, AT_SYMLINK_NOFOLLOW) }
-            if found != 0 {
-                if errno != ENOENT && firstError == nil { firstError = error("inspect \(childShown)") }
-                continue
-            }
-            if (info.st_mode & S_IFMT) == S_IFDIR {
-                let child = withCName(name) { openat(fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-                if child < 0 {
-                    if errno != ENOENT && firstError == nil { firstError = error("open directory \(childShown)") }
-                    continue
-                }
-                removeContents(of: child, shown: childShown, firstError: &firstError)
-                close(child)
-                if withCName(name, { unlinkat(fd, $0, AT_REMOVEDIR) }) != 0 && errno != ENOENT && firstError == nil {
-                    firstError = error("remove directory \(childShown)")
-                }
-            } else if withCName(name, { unlinkat(fd, $0, 0) }) != 0 && errno != ENOENT && firstError == nil {
-                firstError = error("remove \(childShown)")
-            }
-        }
+        do { try KnitSystem.removeTree(bytes: path, shown: shown) } catch { throw Self.error(error) }
     }
 
     /// Names in directory `path`, without `.` and `..`, as raw bytes (they need not be UTF-8).
     static func entries(_ path: String) throws(StoreError) -> [[UInt8]] {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw error("open directory \(path)") }
-        defer { close(fd) }
-        return try entryNames(fd: fd, shown: path)
-    }
-
-    /// Names in the open directory `fd`, without `.` and `..`; `fd` stays open and keeps its offset.
-    private static func entryNames(fd: Int32, shown: String) throws(StoreError) -> [[UInt8]] {
-        let copy = dup(fd)
-        guard copy >= 0, let dir = fdopendir(copy) else {
-            let code = errno
-            if copy >= 0 { close(copy) }
-            throw error("open directory \(shown)", code)
-        }
-        defer { closedir(dir) }
-        rewinddir(dir)
-        var names: [[UInt8]] = []
-        while true {
-            errno = 0
-            guard let entry = readdir(dir) else {
-                if errno != 0 { throw error("read directory \(shown)") }
-                break
-            }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
-            if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] { names.append(name) }
-        }
-        return names
-    }
-
-    /// Calls `body` with `name` as a NUL-terminated C string.
-    static func withCName<T>(_ name: [UInt8], _ body: (UnsafePointer<CChar>) -> T) -> T {
-        (name + [0]).withUnsafeBufferPointer { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) }
-        }
+        do { return try directoryEntries(path) } catch { throw Self.error(error) }
     }
 
     /// Atomic rename within one file system. Fails when `to` exists and is a non-empty directory.
@@ -153,7 +67,9 @@ enum FileSystem {
         var info = stat()
         if fstat(fd, &info) != 0 { throw error("inspect \(shown)") }
         if (info.st_mode & S_IFMT) == S_IFDIR {
-            for name in try entryNames(fd: fd, shown: shown) {
+            let names: [[UInt8]]
+            do { names = try directoryEntries(fd: fd, shown: shown) } catch { throw Self.error(error) }
+            for name in names {
                 let childShown = shown + "/" + String(decoding: name, as: UTF8.self)
                 var child = stat()
                 if withCName(name, { fstatat(fd, $0, &child, AT_SYMLINK_NOFOLLOW) }) != 0 {
@@ -178,8 +94,10 @@ enum FileSystem {
         if fsync(fd) != 0 { throw error("fsync \(path)") }
     }
 
+    static func error(_ failure: SystemError) -> StoreError { error(failure.operation, failure.errno.rawValue) }
+
     static func error(_ what: String, _ code: Int32 = errno) -> StoreError {
-        let reason = String(cString: strerror(code))
+        let reason = Errno(code).description
         if code == ENOSPC || code == EDQUOT { return StoreError(.storageFull, "store: \(what): \(reason)") }
         return StoreError(.io, "store: \(what): \(reason)")
     }

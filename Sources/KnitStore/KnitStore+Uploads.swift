@@ -215,8 +215,9 @@ extension KnitStore {
     }
 
     /// Inserts `count` finished uploads with the given tags, in large write transactions.
-    /// For benchmarks only: no content directories are created.
-    public func bulkInsertForBenchmark(count: Int, tagsFor: (Int) -> [Tag]) throws {
+    /// For benchmarks only: no content directories are created. Not part of the store's API: `bench/` is its
+    /// own package, which `package` access cannot reach, so it is an SPI only `@_spi(Benchmark) import` sees.
+    @_spi(Benchmark) public func bulkInsertForBenchmark(count: Int, tagsFor: (Int) -> [Tag]) throws {
         let batch = 20_000
         var index = 0
         let now = clock()

@@ -1,6 +1,8 @@
 // Test support only: full Foundation is fine here because this module never ships.
 import Foundation
 import KnitCore
+import KnitSystem
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -15,8 +17,8 @@ import Glibc
 /// Every process it starts is stopped by pid in `stop()`; `deinit` and an `atexit` hook are
 /// backstops, and a later instance removes the leftovers of a test process that crashed.
 public final class KnitInstance: @unchecked Sendable {
-    // @unchecked: the only mutable state (the knitd/nginx handles, background children and the
-    // stopped flag) is guarded by `lock`; everything else is immutable after init.
+    // @unchecked: the only mutable state (the process handles and the stopped flag) is behind
+    // `processes`; everything else is immutable after init.
 
     public struct Options: Sendable {
         public var threads: Int
@@ -85,12 +87,15 @@ public final class KnitInstance: @unchecked Sendable {
     public var registryLogPath: String { root + "/log/registry.log" }
 
     private let nginxDir: String
-    private let lock = NSLock()
-    private var knitdProcess: BackgroundProcess?
-    private var nginxProcess: BackgroundProcess?
-    private var registryProcess: BackgroundProcess?
-    private var children: [BackgroundProcess] = []
-    private var stopped = false
+    /// The processes this instance started and whether it was stopped.
+    private struct Processes {
+        var knitd: BackgroundProcess?
+        var nginx: BackgroundProcess?
+        var registry: BackgroundProcess?
+        var children: [BackgroundProcess] = []
+        var stopped = false
+    }
+    private let processes = Mutex(Processes())
 
     public var knitdPath: String { binDir + "/knitd" }
     public var knitPath: String { binDir + "/knit" }
@@ -105,11 +110,7 @@ public final class KnitInstance: @unchecked Sendable {
 
         KnitInstanceRegistry.reapStale()
 
-        var template = Array("/tmp/knit-test-XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw KnitTestingError("mkdtemp failed: errno \(errno)")
-        }
-        root = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        root = try makeTemporaryDirectory(prefix: "knit-test-")
         home = root + "/home"
         nginxDir = root + "/nginx"
         socketPath = InstanceLayout(home: home).knitdSocket
@@ -199,7 +200,7 @@ public final class KnitInstance: @unchecked Sendable {
             stdoutPath: root + "/log/nginx.out",
             stderrPath: root + "/log/nginx.out"
         )
-        lock.withLock { nginxProcess = nginx }
+        processes.withLock { $0.nginx = nginx }
         try waitUntilHealthy(timeout: 20)
 
         for user in options.users {
@@ -298,7 +299,7 @@ public final class KnitInstance: @unchecked Sendable {
             stderrPath: registryLogPath
         )
         try String(process.pid).write(toFile: root + "/registry.pid", atomically: true, encoding: .utf8)
-        lock.withLock { registryProcess = process }
+        processes.withLock { $0.registry = process }
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if !process.isRunning {
@@ -342,7 +343,7 @@ public final class KnitInstance: @unchecked Sendable {
             stderrPath: knitdLogPath
         )
         try String(process.pid).write(toFile: root + "/knitd.pid", atomically: true, encoding: .utf8)
-        lock.withLock { knitdProcess = process }
+        processes.withLock { $0.knitd = process }
     }
 
     /// Polls `GET /api/health` until it answers 200.
@@ -350,7 +351,7 @@ public final class KnitInstance: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         var last = ""
         while Date() < deadline {
-            let (knitd, nginx) = lock.withLock { (knitdProcess, nginxProcess) }
+            let (knitd, nginx) = processes.withLock { ($0.knitd, $0.nginx) }
             if let knitd, !knitd.isRunning {
                 throw KnitTestingError("knitd exited with \(knitd.exitStatus ?? -1) during start-up\n" + logTails())
             }
@@ -519,22 +520,22 @@ public final class KnitInstance: @unchecked Sendable {
             stdoutPath: base + ".out",
             stderrPath: base + ".err"
         )
-        lock.withLock { children.append(child) }
+        processes.withLock { $0.children.append(child) }
         return child
     }
 
     // MARK: - knitd control
 
-    public var knitdPID: Int32? { lock.withLock { knitdProcess?.isRunning == true ? knitdProcess?.pid : nil } }
-    public var nginxPID: Int32? { lock.withLock { nginxProcess?.isRunning == true ? nginxProcess?.pid : nil } }
+    public var knitdPID: Int32? { processes.withLock { $0.knitd?.isRunning == true ? $0.knitd?.pid : nil } }
+    public var nginxPID: Int32? { processes.withLock { $0.nginx?.isRunning == true ? $0.nginx?.pid : nil } }
     public var registryPID: Int32? {
-        lock.withLock { registryProcess?.isRunning == true ? registryProcess?.pid : nil }
+        processes.withLock { $0.registry?.isRunning == true ? $0.registry?.pid : nil }
     }
 
     /// Sends `signal` to knitd and waits (up to `timeout` s) for it to exit; returns its exit status.
     @discardableResult
     public func killKnitd(signal sig: Int32 = SIGKILL, timeout: Double = 15) -> Int32? {
-        guard let process = lock.withLock({ knitdProcess }) else { return nil }
+        guard let process = processes.withLock({ $0.knitd }) else { return nil }
         process.signal(sig)
         guard process.wait(timeout: timeout) else { return nil }
         return process.exitStatus
@@ -542,7 +543,7 @@ public final class KnitInstance: @unchecked Sendable {
 
     /// Stops knitd if it runs (SIGTERM), starts it again and waits until the API answers.
     public func restartKnitd(timeout: Double = 20) throws {
-        if let process = lock.withLock({ knitdProcess }) { process.stop(signal: SIGTERM, grace: 15) }
+        if let process = processes.withLock({ $0.knitd }) { process.stop(signal: SIGTERM, grace: 15) }
         try startKnitd()
         try waitUntilHealthy(timeout: timeout)
     }
@@ -559,9 +560,9 @@ public final class KnitInstance: @unchecked Sendable {
     /// Stops every process this instance started (by pid: SIGTERM, wait, SIGKILL) and deletes
     /// its directory (kept when KNIT_KEEP_TEST_DIRS=1, for post-mortems). Idempotent.
     public func stop() {
-        let (knitd, nginx, registry, kids, first) = lock.withLock {
-            defer { stopped = true }
-            return (knitdProcess, nginxProcess, registryProcess, children, !stopped)
+        let (knitd, nginx, registry, kids, first) = processes.withLock { state in
+            defer { state.stopped = true }
+            return (state.knitd, state.nginx, state.registry, state.children, !state.stopped)
         }
         for child in kids { child.stop(signal: SIGKILL, grace: 5) }
         knitd?.stop(signal: SIGTERM, grace: 15)
@@ -584,26 +585,28 @@ public final class KnitInstance: @unchecked Sendable {
 /// Backstops for instances that were never stopped: an `atexit` hook for a normal exit, and a
 /// reaper for directories left behind by a test process that crashed.
 enum KnitInstanceRegistry {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var live: [ObjectIdentifier: KnitInstance] = [:]
-    nonisolated(unsafe) private static var hooked = false
+    private struct Registry {
+        var live: [ObjectIdentifier: KnitInstance] = [:]
+        var hooked = false
+    }
+    private static let registry = Mutex(Registry())
 
     static func register(_ instance: KnitInstance) {
-        lock.withLock {
-            live[ObjectIdentifier(instance)] = instance
-            if !hooked {
-                hooked = true
+        registry.withLock { state in
+            state.live[ObjectIdentifier(instance)] = instance
+            if !state.hooked {
+                state.hooked = true
                 atexit { KnitInstanceRegistry.stopAll() }
             }
         }
     }
 
     static func unregister(_ instance: KnitInstance) {
-        _ = lock.withLock { live.removeValue(forKey: ObjectIdentifier(instance)) }
+        _ = registry.withLock { $0.live.removeValue(forKey: ObjectIdentifier(instance)) }
     }
 
     static func stopAll() {
-        let instances = lock.withLock { Array(live.values) }
+        let instances = registry.withLock { Array($0.live.values) }
         for instance in instances { instance.stop() }
     }
 

@@ -1,5 +1,7 @@
 // Test support only: full Foundation (Process) is fine here because this module never ships.
 import Foundation
+import KnitSystem
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -21,11 +23,10 @@ public struct KnitTestingError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-/// Starts a child with posix_spawn. Not Foundation's `Process`: a child spawned from a Swift
-/// Testing thread by `Process` inherits that thread's signal mask, which blocks SIGTERM and
-/// almost everything else, so a server under test would silently ignore SIGTERM. Here the child
-/// gets an empty mask and default dispositions. Output is appended to files (never pipes, so
-/// big outputs cannot deadlock).
+/// Starts a child with KnitSystem's `Subprocess` (empty signal mask, default dispositions), not Foundation's
+/// `Process`: a child spawned from a Swift Testing thread by `Process` inherits that thread's signal mask, which
+/// blocks SIGTERM, so a server under test would silently ignore SIGTERM. Output is appended to files (never
+/// pipes, so big outputs cannot deadlock).
 func spawnChild(
     _ executable: String,
     _ arguments: [String],
@@ -35,72 +36,18 @@ func spawnChild(
     stdoutPath: String,
     stderrPath: String
 ) throws -> pid_t {
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-
-    posix_spawn_file_actions_addopen(&actions, 0, stdinPath ?? "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    if stderrPath == stdoutPath {
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    } else {
-        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    do {
+        return try Subprocess.spawn(
+            [executable] + arguments,
+            environment: environment.map { "\($0.key)=\($0.value)" },
+            directory: cwd,
+            stdin: stdinPath.map { .file($0) } ?? .null,
+            stdout: .file(stdoutPath),
+            stderr: stderrPath == stdoutPath ? .standardOutput : .file(stderrPath)
+        ).pid
+    } catch {
+        throw KnitTestingError("cannot start \(executable): \(error.errno)")
     }
-    var program = executable
-    var argv = [executable] + arguments
-    if let cwd {
-        if let addchdir = addChdirAction {
-            _ = cwd.withCString { addchdir(&actions, $0) }
-        } else {
-            // Older libc: let a shell change directory, then exec (the mask stays reset).
-            program = "/bin/sh"
-            argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", cwd, executable] + arguments
-        }
-    }
-
-    var emptyMask = sigset_t()
-    sigemptyset(&emptyMask)
-    posix_spawnattr_setsigmask(&attributes, &emptyMask)
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    for sig in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM] {
-        sigaddset(&defaults, sig)
-    }
-    posix_spawnattr_setsigdefault(&attributes, &defaults)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-    let cArguments = argv.map { strdup($0) } + [nil]
-    let cEnvironment = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer {
-        for pointer in cArguments { free(pointer) }
-        for pointer in cEnvironment { free(pointer) }
-    }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, program, &actions, &attributes, cArguments, cEnvironment)
-    guard rc == 0 else {
-        throw KnitTestingError("cannot start \(executable): \(String(cString: strerror(rc)))")
-    }
-    return pid
-}
-
-/// glibc's posix_spawn_file_actions_addchdir_np, which the Glibc module does not import.
-private let addChdirAction: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32)? = {
-    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addchdir_np") else {
-        return nil
-    }
-    return unsafeBitCast(
-        symbol,
-        to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self
-    )
-}()
-
-/// Decodes a waitpid status: the exit code, or 128 + signal like a shell.
-func decodeWaitStatus(_ status: Int32) -> Int32 {
-    let signal = status & 0x7f
-    return signal == 0 ? (status >> 8) & 0xff : 128 + signal
 }
 
 /// Runs a program to completion (see `spawnChild` for why not `Process`).
@@ -142,19 +89,17 @@ public func runProcess(
     }
     let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
     let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-    return ProcessResult(status: decodeWaitStatus(status), stdout: out, stderr: err)
+    return ProcessResult(status: ExitStatus(waitStatus: status).code, stdout: out, stderr: err)
 }
 
 /// A child process that keeps running in the background (a slow upload, a server), stopped by
 /// its pid. stdout and stderr are appended to files so they can be read afterwards.
-public final class BackgroundProcess: @unchecked Sendable {
-    // @unchecked: the only mutable state, the reaped exit status, is guarded by `lock`, so
-    // exactly one caller reaps the pid and everyone else sees the cached status.
+public final class BackgroundProcess: Sendable {
     public let stdoutPath: String
     public let stderrPath: String
     public let pid: Int32
-    private let lock = NSLock()
-    private var reapedStatus: Int32?
+    /// The reaped exit status, behind a lock so exactly one caller reaps the pid and everyone else sees it.
+    private let reapedStatus = Mutex<Int32?>(nil)
 
     public init(
         _ executable: String,
@@ -180,16 +125,16 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     /// Reaps the child if it has exited (never blocks).
     private func poll() -> Int32? {
-        lock.withLock {
-            if let reapedStatus { return reapedStatus }
+        reapedStatus.withLock { reaped in
+            if let reaped { return reaped }
             var status: Int32 = 0
             let rc = waitpid(pid, &status, WNOHANG)
             if rc == pid {
-                reapedStatus = decodeWaitStatus(status)
+                reaped = ExitStatus(waitStatus: status).code
             } else if rc < 0 && errno == ECHILD {
-                reapedStatus = -1
+                reaped = -1
             }
-            return reapedStatus
+            return reaped
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitCore
 import KnitScheduler
+import KnitSystem
 import KnitStore
 import Logging
 
@@ -93,7 +94,7 @@ struct KnitSchedulerCommand: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
         signal(SIGPIPE, SIG_IGN)
 
-        guard let podmanPath = podman ?? PodmanExecutor.findPodman() else {
+        guard let podmanPath = podman ?? findExecutable("podman") else {
             logger.critical("podman not found; install it (apt-get install podman runc) or pass --podman")
             throw ExitCode(2)
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KnitClient
+import KnitSystem
 
 /// stdout for JSON and data, stderr for everything else; raw `write(2)` because C's `stdout`/`stderr`
 /// globals are not concurrency-safe in Swift 6 and buffering would interleave with the progress bar.
@@ -22,7 +23,7 @@ enum Console {
             let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw KnitClientError(.io, "write to fd \(fd) failed: \(String(cString: strerror(errno)))")
+                throw KnitClientError(.io, "write to fd \(fd) failed: \(Errno.current)")
             }
             offset += n
         }

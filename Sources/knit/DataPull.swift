@@ -1,5 +1,6 @@
 import ArgumentParser
 import KnitClient
+import KnitSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -58,6 +59,6 @@ struct DataPull: ParsableCommand {
 
     private func makeDirectory(_ path: String, mustBeNew: Bool) throws(KnitClientError) {
         if mkdir(path, 0o755) == 0 || (errno == EEXIST && !mustBeNew && isDirectory(path)) { return }
-        throw KnitClientError(.io, "cannot create directory \(path): \(String(cString: strerror(errno)))")
+        throw KnitClientError(.io, "cannot create directory \(path): \(Errno.current)")
     }
 }

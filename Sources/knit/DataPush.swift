@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitClient
 import KnitCore
+import KnitSystem
 
 struct DataPush: ParsableCommand {
     static let configuration = CommandConfiguration(

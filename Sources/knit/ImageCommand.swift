@@ -1,5 +1,6 @@
 import ArgumentParser
 import KnitClient
+import KnitSystem
 import KnitCore
 
 #if canImport(Glibc)
@@ -57,7 +58,7 @@ struct ImageLoad: ParsableCommand {
             if let input, input != "-" {
                 fd = open(input, O_RDONLY | O_CLOEXEC)
                 if fd < 0 {
-                    throw KnitClientError(.io, "cannot open input file \(input): \(String(cString: strerror(errno)))")
+                    throw KnitClientError(.io, "cannot open input file \(input): \(Errno.current)")
                 }
                 source = input
             } else {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import KnitClient
+import KnitSystem
 import KnitCore
 
 #if canImport(Glibc)
@@ -58,7 +59,7 @@ struct PlanTemplateCommand: ParsableCommand {
             } else if let input, input != "-" {
                 let fd = open(input, O_RDONLY | O_CLOEXEC)
                 if fd < 0 {
-                    throw KnitClientError(.io, "cannot open input file \(input): \(String(cString: strerror(errno)))")
+                    throw KnitClientError(.io, "cannot open input file \(input): \(Errno.current)")
                 }
                 defer { close(fd) }
                 Console.error("[knit plan template] ...analyzing image from \"\(input)\"")

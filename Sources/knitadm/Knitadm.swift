@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitCore
 import KnitStore
+import KnitSystem
 import Logging
 
 #if canImport(FoundationEssentials)
@@ -192,10 +193,10 @@ func printError(_ line: String) {
 /// Writes `text` to `path` with mode 0600, also when the file existed with wider permissions.
 func writePrivateFile(_ path: String, _ text: String) throws(StoreError) {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw StoreError(.io, "cannot write \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw StoreError(.io, "cannot write \(path): \(Errno.current)") }
     defer { close(fd) }
     guard fchmod(fd, 0o600) == 0 else {
-        throw StoreError(.io, "cannot chmod \(path): \(String(cString: strerror(errno)))")
+        throw StoreError(.io, "cannot chmod \(path): \(Errno.current)")
     }
     let bytes = Array(text.utf8)
     var written = 0
@@ -203,7 +204,7 @@ func writePrivateFile(_ path: String, _ text: String) throws(StoreError) {
         let result = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         if result < 0 {
             if errno == EINTR { continue }
-            throw StoreError(.io, "cannot write \(path): \(String(cString: strerror(errno)))")
+            throw StoreError(.io, "cannot write \(path): \(Errno.current)")
         }
         written += result
     }

@@ -2,7 +2,7 @@ import ArgumentParser
 import KnitAPI
 import KnitCore
 import KnitFastCGI
-import KnitScheduler
+import KnitSystem
 import KnitStore
 import Logging
 

@@ -1,4 +1,6 @@
 import KnitAPI
+import KnitSystem
+import KnitTestSupport
 import KnitArchive
 import KnitCore
 import KnitStore
@@ -31,8 +33,7 @@ final class APIHarness {
         maxDataBytes: Int64? = nil,
         digestDryRunLimit: Int64 = 64 << 20
     ) throws {
-        var template = Array("/tmp/knit-api-test-XXXXXX".utf8CString)
-        home = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        home = scratchDirectory("knit-api-test-")
         store = try KnitStore(home: home, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         let log = self.log
         api = KnitAPI(
@@ -136,16 +137,10 @@ func json(_ response: APIResponse) throws -> JSONValue {
     return value
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// A tar archive of a small tree made in a temporary directory.
 func makeArchive(format: ArchiveFormat, files: [String: String]) throws -> [UInt8] {
-    var template = Array("/tmp/knit-api-tree-XXXXXX".utf8CString)
-    let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    defer { _ = run(["rm", "-rf", root]) }
+    let tree = TemporaryDirectory()
+    let root = tree.path
     for (path, content) in files {
         let full = root + "/" + path
         if let slash = full.lastIndex(of: "/") { _ = run(["mkdir", "-p", String(full[..<slash])]) }
@@ -159,8 +154,7 @@ func makeArchive(format: ArchiveFormat, files: [String: String]) throws -> [UInt
 }
 
 func extractToTemporary(_ bytes: [UInt8]) throws -> String {
-    var template = Array("/tmp/knit-api-out-XXXXXX".utf8CString)
-    let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let root = scratchDirectory("knit-api-out-")
     var offset = 0
     _ = try extractArchive(into: root) { buffer in
         let count = min(buffer.count, bytes.count - offset)
@@ -169,40 +163,4 @@ func extractToTemporary(_ bytes: [UInt8]) throws -> String {
         return count
     }
     return root
-}
-
-func readFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = read(fd, &buffer, buffer.count)
-        if count <= 0 { break }
-        bytes.append(contentsOf: buffer[0..<count])
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-func listDirectory(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { return [] }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names.sorted()
-}
-
-@discardableResult
-func run(_ arguments: [String]) -> Int32 {
-    var pid = pid_t()
-    let argv = arguments.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    guard posix_spawnp(&pid, arguments[0], nil, nil, argv, environ) == 0 else { return -1 }
-    var status: Int32 = 0
-    waitpid(pid, &status, 0)
-    return status
 }

@@ -2,6 +2,8 @@ import KnitAPI
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -51,8 +53,7 @@ import Testing
 /// A tar (GNU format unless `format` says otherwise) written by Python's tarfile; `entries` is Python code
 /// adding to `t` (with `io` imported).
 func pythonTar(_ entries: String, format: String = "GNU_FORMAT") throws -> [UInt8] {
-    var template = Array("/tmp/knit-pytar-XXXXXX".utf8CString)
-    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let dir = scratchDirectory("knit-pytar-")
     defer { run(["rm", "-rf", dir]) }
     let script = """
         import io, sys, tarfile

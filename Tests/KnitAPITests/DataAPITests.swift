@@ -3,6 +3,8 @@ import KnitArchive
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @Suite struct HealthAndAuthTests {
     @Test func healthNeedsNoTokenAndListsFormats() throws {
@@ -93,8 +95,8 @@ import Testing
         #expect(download.headers.contains { $0 == ("Content-Type", format.contentType) })
         let root = try extractToTemporary(try download.collectBody())
         defer { run(["rm", "-rf", root]) }
-        #expect(readFile(root + "/dir/a.txt") == "alpha")
-        #expect(readFile(root + "/b.txt") == "beta")
+        #expect(readText(root + "/dir/a.txt") == "alpha")
+        #expect(readText(root + "/b.txt") == "beta")
     }
 
     @Test func downloadDefaultsToGzipForKnitfabClients() throws {

@@ -4,6 +4,8 @@ import KnitCore
 import KnitStore
 import Logging
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -22,8 +24,7 @@ final class SmallDisk {
     private var filler: String { mountPoint + "/filler" }
 
     init(maxDataBytes: Int64? = nil) throws {
-        var template = Array("/tmp/knit-diskfull-XXXXXX".utf8CString)
-        mountPoint = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        mountPoint = scratchDirectory("knit-diskfull-")
         home = mountPoint + "/home"
         guard run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mountPoint]) == 0,
             run(["mkdir", "-p", home + "/db"]) == 0,
@@ -195,8 +196,7 @@ final class SmallDisk {
 
 /// A GNU tar `--sparse` archive (in tar's `format`) of one file with `apparentSize` and no data.
 func sparseTar(apparentSize: String, format: String = "gnu") throws -> [UInt8] {
-    var template = Array("/tmp/knit-sparse-XXXXXX".utf8CString)
-    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let dir = scratchDirectory("knit-sparse-")
     defer { run(["rm", "-rf", dir]) }
     try #require(run(["mkdir", dir + "/tree"]) == 0)
     try #require(run(["truncate", "-s", apparentSize, dir + "/tree/huge"]) == 0)
@@ -258,8 +258,7 @@ struct SplitMix {
 }
 
 func makeTree(_ files: [String: [UInt8]]) -> String {
-    var template = Array("/tmp/knit-api-tree-XXXXXX".utf8CString)
-    let root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let root = scratchDirectory("knit-api-tree-")
     for (name, bytes) in files {
         let fd = open(root + "/" + name, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

@@ -4,6 +4,8 @@ import KnitCore
 import KnitDigest
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -66,8 +68,7 @@ extension String {
 
 /// Decompresses a gzip (`tool` "gzip") or zstd ("zstd") stream with the system tools.
 func decompress(_ bytes: [UInt8], tool: String) throws -> [UInt8] {
-    var template = Array("/tmp/knit-decompress-XXXXXX".utf8CString)
-    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    let dir = scratchDirectory("knit-decompress-")
     defer { run(["rm", "-rf", dir]) }
     let input = dir + (tool == "gzip" ? "/archive.tar.gz" : "/archive.tar.zst")
     let fd = open(input, O_WRONLY | O_CREAT | O_TRUNC, 0o600)

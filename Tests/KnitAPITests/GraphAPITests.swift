@@ -1,6 +1,8 @@
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @testable import KnitAPI
 

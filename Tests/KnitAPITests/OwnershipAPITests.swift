@@ -2,6 +2,8 @@ import KnitArchive
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @testable import KnitAPI
 

@@ -2,6 +2,8 @@ import KnitAPI
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 private let jsonHeaders = ["content-type": "application/json"]
 

@@ -1,6 +1,8 @@
 import KnitAPI
 import KnitCore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 /// Every validation rule of a plan spec, one per case, sent to `POST /api/plans/`: each must answer 400
 /// "invalid plan spec" with advice naming the field and the problem, and must register nothing.

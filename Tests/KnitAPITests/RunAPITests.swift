@@ -2,6 +2,8 @@ import KnitAPI
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 private let pipelineSpec = """
     {"image":"repo/train:v1","inputs":[{"path":"/in/data","tags":["type:dataset"]}],

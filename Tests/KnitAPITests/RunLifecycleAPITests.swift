@@ -2,6 +2,8 @@ import KnitAPI
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 // PUT /api/runs/{id}/abort and /tearoff over a real store.
 

@@ -1,5 +1,7 @@
 import KnitAPI
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(Glibc)
     import Glibc

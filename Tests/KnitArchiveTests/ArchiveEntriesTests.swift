@@ -1,5 +1,7 @@
 import KnitArchive
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -182,7 +184,7 @@ struct ArchiveEntriesTests {
                 t.addfile(info, io.BytesIO(data))
             """
         try writeFile(directory.sub("gen.py"), Array(script.utf8))
-        let status = try runProcess("/usr/bin/env", ["python3", directory.sub("gen.py"), path, kind])
+        let status = run(["/usr/bin/env", "python3", directory.sub("gen.py"), path, kind])
         try #require(status == 0, "python3 could not write the test archive")
 
         let fd = open(path, O_RDONLY)
@@ -208,18 +210,4 @@ struct ArchiveEntriesTests {
             #expect(grown < 64 * 1024, "peak RSS grew by \(grown) KiB while streaming a 200 MB layer")
         }
     }
-}
-
-/// Runs a program and returns its exit status.
-func runProcess(_ path: String, _ arguments: [String]) throws -> Int32 {
-    let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, path, nil, nil, argv, environ)
-    guard spawned == 0 else { throw TestFailure("posix_spawn \(path): \(spawned)") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 {
-        if errno != EINTR { throw TestFailure("waitpid failed") }
-    }
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
 }

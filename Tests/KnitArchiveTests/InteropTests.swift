@@ -1,5 +1,7 @@
 import KnitArchive
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials

@@ -1,5 +1,7 @@
 import KnitArchive
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -15,13 +17,10 @@ final class TempDir {
     let path: String
 
     init(base: String = "/tmp") throws {
-        var template = Array("\(base)/knit-archive-test-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard let made else { throw TestFailure("mkdtemp failed") }
-        path = String(cString: made)
+        path = try makeTemporaryDirectory(prefix: "knit-archive-test-", in: base)
     }
 
-    deinit { try? FileManager.default.removeItem(atPath: path) }
+    deinit { try? removeTree(path) }
 
     func sub(_ name: String) -> String { path + "/" + name }
 
@@ -31,11 +30,6 @@ final class TempDir {
         try FileManager.default.createDirectory(atPath: sub(name), withIntermediateDirectories: true)
         return sub(name)
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 func randomBytes(_ count: Int) -> [UInt8] {

@@ -10,6 +10,8 @@ import KnitArchive
 import KnitClient
 import KnitCore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @Suite(.serialized) struct KnitAPIClientTests {
     private func client(_ server: PythonServer, token: String? = "tok") throws -> KnitAPIClient {
@@ -22,7 +24,7 @@ import Testing
     }
 
     /// A small tree: two files, a nested one, an empty directory and a symlink.
-    private func makeTree(_ dir: TemporaryDirectory) -> String {
+    private func makeTree(_ dir: borrowing TemporaryDirectory) -> String {
         dir.mkdir("src")
         dir.mkdir("src/sub")
         dir.mkdir("src/empty")
@@ -50,7 +52,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar", "application/tar+gzip"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let tags = [Tag(key: "project", value: "a:b c+d&e%f#g"), Tag(key: "名前", value: "データ")]
         var progressCalls = 0
         var lastProgress: TransferProgress?
@@ -77,7 +78,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knitfab"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let record = try client(server).pushData(directory: makeTree(dir), tags: [Tag(key: "name", value: "src")])
         #expect(record.detail.tags.contains(Tag(key: "name", value: "src")))
         let requests = try log(server)
@@ -101,7 +101,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar", "application/tar+gzip"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let api = try client(server)
         let knitId = try api.pushData(directory: makeTree(dir), tags: []).detail.knitId
 
@@ -109,9 +108,9 @@ import Testing
         let extracted = try api.pullData(knitId: knitId, extractInto: dir.file("out"))
         #expect(extracted.format == .tar)
         #expect(extracted.checksum?.count == 32)
-        #expect(dir.read("out/a.txt") == "alpha\n")
-        #expect(dir.read("out/sub/b.bin") == String(repeating: "0123456789", count: 50_000))
-        #expect(dir.read("out/link") == "alpha\n")
+        #expect(readText(dir.file("out/a.txt")) == "alpha\n")
+        #expect(readText(dir.file("out/sub/b.bin")) == String(repeating: "0123456789", count: 50_000))
+        #expect(readText(dir.file("out/link")) == "alpha\n")
         let requests = try log(server)
         #expect(requests.last?["accept"]?.stringValue == "application/x-tar, application/tar+gzip;q=0.9")
 
@@ -137,7 +136,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let api = try client(server)
         let tags = [try Tag(parsing: tag)]
         let knitId = try api.pushData(directory: makeTree(dir), tags: tags).detail.knitId
@@ -164,7 +162,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let knitId = try client(server).pushData(directory: makeTree(dir), tags: [Tag(key: "test", value: "tampered")])
             .detail.knitId
         dir.write("handout", "apiRoot: \(server.base)/api\ntoken: tok\n")
@@ -185,7 +182,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         dir.mkdir("out")
         let error = #expect(throws: KnitClientError.self) {
             try client(server).pullData(knitId: "nope", extractInto: dir.file("out"))
@@ -201,7 +197,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let api = try client(server)
         let tree = makeTree(dir)
         _ = try api.pushData(directory: tree, tags: [Tag(key: "p", value: "x y")])
@@ -228,7 +223,6 @@ import Testing
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar"])
         defer { server.stop() }
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let api = try client(server)
         let knitId = try api.pushData(directory: makeTree(dir), tags: [Tag(key: "a", value: "1"), Tag(key: "b", value: "2")]).detail.knitId
         let changed = try api.updateTags(

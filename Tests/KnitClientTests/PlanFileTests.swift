@@ -1,6 +1,8 @@
 import KnitClient
 import KnitCore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @Suite struct PlanFileTests {
     private func errorText(_ yaml: String) -> String? {
@@ -202,7 +204,6 @@ import Testing
 
     @Test func loadReadsAFile() throws {
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         dir.write("plan.yaml", TutorialPlans.train)
         #expect(try PlanFile.load(path: dir.file("plan.yaml")).image.hasSuffix("knitfab-first-train:v1.0"))
         dir.write("bad.yaml", "image: x\ninputs:\n  - path: rel\n    tags: [\"a:b\"]\n")

@@ -2,6 +2,8 @@ import KnitArchive
 import KnitClient
 import KnitCore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -337,10 +339,8 @@ struct PlanTemplateTests {
 
     @Test("a docker-save archive with a 200 MB layer is read through in bounded memory")
     func largeLayer() throws {
-        var directory = Array("/tmp/knit-template-XXXXXX".utf8CString)
-        let made = directory.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        let root = String(cString: try #require(made))
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = TemporaryDirectory()
+        let root = scratch.path
         let path = root + "/image.tar"
         let script = """
             import io, json, sys, tarfile
@@ -360,7 +360,7 @@ struct PlanTemplateTests {
             """
         let scriptPath = root + "/gen.py"
         #expect(FileManager.default.createFile(atPath: scriptPath, contents: Data(script.utf8)))
-        try #require(try spawn("/usr/bin/env", ["python3", scriptPath, path, trainConfig]) == 0)
+        try #require(run(["/usr/bin/env", "python3", scriptPath, path, trainConfig]) == 0)
         let fd = open(path, O_RDONLY)
         try #require(fd >= 0)
         defer { close(fd) }
@@ -392,13 +392,13 @@ struct PlanTemplateTests {
         .enabled(if: access("/usr/bin/podman", X_OK) == 0, "needs podman")
     )
     func podmanSave() throws {
-        guard try spawn("/usr/bin/podman", ["image", "exists", "localhost/knit-quickstart:1"]) == 0 else {
+        guard run(["/usr/bin/podman", "image", "exists", "localhost/knit-quickstart:1"]) == 0 else {
             print("PlanTemplateTests.podmanSave: localhost/knit-quickstart:1 not built; skipped")
             return
         }
         let path = "/tmp/knit-template-podman-\(getpid()).tar"
         defer { unlink(path) }
-        try #require(try spawn("/usr/bin/podman", ["save", "-q", "-o", path, "localhost/knit-quickstart:1"]) == 0)
+        try #require(run(["/usr/bin/podman", "save", "-q", "-o", path, "localhost/knit-quickstart:1"]) == 0)
         let fd = open(path, O_RDONLY)
         try #require(fd >= 0)
         defer { close(fd) }
@@ -425,23 +425,4 @@ private func resetPeakRSS() -> Bool {
     guard fd >= 0 else { return false }
     defer { close(fd) }
     return write(fd, "5", 1) == 1
-}
-
-/// Runs a program with stdout and stderr discarded; returns its exit status.
-private func spawn(_ path: String, _ arguments: [String]) throws -> Int32 {
-    let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
-    guard spawned == 0 else { throw KnitClientError(.io, "posix_spawn \(path): \(spawned)") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 {
-        if errno != EINTR { throw KnitClientError(.io, "waitpid failed") }
-    }
-    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
 }

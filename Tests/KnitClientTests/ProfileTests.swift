@@ -9,6 +9,8 @@ import Glibc
 import KnitClient
 import KnitCore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 let samplePEM = """
     -----BEGIN CERTIFICATE-----
@@ -78,7 +80,6 @@ private func mode(_ path: String) -> mode_t {
 
     @Test func storeRoundTripWithPrivateModes() throws {
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         let store = ProfileStore(path: dir.file("home/.knit/profile"))
         let missing = #expect(throws: KnitClientError.self) { try store.load() }
         #expect(missing?.description == "knitprofile store (\(store.path)) is not found. Please try `knit init` first")
@@ -105,7 +106,6 @@ private func mode(_ path: String) -> mode_t {
 
     @Test func storeWrittenByKnitfabShapeIsReadable() throws {
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         dir.write("profile", "default:\n  apiRoot: https://x:30803/api\n  cert:\n    ca: \(sampleCA)\n")
         let profile = try ProfileStore(path: dir.file("profile")).profile(named: "default")
         #expect(profile.apiRoot == "https://x:30803/api")
@@ -114,7 +114,6 @@ private func mode(_ path: String) -> mode_t {
 
     @Test func profileNameResolution() throws {
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         dir.mkdir("project")
         dir.mkdir("project/sub")
         dir.mkdir("project/sub/deeper")
@@ -124,7 +123,7 @@ private func mode(_ path: String) -> mode_t {
 
         try ProfileResolution.writeProjectFile(profileName: "team-profile", in: dir.file("project"))
         #expect(mode(dir.file("project/.knitprofile")) == 0o600)
-        #expect(dir.read("project/.knitprofile") == "team-profile\n")
+        #expect(readText(dir.file("project/.knitprofile")) == "team-profile\n")
         #expect(try ProfileResolution.profileName(flag: nil, directory: dir.file("project/sub/deeper")) == "team-profile")
         #expect(try ProfileResolution.profileName(flag: nil, directory: dir.file("project")) == "team-profile")
 
@@ -135,7 +134,6 @@ private func mode(_ path: String) -> mode_t {
 
     @Test func knitenvLookupAndParsing() throws {
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         dir.mkdir("p")
         dir.mkdir("p/q")
         #expect(try ProfileResolution.knitenvPath(flag: nil, directory: dir.file("p/q")) == nil)

@@ -1,5 +1,6 @@
 import KnitCore
 import Testing
+import KnitTestSupport
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials

@@ -1,5 +1,6 @@
 import KnitCore
 import Testing
+import KnitTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -91,38 +92,6 @@ func provenanceFixture(_ name: String) -> String {
     var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
     parts.removeLast(2)
     return parts.joined(separator: "/") + "/Fixtures/Provenance/" + name
-}
-
-/// Runs `arguments` with `input` on stdin; returns the exit status and stdout+stderr.
-func runProcess(_ arguments: [String], input: String) -> (status: Int32, output: String) {
-    var template = Array("/tmp/knit-lineage-test-XXXXXX".utf8CString)
-    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    defer { _ = system("rm -rf '\(dir)'") }
-    let inPath = dir + "/in", outPath = dir + "/out"
-    let fd = open(inPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    let bytes = Array(input.utf8)
-    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    close(fd)
-    let command = arguments.map { "'" + $0.replacingQuote() + "'" }.joined(separator: " ")
-    let status = system("\(command) < '\(inPath)' > '\(outPath)' 2>&1")
-    var output: [UInt8] = []
-    let rfd = open(outPath, O_RDONLY)
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = read(rfd, &buffer, buffer.count)
-        if count <= 0 { break }
-        output.append(contentsOf: buffer[0..<count])
-    }
-    close(rfd)
-    return ((status >> 8) & 0xff, String(decoding: output, as: UTF8.self))
-}
-
-extension String {
-    fileprivate func replacingQuote() -> String {
-        var out = ""
-        for character in self { out += character == "'" ? "'\\''" : String(character) }
-        return out
-    }
 }
 
 /// Validates JSON text against a vendored schema with python3-jsonschema (each element of an array when

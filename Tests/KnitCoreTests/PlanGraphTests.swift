@@ -1,5 +1,6 @@
 import KnitCore
 import Testing
+import KnitTestSupport
 
 @Suite struct PlanGraphTests {
     private func node(_ id: String, inputs: [TagSet], outputs: [TagSet]) -> PlanGraphNode {

@@ -1,5 +1,6 @@
 import KnitCore
 import Testing
+import KnitTestSupport
 
 @Suite struct PlanIdentityTests {
     private func identity(_ change: (inout PlanSpecJSON) -> Void) throws -> Plan {

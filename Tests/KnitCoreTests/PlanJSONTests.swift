@@ -1,5 +1,6 @@
 import KnitCore
 import Testing
+import KnitTestSupport
 
 @Suite struct PlanJSONTests {
     private func text<T: Encodable>(_ value: T) throws -> String {

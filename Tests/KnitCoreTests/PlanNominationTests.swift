@@ -1,5 +1,6 @@
 import KnitCore
 import Testing
+import KnitTestSupport
 
 @Suite struct PlanNominationTests {
     private func input(_ texts: String...) throws -> PlanInput {

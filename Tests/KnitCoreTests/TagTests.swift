@@ -1,5 +1,6 @@
 import KnitCore
 import Testing
+import KnitTestSupport
 
 @Suite struct TagTests {
     @Test(arguments: [

@@ -1,4 +1,5 @@
 import Testing
+import KnitTestSupport
 
 @testable import KnitCore
 

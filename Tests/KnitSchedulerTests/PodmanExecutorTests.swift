@@ -1,5 +1,6 @@
 import Foundation
 import KnitCore
+import KnitSystem
 import Testing
 
 @testable import KnitScheduler
@@ -9,7 +10,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 private let containersConf = repositoryRoot + "/containers/containers.conf"
 private let quickstartImage = "localhost/knit-quickstart:1"
-private let podmanPath = PodmanExecutor.findPodman()
+private let podmanPath = findExecutable("podman")
 
 /// Builds the quickstart image once per test process (the script skips an existing image).
 private let quickstartBuilt: Result<Void, any Error> = {

@@ -1,5 +1,6 @@
 import Foundation
 import KnitCore
+import KnitSystem
 import Testing
 
 @testable import KnitScheduler
@@ -22,9 +23,9 @@ private let pullRepositoryRoot = URL(fileURLWithPath: #filePath)
         #expect(PodmanExecutor.registryHost(of: "library/busybox") == nil)
     }
 
-    @Test(.enabled(if: PodmanExecutor.findPodman() != nil))
+    @Test(.enabled(if: findExecutable("podman") != nil))
     func aFailedPullEndsTheStartAsImageNotFoundWithPodmansReason() async throws {
-        let podman = try #require(PodmanExecutor.findPodman())
+        let podman = try #require(findExecutable("podman"))
         let scratch = NSTemporaryDirectory() + "knit-pull-tests-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: scratch) }
@@ -77,9 +78,9 @@ private let pullRepositoryRoot = URL(fileURLWithPath: #filePath)
         #expect(log.isEmpty, "log: \(log)")
     }
 
-    @Test(.enabled(if: PodmanExecutor.findPodman() != nil))
+    @Test(.enabled(if: findExecutable("podman") != nil))
     func aLocalNameThatIsMissingIsNotPulled() async throws {
-        let podman = try #require(PodmanExecutor.findPodman())
+        let podman = try #require(findExecutable("podman"))
         let scratch = NSTemporaryDirectory() + "knit-pull-tests-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let executor = PodmanExecutor(

@@ -1,5 +1,6 @@
 import Foundation
 import KnitCore
+import KnitSystem
 import Synchronization
 import Testing
 
@@ -9,7 +10,7 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 private let containersConf = repositoryRoot + "/containers/containers.conf"
 private let quickstartImage = "localhost/knit-quickstart:1"
-private let podmanPath = PodmanExecutor.findPodman()
+private let podmanPath = findExecutable("podman")
 /// Its own executor instance, so sweeping never touches the executor tests' containers.
 private let instance = "knit-driver-tests"
 

@@ -1,6 +1,8 @@
 import KnitCore
 import KnitLMDB
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @testable import KnitStore
 

@@ -1,5 +1,7 @@
 import KnitCore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @testable import KnitStore
 
@@ -12,11 +14,6 @@ import Testing
 
 private let stageA = planSpec(inputs: [["stage:x"]], outputs: [["stage:y"]], log: ["type:log"])
 private let stageB = planSpec(image: "repo/eval:v1", inputs: [["stage:y"]], outputs: [["stage:z"]])
-
-private func isDirectory(_ path: String) -> Bool {
-    var info = stat()
-    return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
-}
 
 /// A store with plans A (x → y, with log) and B (y → z), and one upload tagged x: A's Run is waiting.
 private final class Chain {
@@ -291,7 +288,7 @@ private final class Chain {
         for path in scheduled[0].outputs.map(\.hostPath) + [scheduled[0].logPath!] {
             let directory = path.hasSuffix("/log") ? String(path.dropLast(4)) : path
             #expect(isDirectory(directory))
-            #expect(directoryEntries(directory).isEmpty)
+            #expect(listDirectory(directory).isEmpty)
             var info = stat()
             #expect(stat(directory, &info) == 0 && (info.st_mode & 0o777) == 0o755 & ~umaskValue())
         }

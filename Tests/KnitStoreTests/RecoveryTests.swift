@@ -1,6 +1,8 @@
 import KnitCore
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -48,7 +50,7 @@ import Testing
         defer { store.close() }
         let report = store.recoverAtStartup()
         #expect(report == RecoveryReport(removedStagingEntries: 2))
-        #expect(directoryEntries(staging).isEmpty)
+        #expect(listDirectory(staging).isEmpty)
     }
 
     @Test(
@@ -67,23 +69,12 @@ import Testing
         make(staging + "/z", badName)
         make(staging, Array("stray".utf8))
         // rmdir of a mount point fails with EBUSY, even for root.
-        try #require(shell(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", staging + "/busy"]) == 0)
-        defer { shell(["umount", staging + "/busy"]) }
+        try #require(run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", staging + "/busy"]) == 0)
+        defer { run(["umount", staging + "/busy"]) }
         let store = try openStore(dir.path)
         defer { store.close() }
         let report = store.recoverAtStartup()
         #expect(report == RecoveryReport(removedStagingEntries: 3, unremovableStagingEntries: 1))
-        #expect(directoryEntries(staging) == ["busy"])
+        #expect(listDirectory(staging) == ["busy"])
     }
-}
-
-@discardableResult
-private func shell(_ arguments: [String]) -> Int32 {
-    var pid = pid_t()
-    let argv = arguments.map { strdup($0) } + [nil]
-    defer { argv.forEach { free($0) } }
-    guard posix_spawnp(&pid, arguments[0], nil, nil, argv, environ) == 0 else { return -1 }
-    var status: Int32 = 0
-    waitpid(pid, &status, 0)
-    return status
 }

@@ -1,6 +1,8 @@
 import KnitCore
 import KnitLMDB
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @testable import KnitStore
 
@@ -91,7 +93,7 @@ private final class Chain {
     /// Directories under `data/` and records in `data`: after any retry or delete the two must match.
     func directoriesAndRecords() throws -> (directories: Int, records: Int) {
         let records = try store.env.read { txn in try txn.count(store.db.data) }
-        return (directoryEntries(dir.path + "/data").count, records)
+        return (listDirectory(dir.path + "/data").count, records)
     }
 
     func dataExists(_ knitId: String) -> Bool {

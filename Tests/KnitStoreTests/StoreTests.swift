@@ -2,6 +2,8 @@ import KnitCore
 import KnitLMDB
 import KnitStore
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @Suite struct StoreUploadTests {
     @Test func uploadBeginFinishGivesDetailWithSystemTags() throws {
@@ -73,7 +75,7 @@ import Testing
         #expect(store.dataCount() == 0)
         #expect(throws: StoreError.self) { try store.dataDetail(knitId: ticket.knitId) }
         #expect(try store.findData(tags: [], since: nil, durationMs: nil).isEmpty)
-        #expect(directoryEntries(dir.path + "/staging").isEmpty)
+        #expect(listDirectory(dir.path + "/staging").isEmpty)
         // A finished upload cannot be finished twice, and abandoning it afterwards is a no-op.
         let done = try upload(store, tags: ["a:b"])
         store.abandonUpload(UploadTicket(knitId: done.knitId, runId: done.upstream.run.runId, stagingPath: ""))
@@ -98,7 +100,7 @@ import Testing
         #expect(report == RecoveryReport(abandonedUploads: 1, removedStagingEntries: 1))
         #expect(store.dataCount() == 1)
         #expect(throws: StoreError.self) { try store.dataDetail(knitId: knitId) }
-        #expect(directoryEntries(dir.path + "/staging").isEmpty)
+        #expect(listDirectory(dir.path + "/staging").isEmpty)
         #expect(try store.findData(tags: [], since: nil, durationMs: nil).map(\.knitId) == [kept])
         #expect(store.recoverAtStartup() == RecoveryReport())
     }

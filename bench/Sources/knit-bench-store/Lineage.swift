@@ -1,5 +1,5 @@
 import KnitCore
-import KnitStore
+@_spi(Benchmark) import KnitStore
 
 // `knit-bench-store lineage`: time to a lineage graph and its dot text, next to one `data find`.
 //

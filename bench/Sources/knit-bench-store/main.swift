@@ -14,7 +14,7 @@
 import Glibc
 #endif
 import KnitCore
-import KnitStore
+@_spi(Benchmark) import KnitStore
 import Logging
 
 /// xorshift64*: deterministic, cheap, and free of per-call system entropy, so it does not disturb timing.

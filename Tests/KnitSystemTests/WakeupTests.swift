@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import KnitScheduler
+import KnitSystem
 
 private func socketPath() -> String {
     NSTemporaryDirectory() + "knit-wakeup-\(UUID().uuidString.prefix(8)).sock"

@@ -9,6 +9,8 @@ import Glibc
 import KnitCore
 import KnitHTTP
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @Suite(.serialized) struct HTTPClientTests {
     let client = HTTPClient()
@@ -174,7 +176,6 @@ import Testing
 
     @Test func tlsTrustsOnlyTheGivenCA() throws {
         let dir = TemporaryDirectory()
-        defer { dir.remove() }
         for name in ["a", "b"] {
             let status = run([
                 "/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("\(name).key"),
@@ -186,8 +187,8 @@ import Testing
         let server = try PythonServer(script: echoServerScript, arguments: [dir.file("a.pem"), dir.file("a.key")])
         defer { server.stop() }
         let url = "https://127.0.0.1:\(server.port)/hello"
-        let pemA: String = try #require(dir.read("a.pem"))
-        let pemB: String = try #require(dir.read("b.pem"))
+        let pemA: String = try #require(readText(dir.file("a.pem")))
+        let pemB: String = try #require(readText(dir.file("b.pem")))
         let trusted = HTTPClient(caPEM: pemA)
         #expect(try trusted.perform(HTTPRequest(url: url)).status == 200)
 

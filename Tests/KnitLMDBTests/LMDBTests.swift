@@ -1,5 +1,7 @@
 import KnitLMDB
 import Testing
+import KnitSystem
+import KnitTestSupport
 
 @Suite struct LMDBTests {
     func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }

@@ -1,0 +1,180 @@
+import Glibc
+@testable import KnitFastCGI
+import KnitSystem
+import Synchronization
+import Testing
+
+/// What each handler saw, by the `TEST_CASE` parameter of its request: the handler runs on a server thread,
+/// after the client may already be gone.
+private let outcomes = Mutex<[String: String]>([:])
+
+private func record(_ testCase: String, _ outcome: String) {
+    outcomes.withLock { $0[testCase] = outcome }
+}
+
+/// Waits (at most 10 s) for the handler of `testCase` to report.
+private func outcome(of testCase: String) async -> String? {
+    for _ in 0..<1000 {
+        if let seen = outcomes.withLock({ $0[testCase] }) { return seen }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return nil
+}
+
+private let sharedDirectory = try! makeTemporaryDirectory(prefix: "knit-fastcgi-test-")
+
+/// One real libfcgi server for the suite, on a unix socket in a temporary directory. It is never stopped:
+/// stopping is process-wide in libfcgi (no later server could accept), and its threads end with the process,
+/// which removes the directory on its way out.
+private let sharedServer: String = {
+    atexit { try? removeTree(sharedDirectory) }
+    let path = sharedDirectory + "/fcgi.sock"
+    let listener = try! FastCGIListener(path: path, mode: 0o600)
+    _ = FastCGIServer(listener: listener, handler: handle).start(threads: 4)
+    return path
+}()
+
+private func handle(_ request: consuming FastCGIRequest) {
+    let testCase = request.parameter("TEST_CASE") ?? ""
+    switch testCase {
+    case let name where name.hasPrefix("short-read"):
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var total = 0
+        do {
+            while true {
+                let count = try buffer.withUnsafeMutableBytes { raw throws(FastCGIError) in
+                    try request.read(into: raw)
+                }
+                if count == 0 { break }
+                total += count
+            }
+            record(name, "complete \(total)")
+        } catch let error as FastCGIError {
+            record(name, "\(error.code) after \(total)")
+        } catch {
+            record(name, "unexpected \(error)")
+        }
+    case let name where name.hasPrefix("respond"):
+        var body = [UInt8](repeating: 0, count: 64)
+        _ = try? body.withUnsafeMutableBytes { raw throws(FastCGIError) in try request.read(into: raw) }
+        guard let response = try? request.respond(status: 201, headers: [("X-Case", name)]) else {
+            record(name, "respond failed")
+            return
+        }
+        try? response.write(Array("once".utf8))
+        response.finish()
+        record(name, "finished")
+    case let name where name.hasPrefix("dropped"):
+        _ = consume request  // never answered: dropping the request must still end it for the web server
+        record(name, "dropped")
+    case let name where name.hasPrefix("peer-closed"):
+        guard let response = try? request.respond(status: 200, headers: []) else {
+            record(name, "respond failed")
+            return
+        }
+        // Asked before the head leaves (libfcgi buffers it until the flush): the client, which waits for the
+        // head before it hangs up, is surely still there.
+        let before = response.peerHasClosed()
+        response.flush()
+        var after = false
+        for _ in 0..<1000 where !after {
+            after = response.peerHasClosed()
+            if !after { usleep(10_000) }
+        }
+        record(name, "before \(before) after \(after)")
+    default:
+        record(testCase, "unknown case")
+    }
+}
+
+/// The STDOUT bytes of a response and how many END_REQUEST records ended it.
+private func summary(_ records: [FastCGIClient.Record]) -> (stdout: String, ends: Int) {
+    let stdout = records.filter { $0.type == FastCGIClient.RecordType.stdout.rawValue }.flatMap(\.content)
+    let ends = records.filter { $0.type == FastCGIClient.RecordType.endRequest.rawValue }.count
+    return (String(decoding: stdout, as: UTF8.self), ends)
+}
+
+@Suite("FastCGI over a real unix socket with libfcgi", .serialized)
+struct FastCGITests {
+    @Test("a second listener refuses to take over a socket path a live server answers on")
+    func listenerRefusesTakeover() throws {
+        let directory = try TemporaryDirectory(prefix: "knit-fastcgi-listen-")
+        let path = directory.path + "/knitd.sock"
+        let first = try FastCGIListener(path: path, mode: 0o600)
+        defer { first.close() }
+        let error = #expect(throws: FastCGIError.self) { try FastCGIListener(path: path, mode: 0o600) }
+        #expect(error?.code == .addressInUse)
+        // The refused attempt left the first server's socket in place: a client still reaches it.
+        _ = try FastCGIClient(connectingTo: path)
+    }
+
+    @Test("a stale socket file nobody answers on is taken over")
+    func listenerReplacesStaleSocket() throws {
+        let directory = try TemporaryDirectory(prefix: "knit-fastcgi-listen-")
+        let path = directory.path + "/knitd.sock"
+        let old = try FastCGIListener(path: path, mode: 0o600)
+        // Closed without removing the file, as a crashed server leaves it.
+        _ = Glibc.close(old.descriptor)
+        let replacement = try FastCGIListener(path: path, mode: 0o600)
+        replacement.close()
+    }
+
+    @Test("a body that ends without FastCGI's end-of-stream record reads as connectionLost, not as the end")
+    func shortReadIsConnectionLost() async throws {
+        let client = try FastCGIClient(connectingTo: sharedServer)
+        try client.begin(parameters: [("TEST_CASE", "short-read"), ("REQUEST_METHOD", "PUT")])
+        try client.sendBody(Array(repeating: 0x61, count: 10))
+        client.hangUp()
+        let seen = await outcome(of: "short-read")
+        #expect(seen?.hasPrefix("connectionLost") == true, "handler saw: \(seen ?? "nothing")")
+    }
+
+    @Test("a body ended by the empty STDIN record reads to the end (the control for the short read)")
+    func completeBodyReadsToEnd() async throws {
+        let client = try FastCGIClient(connectingTo: sharedServer)
+        try client.begin(parameters: [("TEST_CASE", "short-read-complete"), ("REQUEST_METHOD", "PUT")])
+        try client.sendBody(Array(repeating: 0x61, count: 10))
+        try client.sendBody([])
+        #expect(await outcome(of: "short-read-complete") == "complete 10")
+        _ = try client.readResponse()
+    }
+
+    @Test("a responded request sends its head and body once and ends with exactly one END_REQUEST")
+    func respondOnce() async throws {
+        let client = try FastCGIClient(connectingTo: sharedServer)
+        try client.begin(parameters: [("TEST_CASE", "respond"), ("REQUEST_METHOD", "POST")])
+        try client.sendBody([])
+        let (stdout, ends) = summary(try client.readResponse())
+        #expect(stdout == "Status: 201 Created\r\nX-Case: respond\r\n\r\nonce")
+        #expect(ends == 1)
+        // After END_REQUEST the server closed the connection: nothing more arrives.
+        #expect(try client.readRecord() == nil)
+        // libfcgi lingers (up to 2 s) until the web server closes its end too.
+        client.hangUp()
+        #expect(await outcome(of: "respond") == "finished")
+    }
+
+    @Test("a request dropped without an answer still ends once, with no output")
+    func droppedRequestEnds() async throws {
+        let client = try FastCGIClient(connectingTo: sharedServer)
+        try client.begin(parameters: [("TEST_CASE", "dropped"), ("REQUEST_METHOD", "GET")])
+        try client.sendBody([])
+        let (stdout, ends) = summary(try client.readResponse())
+        #expect(stdout.isEmpty)
+        #expect(ends == 1)
+        client.hangUp()
+        #expect(await outcome(of: "dropped") == "dropped")
+    }
+
+    @Test("peerHasClosed is false while the web server is connected and true once it closes")
+    func peerHasClosedAfterClose() async throws {
+        let client = try FastCGIClient(connectingTo: sharedServer)
+        try client.begin(parameters: [("TEST_CASE", "peer-closed"), ("REQUEST_METHOD", "GET")])
+        try client.sendBody([])
+        // Wait for the head, so the handler has looked once while we were still there.
+        let head = try #require(try client.readRecord())
+        #expect(head.type == FastCGIClient.RecordType.stdout.rawValue)
+        client.hangUp()
+        #expect(await outcome(of: "peer-closed") == "before false after true")
+    }
+}
