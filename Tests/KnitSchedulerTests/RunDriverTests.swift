@@ -11,8 +11,9 @@ private let repositoryRoot = URL(fileURLWithPath: #filePath)
 private let containersConf = repositoryRoot + "/containers/containers.conf"
 private let quickstartImage = "localhost/knit-quickstart:1"
 private let podmanPath = findExecutable("podman")
-/// Its own executor instance, so sweeping never touches the executor tests' containers.
-private let instance = "knit-driver-tests"
+/// Its own executor instance, so sweeping never touches the executor tests' containers, and one per test
+/// process, so a second checkout running the same suites at the same time cannot sweep them either.
+private let instance = "knit-driver-tests-\(getpid())"
 
 /// Builds the quickstart image once per test process (the script skips an existing image).
 private let quickstartBuilt: Result<Void, any Error> = {
@@ -455,7 +456,7 @@ struct RunOutputSafetyTests {
     }
 
     /// Its own executor instance: the other driver suite (which may run at the same time) sweeps its own.
-    private static let instance = "knit-driver-safety-tests"
+    private static let instance = "knit-driver-safety-tests-\(getpid())"
 
     @Test("F6: s-bits, fifos, devices and escaping symlinks do not survive a run; the log says so")
     func outputsAreSanitized() async throws {
