@@ -100,11 +100,22 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // What both daemons share: options, logging bootstrap, stop signals.
+        .target(
+            name: "KnitDaemon",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+
         // Thin executables.
         .executableTarget(
             name: "knitd",
             dependencies: [
-                "KnitAPI", "KnitStore", "KnitFastCGI", "KnitSystem",
+                "KnitAPI", "KnitStore", "KnitFastCGI", "KnitSystem", "KnitDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -134,7 +145,7 @@ let package = Package(
         .executableTarget(
             name: "knit-scheduler",
             dependencies: [
-                "KnitScheduler", "KnitSystem", "KnitStore", "KnitCore",
+                "KnitScheduler", "KnitSystem", "KnitStore", "KnitCore", "KnitDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

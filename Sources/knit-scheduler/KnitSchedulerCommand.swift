@@ -1,5 +1,6 @@
 import ArgumentParser
 import KnitCore
+import KnitDaemon
 import KnitScheduler
 import KnitSystem
 import KnitStore
@@ -60,13 +61,9 @@ struct KnitSchedulerCommand: ParsableCommand {
     @Option(help: "Upper bound in seconds for one image pull.")
     var pullTimeout: Int = 600
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("unknown --log-level '\(logLevel)'")
-        }
         if let cpuBudget, cpuBudget <= 0 { throw ValidationError("--cpu-budget must be positive") }
         if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
         if pullTimeout <= 0 { throw ValidationError("--pull-timeout must be positive") }
@@ -79,19 +76,10 @@ struct KnitSchedulerCommand: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        daemon.bootstrapLogging()
         let logger = Logger(label: "knit-scheduler")
-
-        // Signals are taken by this thread with sigwait; the mask is inherited by every thread created below.
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, signal) }
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+        // Before any other thread exists: they inherit the mask, and this thread alone takes the signals.
+        let stopSignals = StopSignals.block()
         signal(SIGPIPE, SIG_IGN)
 
         guard let podmanPath = podman ?? findExecutable("podman") else {
@@ -158,12 +146,13 @@ struct KnitSchedulerCommand: ParsableCommand {
         let running = driver.start(wakeup: wakeup)
         // knitd cannot delete what an older scheduler left root-owned; such directories stay in `garbage` until
         // root collects them, so look again every 10 minutes rather than only at the next start.
-        var received: Int32 = 0
-        var collectEvery = timespec(tv_sec: 600, tv_nsec: 0)
+        var received: Int32
         while true {
-            received = sigtimedwait(&stopSignals, nil, &collectEvery)
-            if received > 0 { break }
-            if errno == EAGAIN { store.collectGarbage() }
+            if let signal = stopSignals.wait(seconds: 600) {
+                received = signal
+                break
+            }
+            store.collectGarbage()
         }
         logger.info("stopping: finishing the tick in progress", metadata: ["signal": "\(received)"])
         running.stop()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitAPI
 import KnitCore
+import KnitDaemon
 import KnitFastCGI
 import KnitSystem
 import KnitStore
@@ -50,8 +51,7 @@ struct Knitd: ParsableCommand {
     )
     var maxDataBytes: Int64?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
         guard threads > 0, transferSlots > 0, followSlots > 0, (slotsPerUser ?? 1) > 0 else {
@@ -66,25 +66,13 @@ struct Knitd: ParsableCommand {
         guard mode_t(socketMode, radix: 8) != nil else {
             throw ValidationError("--socket-mode must be octal, e.g. 0660")
         }
-        guard Logger.Level(rawValue: logLevel) != nil else {
-            throw ValidationError("unknown --log-level '\(logLevel)'")
-        }
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        daemon.bootstrapLogging()
         let logger = Logger(label: "knitd")
-
-        // Signals are taken by one thread with sigwait; the mask is inherited by every worker thread created below.
-        var stopSignals = sigset_t()
-        sigemptyset(&stopSignals)
-        for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&stopSignals, signal) }
-        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+        // Before any worker thread exists: they inherit the mask, and this thread alone takes the signals.
+        let stopSignals = StopSignals.block()
 
         let store: KnitStore
         do { store = try KnitStore(home: home, logger: logger) } catch {
@@ -129,8 +117,7 @@ struct Knitd: ParsableCommand {
             metadata: ["socket": "\(socketPath)", "threads": "\(threads)", "transfer.slots": "\(transferSlots)"]
         )
 
-        var received: Int32 = 0
-        sigwait(&stopSignals, &received)
+        let received = stopSignals.wait()
         logger.info("stopping: finishing requests in flight", metadata: ["signal": "\(received)"])
         listener.stopAccepting()
         running.join()
