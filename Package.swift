@@ -1,11 +1,16 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 // Knit: tag-driven pipelines with lineage. One module per layer; C lives only in CKnit* targets.
 import PackageDescription
 
-let swiftSettings: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
-    .enableUpcomingFeature("MemberImportVisibility"),
-]
+// scripts/test (and so CI) sets KNIT_WARNINGS_AS_ERRORS=1: a warning in Knit's own code fails the build there,
+// while a developer's build in progress still only warns.
+let warningsAreErrors = Context.environment["KNIT_WARNINGS_AS_ERRORS"] == "1"
+
+let swiftSettings: [SwiftSetting] =
+    [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ] + (warningsAreErrors ? [.treatAllWarnings(as: .error)] : [])
 
 func systemLibrary(_ name: String, pkgConfig: String, apt: String) -> Target {
     .systemLibrary(name: name, path: "Sources/\(name)", pkgConfig: pkgConfig, providers: [.apt([apt])])
@@ -47,7 +52,12 @@ let package = Package(
 
         // One safe wrapper per C library.
         .target(name: "KnitLMDB", dependencies: ["CKnitLMDB"], exclude: ["README.md"], swiftSettings: swiftSettings),
-        .target(name: "KnitFastCGI", dependencies: ["CKnitFastCGI"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(
+            name: "KnitFastCGI",
+            dependencies: ["CKnitFastCGI"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KnitHTTP",
             dependencies: ["CKnitCurl", "CKnitShims", "KnitSystem"],
@@ -60,7 +70,12 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
-        .target(name: "KnitDigest", dependencies: ["CKnitCrypto"], exclude: ["README.md"], swiftSettings: swiftSettings),
+        .target(
+            name: "KnitDigest",
+            dependencies: ["CKnitCrypto"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "KnitYAML", dependencies: ["CKnitYAML"], exclude: ["README.md"], swiftSettings: swiftSettings),
 
         // Layers.
@@ -161,8 +176,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KnitSystemTests", dependencies: ["KnitSystem"], swiftSettings: swiftSettings),
-        .testTarget(name: "KnitCoreTests", dependencies: ["KnitCore", "KnitTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "KnitLMDBTests", dependencies: ["KnitLMDB", "KnitTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "KnitCoreTests",
+            dependencies: ["KnitCore", "KnitTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KnitLMDBTests",
+            dependencies: ["KnitLMDB", "KnitTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "KnitDigestTests", dependencies: ["KnitDigest"], swiftSettings: swiftSettings),
         .testTarget(name: "KnitYAMLTests", dependencies: ["KnitYAML"], swiftSettings: swiftSettings),
         .testTarget(

@@ -221,7 +221,8 @@ public final class KnitAPI: Sendable {
         guard Ownership.mayChange(owner: owner, caller: caller.name, role: caller.role) else {
             throw KnitAPIError(
                 status: 403,
-                reason: "\(thing) belongs to \(owner.isEmpty ? "no user" : "user '\(owner)'"); only its owner or an admin may \(action) it",
+                reason:
+                    "\(thing) belongs to \(owner.isEmpty ? "no user" : "user '\(owner)'"); only its owner or an admin may \(action) it",
                 advice: "ask its owner or an administrator"
             )
         }

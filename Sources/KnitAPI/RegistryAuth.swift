@@ -48,7 +48,8 @@ extension KnitAPI {
             audit(caller, action, outcome: "denied", logger: logger)
             throw KnitAPIError(
                 status: 403,
-                reason: "image repository \(repository) belongs to user '\(owner)'; only its owner or an admin may push to it or delete from it",
+                reason:
+                    "image repository \(repository) belongs to user '\(owner)'; only its owner or an admin may push to it or delete from it",
                 advice: "push under another name, or ask its owner or an administrator"
             )
         }
@@ -70,4 +71,3 @@ func registryRepository(inPath path: String) -> String? {
     }
     return nil
 }
-

@@ -70,7 +70,11 @@ public func writeArchive(
             try writer.finish()
             if let zstd {
                 do { try zstd.finish() } catch let error as ArchiveError { throw error } catch {
-                    throw ArchiveError(code: .writeFailed, message: "archive: cannot send the archive", underlying: error)
+                    throw ArchiveError(
+                        code: .writeFailed,
+                        message: "archive: cannot send the archive",
+                        underlying: error
+                    )
                 }
             }
         }

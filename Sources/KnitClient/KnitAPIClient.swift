@@ -1,8 +1,8 @@
 public import KnitArchive
 public import KnitCore
-internal import KnitSystem
 internal import KnitDigest
 internal import KnitHTTP
+internal import KnitSystem
 
 #if canImport(Glibc)
     internal import Glibc
@@ -138,7 +138,7 @@ public struct KnitAPIClient: Sendable {
                     format: format,
                     progress: progress
                 )
-            } catch where error.status == 503 && monotonicSeconds() + pause < deadline {
+            } catch  where error.status == 503 && monotonicSeconds() + pause < deadline {
                 // Jitter spreads clients that were refused together.
                 usleep(useconds_t(pause * Double.random(in: 0.5...1.0) * 1_000_000))
                 pause = min(pause * 2, 5)
@@ -505,7 +505,6 @@ extension Result {
         return nil
     }
 }
-
 
 /// Seconds on the monotonic clock, for retry deadlines that wall-clock changes cannot stretch.
 private func monotonicSeconds() -> Double {

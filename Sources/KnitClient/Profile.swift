@@ -1,10 +1,11 @@
-#if canImport(FoundationEssentials)
-internal import FoundationEssentials
-#else
-internal import Foundation
-#endif
-internal import KnitYAML
 public import KnitCore
+internal import KnitYAML
+
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
 
 /// Where and how to reach one Knit server: what a knitprofile handout holds and the profile store keeps.
 public struct KnitProfile: Sendable, Equatable {
@@ -68,13 +69,17 @@ public struct KnitProfile: Sendable, Equatable {
                 throw KnitClientError(.profile, "\(cert.mark): cert must be a mapping, not \(cert.kindDescription)")
             }
             if let caNode = cert["ca"], !caNode.isNull {
-                guard let text = caNode.scalar else { throw KnitClientError(.profile, "\(caNode.mark): cert.ca must be a string") }
+                guard let text = caNode.scalar else {
+                    throw KnitClientError(.profile, "\(caNode.mark): cert.ca must be a string")
+                }
                 ca = text
             }
         }
         var token: String?
         if let tokenNode = node["token"], !tokenNode.isNull {
-            guard let text = tokenNode.scalar else { throw KnitClientError(.profile, "\(tokenNode.mark): token must be a string") }
+            guard let text = tokenNode.scalar else {
+                throw KnitClientError(.profile, "\(tokenNode.mark): token must be a string")
+            }
             token = text
         }
         return try KnitProfile(apiRoot: apiRoot, caBase64: ca, token: token)
@@ -259,7 +264,9 @@ public struct KnitEnv: Sendable, Equatable {
                 guard let text = item.scalar else { throw fail(item.mark, "a tag must be a \"key:value\" string") }
                 let tag: Tag
                 do { tag = try Tag(parsing: text) } catch { throw fail(item.mark, error.description) }
-                guard !tag.isSystem else { throw fail(item.mark, TagError(text: text, problem: .systemKey).description) }
+                guard !tag.isSystem else {
+                    throw fail(item.mark, TagError(text: text, problem: .systemKey).description)
+                }
                 env.tags.append(tag)
             }
         }

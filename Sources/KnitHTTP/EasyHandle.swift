@@ -20,7 +20,9 @@ struct EasyHandle: ~Copyable {
     }
 
     mutating func perform(
-        _ request: HTTPRequest, client: HTTPClient, sink: ((UnsafeRawBufferPointer) throws -> Void)?
+        _ request: HTTPRequest,
+        client: HTTPClient,
+        sink: ((UnsafeRawBufferPointer) throws -> Void)?
     ) throws(HTTPError) -> HTTPResponse {
         let state = TransferState()
         state.sink = sink
@@ -47,7 +49,9 @@ struct EasyHandle: ~Copyable {
             // Only this CA: drop the built-in bundle and directory, then load the PEM from memory.
             set(CURLOPT_CAINFO, nil)
             set(CURLOPT_CAPATH, nil)
-            let rc = ca.withUnsafeMutableBytes { cknit_curl_setopt_blob(curl, CURLOPT_CAINFO_BLOB, $0.baseAddress!, $0.count) }
+            let rc = ca.withUnsafeMutableBytes {
+                cknit_curl_setopt_blob(curl, CURLOPT_CAINFO_BLOB, $0.baseAddress!, $0.count)
+            }
             guard rc == CURLE_OK else { throw failure(rc, request) }
         }
 
@@ -93,8 +97,12 @@ struct EasyHandle: ~Copyable {
         guard rc == CURLE_OK else { throw failure(rc, request) }
         var status = 0
         _ = cknit_curl_getinfo_long(curl, CURLINFO_RESPONSE_CODE, &status)
-        return HTTPResponse(status: status != 0 ? status : state.status, headers: state.headers,
-                            trailers: state.trailerFields, body: state.body)
+        return HTTPResponse(
+            status: status != 0 ? status : state.status,
+            headers: state.headers,
+            trailers: state.trailerFields,
+            body: state.body
+        )
     }
 
     private func failure(_ rc: CURLcode, _ request: HTTPRequest) -> HTTPError {
@@ -155,7 +163,9 @@ private let readCallback: cknit_curl_data_cb = { pointer, size, count, userdata 
         let remaining = transfer.pendingBytes.count - transfer.pendingOffset
         let n = min(remaining, buffer.count)
         transfer.pendingBytes.withUnsafeBytes {
-            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[transfer.pendingOffset..<transfer.pendingOffset + n]))
+            buffer.copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: $0[transfer.pendingOffset..<transfer.pendingOffset + n])
+            )
         }
         transfer.pendingOffset += n
         return n
@@ -165,17 +175,26 @@ private let readCallback: cknit_curl_data_cb = { pointer, size, count, userdata 
     return n
 }
 
-private let trailerCallback: @convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<curl_slist>?>, UnsafeMutableRawPointer?) -> Int32 = {
-    list, userdata in
-    guard let trailers = state(userdata).trailers else { return Int32(CURL_TRAILERFUNC_OK) }
-    for field in trailers.values() { list.pointee = curl_slist_append(list.pointee, "\(field.name): \(field.value)") }
-    return Int32(CURL_TRAILERFUNC_OK)
-}
+private let trailerCallback:
+    @convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<curl_slist>?>, UnsafeMutableRawPointer?) -> Int32 = {
+        list,
+        userdata in
+        guard let trailers = state(userdata).trailers else { return Int32(CURL_TRAILERFUNC_OK) }
+        for field in trailers.values() {
+            list.pointee = curl_slist_append(list.pointee, "\(field.name): \(field.value)")
+        }
+        return Int32(CURL_TRAILERFUNC_OK)
+    }
 
 private let progressCallback: cknit_curl_progress_cb = { userdata, downloadTotal, downloaded, _, uploaded in
     let transfer = state(userdata)
-    transfer.progress?(HTTPProgress(
-        uploaded: Int64(uploaded), uploadTotal: transfer.uploadTotal,
-        downloaded: Int64(downloaded), downloadTotal: downloadTotal > 0 ? Int64(downloadTotal) : nil))
+    transfer.progress?(
+        HTTPProgress(
+            uploaded: Int64(uploaded),
+            uploadTotal: transfer.uploadTotal,
+            downloaded: Int64(downloaded),
+            downloadTotal: downloadTotal > 0 ? Int64(downloadTotal) : nil
+        )
+    )
     return 0
 }

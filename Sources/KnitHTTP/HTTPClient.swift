@@ -13,9 +13,12 @@ public struct HTTPClient: Sendable {
     public var userAgent: String
 
     /// - Parameter caPEM: when given, the server certificate must chain to this CA and no other.
-    public init(caPEM: String? = nil, connectTimeoutSeconds: Int = 30, stallTimeoutSeconds: Int = 300,
-                userAgent: String = "knit")
-    {
+    public init(
+        caPEM: String? = nil,
+        connectTimeoutSeconds: Int = 30,
+        stallTimeoutSeconds: Int = 300,
+        userAgent: String = "knit"
+    ) {
         _ = curlGlobalInit
         self.caPEM = caPEM.map { Array($0.utf8) }
         self.connectTimeoutSeconds = connectTimeoutSeconds
@@ -91,7 +94,11 @@ final class TransferState {
     func bodyBytes(_ bytes: UnsafeRawBufferPointer) -> Bool {
         if (200..<300).contains(status), let sink {
             do { try sink(bytes) } catch {
-                failure = HTTPError(code: .aborted, message: "response body handler failed: \(error)", underlying: error)
+                failure = HTTPError(
+                    code: .aborted,
+                    message: "response body handler failed: \(error)",
+                    underlying: error
+                )
                 return false
             }
             return true

@@ -49,7 +49,8 @@ public struct OutputSanitizer: Sendable {
                 return "knit: removed symlink \(shown) -> \(Self.printable(target)) from the output: "
                     + "it leads outside the output"
             case .clearedModeBits(let from, let to):
-                return "knit: cleared the setuid/setgid bits of \(shown) (mode \(Self.octal(from)) -> \(Self.octal(to)))"
+                return
+                    "knit: cleared the setuid/setgid bits of \(shown) (mode \(Self.octal(from)) -> \(Self.octal(to)))"
             }
         }
 

@@ -1,5 +1,5 @@
-internal import KnitSystem
 internal import Glibc
+internal import KnitSystem
 internal import Synchronization
 
 #if canImport(FoundationEssentials)

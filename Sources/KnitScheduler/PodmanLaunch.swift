@@ -1,6 +1,6 @@
-internal import KnitSystem
 internal import Glibc
 internal import KnitCore
+internal import KnitSystem
 
 #if canImport(FoundationEssentials)
     internal import FoundationEssentials

@@ -1,7 +1,8 @@
+internal import KnitSystem
+
 #if canImport(Glibc)
     internal import Glibc
 #endif
-internal import KnitSystem
 
 // The few file operations the store needs, as thin throwing calls. Paths are always ours (home/…),
 // never user input.

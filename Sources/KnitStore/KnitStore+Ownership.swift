@@ -43,9 +43,13 @@ extension KnitStore {
     /// afterwards (one write transaction, so two first pushes cannot both win).
     public func claimImageRepository(_ name: String, for user: String) throws(StoreError) -> String {
         try write("claim image repository") { txn -> String in
-            if let existing = try txn.withValue(db.imageOwners, key: name.utf8, { bytes in
-                bytes.map { String(decoding: $0, as: UTF8.self) }
-            }) {
+            if let existing = try txn.withValue(
+                db.imageOwners,
+                key: name.utf8,
+                { bytes in
+                    bytes.map { String(decoding: $0, as: UTF8.self) }
+                }
+            ) {
                 return existing
             }
             try txn.put(db.imageOwners, key: Array(name.utf8), value: Array(user.utf8))

@@ -35,7 +35,11 @@ extension KnitStore {
             let node = PlanGraphNode(planId: planId, plan: plan)
             if PlanGraph.createsCycle(adding: node, to: others.map { PlanGraphNode(planId: $0.planId, plan: $0.plan) })
             {
-                throw StoreError(.conflict, "plan spec conflicts with others", advice: "plan's tag dependency makes cycle")
+                throw StoreError(
+                    .conflict,
+                    "plan spec conflicts with others",
+                    advice: "plan's tag dependency makes cycle"
+                )
             }
             let record = PlanRecord(planId: planId, plan: plan, creator: creator, createdAtMs: now)
             try txn.put(db.plans, key: Array(planId.utf8), value: Self.encode(record))

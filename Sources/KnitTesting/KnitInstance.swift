@@ -5,7 +5,7 @@ import KnitSystem
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A real, isolated Knit on loopback for one test suite: its own home under /tmp, its own CA and
@@ -104,7 +104,8 @@ public final class KnitInstance: @unchecked Sendable {
     public init(options: Options = Options()) throws {
         self.options = options
         let fm = FileManager.default
-        packageRoot = URL(fileURLWithPath: Self.sourceFile)
+        packageRoot =
+            URL(fileURLWithPath: Self.sourceFile)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         binDir = try Self.locateBinaries(packageRoot: packageRoot)
 
@@ -435,7 +436,13 @@ public final class KnitInstance: @unchecked Sendable {
 
     /// Runs /usr/bin/curl with this instance's CA (`-sS --cacert CA` prepended).
     public func curl(_ args: [String], stdin: Data? = nil) -> ProcessResult {
-        run("/usr/bin/curl", ["-sS", "--cacert", caPath] + args, cwd: root, environment: childEnvironment(), stdin: stdin)
+        run(
+            "/usr/bin/curl",
+            ["-sS", "--cacert", caPath] + args,
+            cwd: root,
+            environment: childEnvironment(),
+            stdin: stdin
+        )
     }
 
     /// Runs any program with a clean-ish environment; never throws (status -1 when it cannot start).

@@ -4,7 +4,7 @@ import KnitSystem
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a finished child process left behind.

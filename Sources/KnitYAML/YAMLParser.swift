@@ -9,8 +9,11 @@ internal import CKnitYAML
 public func parseYAML(_ text: String, limits: YAMLLimits = .default) throws(YAMLError) -> YAMLNode? {
     var utf8 = Array(text.utf8)
     guard utf8.count <= limits.maximumBytes else {
-        throw YAMLError(.tooLarge, at: YAMLMark(line: 1, column: 1),
-                        "document is \(utf8.count) bytes; the limit is \(limits.maximumBytes)")
+        throw YAMLError(
+            .tooLarge,
+            at: YAMLMark(line: 1, column: 1),
+            "document is \(utf8.count) bytes; the limit is \(limits.maximumBytes)"
+        )
     }
     return try utf8.withUnsafeMutableBufferPointer { (bytes) throws(YAMLError) -> YAMLNode? in
         var reader = EventReader(bytes)
@@ -50,8 +53,10 @@ private struct EventReader: ~Copyable {
         guard yaml_parser_parse(parser, event) == 1 else { throw syntaxError() }
         defer { yaml_event_delete(event) }
         let data = event.pointee.data
-        let mark = YAMLMark(line: Int(event.pointee.start_mark.line) + 1,
-                            column: Int(event.pointee.start_mark.column) + 1)
+        let mark = YAMLMark(
+            line: Int(event.pointee.start_mark.line) + 1,
+            column: Int(event.pointee.start_mark.column) + 1
+        )
         switch event.pointee.type {
         case YAML_STREAM_START_EVENT: return .streamStart
         case YAML_STREAM_END_EVENT: return .streamEnd
@@ -152,7 +157,11 @@ private struct TreeBuilder {
                 if case .mappingEnd = next { break }
                 let key = try node(next, &reader, depth: depth + 1)
                 guard case .scalar(let keyText, _, let keyMark) = key.node else {
-                    throw YAMLError(.nonScalarKey, at: key.node.mark, "mapping keys must be scalars, not \(key.node.kindDescription)")
+                    throw YAMLError(
+                        .nonScalarKey,
+                        at: key.node.mark,
+                        "mapping keys must be scalars, not \(key.node.kindDescription)"
+                    )
                 }
                 guard !entries.contains(where: { $0.key == keyText }) else {
                     throw YAMLError(.duplicateKey, at: keyMark, "duplicate key '\(keyText)'")

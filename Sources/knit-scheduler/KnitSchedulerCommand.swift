@@ -2,8 +2,8 @@ import ArgumentParser
 import KnitCore
 import KnitDaemon
 import KnitScheduler
-import KnitSystem
 import KnitStore
+import KnitSystem
 import Logging
 
 #if canImport(Glibc)

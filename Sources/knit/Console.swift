@@ -1,8 +1,9 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import KnitClient
 import KnitSystem
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// stdout for JSON and data, stderr for everything else; raw `write(2)` because C's `stdout`/`stderr`
 /// globals are not concurrency-safe in Swift 6 and buffering would interleave with the progress bar.

@@ -10,17 +10,26 @@ struct DataFind: ParsableCommand {
             Prints a JSON array of Data Detail. -t knit#id:ID finds one Data by its Knit Id. --since takes \
             2024-01-02, 2024-01-02 15, 2024-01-02T15:04, 2024-01-02T15:04:05.999+09:00, …; without an offset \
             it is local time. --duration (Go syntax: 90m, 1h30m, 2.5h) needs --since.
-            """)
+            """
+    )
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(name: [.customShort("t"), .customLong("tag")], help: ArgumentHelp(
-        "Tag the Data must have (repeatable).", valueName: "KEY:VALUE"))
+    @Option(
+        name: [.customShort("t"), .customLong("tag")],
+        help: ArgumentHelp(
+            "Tag the Data must have (repeatable).",
+            valueName: "KEY:VALUE"
+        )
+    )
     var tags: [String] = []
 
-    @Option(help: ArgumentHelp(
-        "both: any Data; yes/true: only Data being made or failed (knit#transient); no/false: only the rest.",
-        valueName: "both|yes|true|no|false"))
+    @Option(
+        help: ArgumentHelp(
+            "both: any Data; yes/true: only Data being made or failed (knit#transient); no/false: only the rest.",
+            valueName: "both|yes|true|no|false"
+        )
+    )
     var transient: String = "both"
 
     @Option(help: ArgumentHelp("Only Data updated at or after this time.", valueName: "TIME"))

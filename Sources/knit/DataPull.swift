@@ -1,8 +1,9 @@
 import ArgumentParser
 import KnitClient
 import KnitSystem
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct DataPull: ParsableCommand {
@@ -16,11 +17,15 @@ struct DataPull: ParsableCommand {
             stdout. When the server sends an MD5 (x-checksum-md5) and the bytes received do not match it, the pull \
             fails: the archive file is not kept and an extracted directory is emptied again; with DEST - the bytes \
             already went to stdout, and the exit status says they are damaged.
-            """)
+            """
+    )
 
     @OptionGroup var global: GlobalOptions
 
-    @Flag(name: [.customShort("x"), .customLong("extract")], help: "Extract into DEST/<KNIT_ID>/ instead of saving the archive.")
+    @Flag(
+        name: [.customShort("x"), .customLong("extract")],
+        help: "Extract into DEST/<KNIT_ID>/ instead of saving the archive."
+    )
     var extract = false
 
     @Argument(help: ArgumentHelp("The Data to download.", valueName: "KNIT_ID"))

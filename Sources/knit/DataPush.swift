@@ -12,18 +12,27 @@ struct DataPush: ParsableCommand {
             name:<basename of DIR>. Its Data Detail is printed as JSON on stdout. A DIR that does not exist \
             is skipped with a message on stderr. The archive format is the fastest the server offers \
             (tar+zstd, tar, tar+gzip).
-            """)
+            """
+    )
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(name: [.customShort("t"), .customLong("tag")], help: ArgumentHelp(
-        "Tag for the new Data (repeatable). Keys starting with knit# are reserved.", valueName: "KEY:VALUE"))
+    @Option(
+        name: [.customShort("t"), .customLong("tag")],
+        help: ArgumentHelp(
+            "Tag for the new Data (repeatable). Keys starting with knit# are reserved.",
+            valueName: "KEY:VALUE"
+        )
+    )
     var tags: [String] = []
 
     @Flag(name: [.customShort("n"), .customLong("name")], help: "Also tag each Data with name:<basename of DIR>.")
     var name = false
 
-    @Flag(name: [.customShort("L"), .customLong("dereference")], help: "Follow symlinks and upload what they point to.")
+    @Flag(
+        name: [.customShort("L"), .customLong("dereference")],
+        help: "Follow symlinks and upload what they point to."
+    )
     var dereference = false
 
     @Argument(help: ArgumentHelp("Directories to upload.", valueName: "DIR"))
@@ -48,7 +57,11 @@ struct DataPush: ParsableCommand {
                 if name { all.append(Tag(key: "name", value: baseName(directory))) }
                 let bar = ProgressBar.make("[knit data push] \(directory)")
                 let reply = try client.pushData(
-                    directory: directory, tags: all, dereference: dereference, progress: bar.map { $0.update })
+                    directory: directory,
+                    tags: all,
+                    dereference: dereference,
+                    progress: bar.map { $0.update }
+                )
                 bar?.finish()
                 Console.output(reply.json.rendered(indent: 4) + "\n")
             }

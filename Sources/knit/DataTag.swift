@@ -10,7 +10,8 @@ struct DataTag: ParsableCommand {
             One request: removals (--remove-key, then --remove) are applied before additions. Removing an \
             absent tag or adding a present one is not an error. The Data Detail after the change is printed \
             as JSON on stdout.
-            """)
+            """
+    )
 
     @OptionGroup var global: GlobalOptions
 
@@ -20,7 +21,10 @@ struct DataTag: ParsableCommand {
     @Option(help: ArgumentHelp("Tag to remove (repeatable).", valueName: "KEY:VALUE"))
     var remove: [String] = []
 
-    @Option(name: .customLong("remove-key"), help: ArgumentHelp("Remove every tag with this key (repeatable).", valueName: "KEY"))
+    @Option(
+        name: .customLong("remove-key"),
+        help: ArgumentHelp("Remove every tag with this key (repeatable).", valueName: "KEY")
+    )
     var removeKey: [String] = []
 
     @Argument(help: ArgumentHelp("The Data to change.", valueName: "KNIT_ID"))
@@ -36,7 +40,10 @@ struct DataTag: ParsableCommand {
 
     func run() throws {
         let change = TagChangeJSON(
-            add: try parseTags(add, flag: "--add"), remove: try parseTags(remove, flag: "--remove"), removeKey: removeKey)
+            add: try parseTags(add, flag: "--add"),
+            remove: try parseTags(remove, flag: "--remove"),
+            removeKey: removeKey
+        )
         try reportingErrors { () throws(KnitClientError) in
             let reply = try global.apiClient().updateTags(knitId: knitId, change: change)
             Console.output(reply.json.rendered(indent: 4) + "\n")

@@ -4,18 +4,31 @@ import KnitCore
 
 /// Flags every command accepts, as Knitfab's CLI does.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .customLong("profile"), help: ArgumentHelp(
-        "Profile to use (default: named by the nearest .knitprofile, else the current directory's path).",
-        valueName: "NAME"))
+    @Option(
+        name: .customLong("profile"),
+        help: ArgumentHelp(
+            "Profile to use (default: named by the nearest .knitprofile, else the current directory's path).",
+            valueName: "NAME"
+        )
+    )
     var profile: String?
 
-    @Option(name: .customLong("profile-store"), help: ArgumentHelp(
-        "Profile store file (default: ~/.knit/profile).", valueName: "PATH"))
+    @Option(
+        name: .customLong("profile-store"),
+        help: ArgumentHelp(
+            "Profile store file (default: ~/.knit/profile).",
+            valueName: "PATH"
+        )
+    )
     var profileStore: String?
 
-    @Option(name: .customLong("env"), help: ArgumentHelp(
-        "knitenv file (default: the nearest file named knitenv at or above the current directory).",
-        valueName: "PATH"))
+    @Option(
+        name: .customLong("env"),
+        help: ArgumentHelp(
+            "knitenv file (default: the nearest file named knitenv at or above the current directory).",
+            valueName: "PATH"
+        )
+    )
     var env: String?
 
     var store: ProfileStore { ProfileStore(path: profileStore ?? ProfileStore.defaultPath) }

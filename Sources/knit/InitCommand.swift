@@ -9,7 +9,8 @@ struct InitCommand: ParsableCommand {
             Reads KNIT_PROFILE_FILE (apiRoot, cert.ca, token), checks it, saves it in the profile store \
             under --profile (default: the current directory's absolute path) and writes ./.knitprofile \
             naming that profile.
-            """)
+            """
+    )
 
     @OptionGroup var global: GlobalOptions
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 import KnitClient
-import KnitSystem
 import KnitCore
+import KnitSystem
 
 #if canImport(Glibc)
     import Glibc

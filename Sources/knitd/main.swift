@@ -3,8 +3,8 @@ import KnitAPI
 import KnitCore
 import KnitDaemon
 import KnitFastCGI
-import KnitSystem
 import KnitStore
+import KnitSystem
 import Logging
 
 #if canImport(Glibc)
@@ -40,7 +40,9 @@ struct Knitd: ParsableCommand {
     @Option(help: "Followed run logs at once; more are answered 503. With --transfer-slots, below --threads.")
     var followSlots: Int = 8
 
-    @Option(help: "The most transfers, and the most followed logs, one user may have at once (default: half of each pool).")
+    @Option(
+        help: "The most transfers, and the most followed logs, one user may have at once (default: half of each pool)."
+    )
     var slotsPerUser: Int?
 
     @Option(

@@ -1,9 +1,9 @@
 import KnitAPI
-import KnitSystem
-import KnitTestSupport
 import KnitArchive
 import KnitCore
 import KnitStore
+import KnitSystem
+import KnitTestSupport
 import Logging
 import Synchronization
 

@@ -2,9 +2,9 @@ import KnitAPI
 import KnitArchive
 import KnitCore
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 @Suite struct HealthAndAuthTests {
     @Test func healthNeedsNoTokenAndListsFormats() throws {

@@ -2,10 +2,10 @@ import KnitAPI
 import KnitArchive
 import KnitCore
 import KnitStore
-import Logging
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Logging
+import Testing
 
 #if canImport(Glibc)
     import Glibc
@@ -101,7 +101,8 @@ final class SmallDisk {
     @Test(
         "F1: an upload that runs out of disk is 507 and leaves nothing; after space is freed uploads work again",
         .enabled(if: getuid() == 0, "mounting a tmpfs needs root"),
-        arguments: [ArchiveFormat.tar, .tarGzip, .tarZstd], [200_000, 4 << 20]
+        arguments: [ArchiveFormat.tar, .tarGzip, .tarZstd],
+        [200_000, 4 << 20]
     )
     func diskFullDuringUpload(format: ArchiveFormat, size: Int) throws {
         let disk = try SmallDisk()

@@ -3,9 +3,9 @@ import KnitArchive
 import KnitCore
 import KnitDigest
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(Glibc)
     import Glibc
@@ -133,7 +133,13 @@ func decompress(_ bytes: [UInt8], tool: String) throws -> [UInt8] {
                 TarHeader(name: "link", typeflag: "2", mode: 0o777, uid: 0, gid: 0, linkname: "a.txt", magic: ustar),
                 TarHeader(name: "sub/b.txt", typeflag: "0", mode: 0o644, uid: 0, gid: 0, linkname: "", magic: ustar),
                 TarHeader(
-                    name: "sub/deeper/c.txt", typeflag: "0", mode: 0o644, uid: 0, gid: 0, linkname: "", magic: ustar
+                    name: "sub/deeper/c.txt",
+                    typeflag: "0",
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    linkname: "",
+                    magic: ustar
                 ),
                 TarHeader(name: "x.bin", typeflag: "0", mode: 0o755, uid: 0, gid: 0, linkname: "", magic: ustar),
             ]

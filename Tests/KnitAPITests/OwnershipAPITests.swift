@@ -1,9 +1,9 @@
 import KnitArchive
 import KnitCore
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 @testable import KnitAPI
 
@@ -43,7 +43,9 @@ private struct Fixture {
         planId = try #require(try json(registered)["planId"]?.stringValue)
         let run = try #require(try harness.store.findRuns(planIds: [planId]).first)
         try #require(try harness.store.markStarting(runId: run.runId))
-        try #require(try harness.store.finishRun(runId: run.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true))
+        try #require(
+            try harness.store.finishRun(runId: run.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true)
+        )
         planRun = try harness.store.runDetail(runId: run.runId)
     }
 
@@ -98,18 +100,34 @@ private struct Fixture {
             #expect(fixture.request(change, as: "rita").status == 403)
         }
         #expect(fixture.harness.request("DELETE", "/api/runs/no-such-run", as: "carol").status == 404)
-        #expect(fixture.harness.request("PUT", "/api/data/no-such-data/", as: "carol", body: Array("{}".utf8)).status == 404)
+        #expect(
+            fixture.harness.request("PUT", "/api/data/no-such-data/", as: "carol", body: Array("{}".utf8)).status == 404
+        )
     }
 
     @Test func theOwnerAndAnAdminMay() throws {
         let fixture = try Fixture()
-        let tagged = fixture.request(("PUT", "/api/data/\(fixture.upload.knitId)/", #"{"add":["by:alice"]}"#), as: "alice")
+        let tagged = fixture.request(
+            ("PUT", "/api/data/\(fixture.upload.knitId)/", #"{"add":["by:alice"]}"#),
+            as: "alice"
+        )
         #expect(tagged.status == 200)
-        let adminTagged = fixture.request(("PUT", "/api/data/\(fixture.upload.knitId)/", #"{"add":["by:root"]}"#), as: "root")
+        let adminTagged = fixture.request(
+            ("PUT", "/api/data/\(fixture.upload.knitId)/", #"{"add":["by:root"]}"#),
+            as: "root"
+        )
         #expect(adminTagged.status == 200)
         // The Run's output belongs to the plan's owner, even though nobody uploaded it.
-        #expect(fixture.request(("PUT", "/api/data/\(fixture.planRun.outputs[0].knitId)/", #"{"add":["ok:1"]}"#), as: "alice").status == 200)
-        #expect(fixture.request(("PUT", "/api/plans/\(fixture.planId)/resources", #"{"set":{"cpu":"1"}}"#), as: "root").status == 200)
+        #expect(
+            fixture.request(
+                ("PUT", "/api/data/\(fixture.planRun.outputs[0].knitId)/", #"{"add":["ok:1"]}"#),
+                as: "alice"
+            ).status == 200
+        )
+        #expect(
+            fixture.request(("PUT", "/api/plans/\(fixture.planId)/resources", #"{"set":{"cpu":"1"}}"#), as: "root")
+                .status == 200
+        )
         #expect(fixture.request(("PUT", "/api/runs/\(fixture.planRun.runId)/retry", ""), as: "alice").status == 200)
         // The retried Run is still alice's; an admin may delete it once it is done.
         let retried = try fixture.harness.store.runDetail(runId: fixture.planRun.runId)
@@ -165,7 +183,9 @@ private struct Fixture {
         // A write that names no repository is refused.
         #expect(check("DELETE", "/v2/_catalog", as: "alice") == 403)
         let denied = harness.log.entries("audit").filter { $0["audit.outcome"] == "denied" }
-        #expect(denied.contains { $0["audit.user"] == "carol" && $0["audit.action"] == "PUT /v2/team/train/manifests/1" })
+        #expect(
+            denied.contains { $0["audit.user"] == "carol" && $0["audit.action"] == "PUT /v2/team/train/manifests/1" }
+        )
     }
 
     @Test func repositoryNamesComeFromRegistryPaths() {
@@ -185,7 +205,9 @@ private struct Fixture {
         let harness = try APIHarness(transferSlots: 4, followSlots: 2, slotsPerUser: 2)
         let archive = try makeArchive(format: .tar, files: ["a": "1"])
         let knitId = try #require(try json(harness.request("POST", "/api/data/", body: archive))["knitId"]?.stringValue)
-        var held: [APIResponse] = [harness.request("GET", "/api/data/\(knitId)"), harness.request("GET", "/api/data/\(knitId)")]
+        var held: [APIResponse] = [
+            harness.request("GET", "/api/data/\(knitId)"), harness.request("GET", "/api/data/\(knitId)"),
+        ]
         #expect(harness.api.transfersInFlight == 2)
         let refused = harness.request("GET", "/api/data/\(knitId)")
         #expect(refused.status == 503)

@@ -1,8 +1,8 @@
 import KnitAPI
 import KnitCore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 /// Every validation rule of a plan spec, one per case, sent to `POST /api/plans/`: each must answer 400
 /// "invalid plan spec" with advice naming the field and the problem, and must register nothing.
@@ -94,7 +94,11 @@ import KnitTestSupport
             advice: ["resources.memory", "at least 6Mi"]
         ),
         Case(rule: "F17 cpu 0", fields: ["resources": #"{"cpu":"0"}"#], advice: ["resources.cpu", "above 0"]),
-        Case(rule: "F8 cpu that overflows", fields: ["resources": #"{"cpu":"9E"}"#], advice: ["resources.cpu", "too large"]),
+        Case(
+            rule: "F8 cpu that overflows",
+            fields: ["resources": #"{"cpu":"9E"}"#],
+            advice: ["resources.cpu", "too large"]
+        ),
         Case(
             rule: "F17 input path with a colon",
             fields: ["inputs": #"[{"path":"/in:rw","tags":["a:b"]}]"#],

@@ -1,9 +1,9 @@
 import KnitAPI
 import KnitCore
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -44,8 +44,14 @@ import KnitTestSupport
         }
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
             // Each in a repository of their own (the first pusher owns one: OwnershipAPITests).
-            #expect(ask(harness, method: method, authorization: "Bearer \(admin)", repository: "ada/img") == 204, "\(method)")
-            #expect(ask(harness, method: method, authorization: "Bearer \(writer)", repository: "alice/img") == 204, "\(method)")
+            #expect(
+                ask(harness, method: method, authorization: "Bearer \(admin)", repository: "ada/img") == 204,
+                "\(method)"
+            )
+            #expect(
+                ask(harness, method: method, authorization: "Bearer \(writer)", repository: "alice/img") == 204,
+                "\(method)"
+            )
             #expect(ask(harness, method: method, authorization: "Bearer \(reader)") == 403, "\(method)")
         }
         // Lower case from a hand-written proxy config is the same method.

@@ -1,9 +1,9 @@
 import KnitAPI
 import KnitCore
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 private let pipelineSpec = """
     {"image":"repo/train:v1","inputs":[{"path":"/in/data","tags":["type:dataset"]}],

@@ -1,9 +1,9 @@
 import KnitAPI
 import KnitCore
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 // PUT /api/runs/{id}/abort and /tearoff over a real store.
 

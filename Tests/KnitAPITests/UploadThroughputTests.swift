@@ -1,7 +1,7 @@
 import KnitAPI
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(Glibc)
     import Glibc

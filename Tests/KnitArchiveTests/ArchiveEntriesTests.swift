@@ -1,7 +1,7 @@
 import KnitArchive
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials

@@ -1,7 +1,7 @@
 import KnitArchive
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -15,8 +15,10 @@ import KnitTestSupport
 /// A tree with every kind of thing Data may hold.
 private func makeSampleTree(_ root: String) throws -> Int64 {
     let fm = FileManager.default
-    try fm.createDirectory(atPath: root + "/a/b/c", withIntermediateDirectories: true)
-    try fm.createDirectory(atPath: root + "/empty-dir", withIntermediateDirectories: true)
+    // Modes given, not left to the umask: libarchive's disk writer briefly sets the process umask to 0 to
+    // read it, and other tests extract archives in this process at the same time.
+    try fm.createDirectory(atPath: root + "/a/b/c", withIntermediateDirectories: true, attributes: directoryMode)
+    try fm.createDirectory(atPath: root + "/empty-dir", withIntermediateDirectories: true, attributes: directoryMode)
     try writeFile(root + "/a/b/c/deep.txt", Array("deep\n".utf8))
     try writeFile(root + "/a/top.txt", Array("top\n".utf8), mode: 0o600)
     try writeFile(root + "/empty.txt", [])
@@ -28,6 +30,8 @@ private func makeSampleTree(_ root: String) throws -> Int64 {
     try fm.createSymbolicLink(atPath: root + "/self", withDestinationPath: ".")
     return 5 + 4 + 0 + 13 + 18 + 5 * 1024 * 1024 + 123
 }
+
+private var directoryMode: [FileAttributeKey: Any] { [.posixPermissions: 0o755] }
 
 @Suite("round trip")
 struct RoundTripTests {

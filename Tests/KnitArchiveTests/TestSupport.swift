@@ -1,7 +1,7 @@
 import KnitArchive
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials
@@ -27,7 +27,12 @@ final class TempDir {
     /// Makes a directory (and parents) and returns its path.
     @discardableResult
     func mkdir(_ name: String) throws -> String {
-        try FileManager.default.createDirectory(atPath: sub(name), withIntermediateDirectories: true)
+        // An explicit mode: libarchive's disk writer briefly zeroes the process umask (see RoundTripTests).
+        try FileManager.default.createDirectory(
+            atPath: sub(name),
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o755]
+        )
         return sub(name)
     }
 }

@@ -1,7 +1,7 @@
 import KnitArchive
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 /// tar+zstd written by Knit carries zstd's content checksum, so a damaged upload is told apart from a good one.
 @Suite("zstd content checksum")

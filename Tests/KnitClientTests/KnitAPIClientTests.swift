@@ -1,17 +1,18 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import KnitArchive
 import KnitClient
 import KnitCore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite(.serialized) struct KnitAPIClientTests {
     private func client(_ server: PythonServer, token: String? = "tok") throws -> KnitAPIClient {
@@ -35,7 +36,10 @@ import KnitTestSupport
     }
 
     @Test func healthAndFormatNegotiation() throws {
-        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/tar+gzip", "application/x-tar"])
+        let server = try PythonServer(
+            script: fakeKnitScript,
+            arguments: ["knit", "application/tar+gzip", "application/x-tar"]
+        )
         defer { server.stop() }
         let info = try client(server).health()
         #expect(info.status == "ok")
@@ -49,7 +53,10 @@ import KnitTestSupport
     }
 
     @Test func pushSendsTagsInTheQueryAndTheChecksumAsTrailer() throws {
-        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar", "application/tar+gzip"])
+        let server = try PythonServer(
+            script: fakeKnitScript,
+            arguments: ["knit", "application/x-tar", "application/tar+gzip"]
+        )
         defer { server.stop() }
         let dir = TemporaryDirectory()
         let tags = [Tag(key: "project", value: "a:b c+d&e%f#g"), Tag(key: "名前", value: "データ")]
@@ -98,7 +105,10 @@ import KnitTestSupport
     }
 
     @Test func pullExtractsAndSavesArchives() throws {
-        let server = try PythonServer(script: fakeKnitScript, arguments: ["knit", "application/x-tar", "application/tar+gzip"])
+        let server = try PythonServer(
+            script: fakeKnitScript,
+            arguments: ["knit", "application/x-tar", "application/tar+gzip"]
+        )
         defer { server.stop() }
         let dir = TemporaryDirectory()
         let api = try client(server)
@@ -120,8 +130,10 @@ import KnitTestSupport
         #expect(saved.format == .tarGzip)
         #expect(saved.checksum?.count == 32)
         #expect(capture(["/bin/ls", "-A", dir.file("files")]) == "\(knitId).tar.gz\n")
-        #expect(capture(["/bin/tar", "-tzf", dir.file("files/\(knitId).tar.gz")]).split(separator: "\n").sorted()
-            == ["a.txt", "empty/", "link", "sub/", "sub/b.bin"])
+        #expect(
+            capture(["/bin/tar", "-tzf", dir.file("files/\(knitId).tar.gz")]).split(separator: "\n").sorted()
+                == ["a.txt", "empty/", "link", "sub/", "sub/b.bin"]
+        )
         #expect(try log(server).last?["accept"]?.stringValue == "application/tar+gzip")
 
         var streamed: [UInt8] = []
@@ -188,7 +200,9 @@ import KnitTestSupport
         }
         #expect(error?.description == "404: data 'nope' not found")
         #expect(error?.status == 404)
-        let file = #expect(throws: KnitClientError.self) { try client(server).pullArchive(knitId: "nope", into: dir.path) }
+        let file = #expect(throws: KnitClientError.self) {
+            try client(server).pullArchive(knitId: "nope", into: dir.path)
+        }
         #expect(file?.status == 404)
         #expect(capture(["/bin/ls", "-A", dir.path]) == "out\n")  // no partial download left behind
     }
@@ -200,12 +214,19 @@ import KnitTestSupport
         let api = try client(server)
         let tree = makeTree(dir)
         _ = try api.pushData(directory: tree, tags: [Tag(key: "p", value: "x y")])
-        _ = try api.pushData(directory: tree, tags: [Tag(key: "p", value: "x y"), Tag(key: "test", value: "transient")])
+        _ = try api.pushData(
+            directory: tree,
+            tags: [Tag(key: "p", value: "x y"), Tag(key: "test", value: "transient")]
+        )
         _ = try api.pushData(directory: tree, tags: [Tag(key: "p", value: "other")])
 
         #expect(try api.findData(tags: [Tag(key: "p", value: "x y")]).map(\.detail.knitId) == ["data-1", "data-2"])
-        #expect(try api.findData(tags: [Tag(key: "p", value: "x y")], transient: .yes).map(\.detail.knitId) == ["data-2"])
-        #expect(try api.findData(tags: [Tag(key: "p", value: "x y")], transient: .no).map(\.detail.knitId) == ["data-1"])
+        #expect(
+            try api.findData(tags: [Tag(key: "p", value: "x y")], transient: .yes).map(\.detail.knitId) == ["data-2"]
+        )
+        #expect(
+            try api.findData(tags: [Tag(key: "p", value: "x y")], transient: .no).map(\.detail.knitId) == ["data-1"]
+        )
         #expect(try api.findData(tags: [Tag(key: "knit#id", value: "data-3")]).map(\.detail.knitId) == ["data-3"])
 
         let since = try #require(KnitTime.parseLoose("2024-05-17T13:00", defaultOffsetMinutes: 9 * 60))
@@ -224,10 +245,18 @@ import KnitTestSupport
         defer { server.stop() }
         let dir = TemporaryDirectory()
         let api = try client(server)
-        let knitId = try api.pushData(directory: makeTree(dir), tags: [Tag(key: "a", value: "1"), Tag(key: "b", value: "2")]).detail.knitId
+        let knitId = try api.pushData(
+            directory: makeTree(dir),
+            tags: [Tag(key: "a", value: "1"), Tag(key: "b", value: "2")]
+        ).detail.knitId
         let changed = try api.updateTags(
             knitId: knitId,
-            change: TagChangeJSON(add: [Tag(key: "c", value: "3")], remove: [Tag(key: "a", value: "1")], removeKey: ["b"]))
+            change: TagChangeJSON(
+                add: [Tag(key: "c", value: "3")],
+                remove: [Tag(key: "a", value: "1")],
+                removeKey: ["b"]
+            )
+        )
         let user = changed.detail.tags.filter { !$0.isSystem }
         #expect(user == [Tag(key: "c", value: "3")])
         let body = try #require(try log(server).last?["body"])
@@ -240,7 +269,9 @@ import KnitTestSupport
         }
         #expect(missing?.description == "404: data 'ghost' not found")
 
-        let unauthorized = #expect(throws: KnitClientError.self) { try client(server, token: "wrong").findData(tags: []) }
+        let unauthorized = #expect(throws: KnitClientError.self) {
+            try client(server, token: "wrong").findData(tags: [])
+        }
         #expect(unauthorized?.description == "401: missing or wrong token (ask your administrator)")
     }
 

@@ -1,8 +1,8 @@
 import KnitClient
 import KnitCore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 @Suite struct PlanFileTests {
     private func errorText(_ yaml: String) -> String? {
@@ -133,17 +133,18 @@ import KnitTestSupport
 
     /// F8, F17: `knit plan apply` refuses, before sending anything, limits and paths no container can run with.
     @Test func F8F17LimitsAndPathsNoContainerCanUseAreReportedWithTheirLine() {
-        let text = errorText(
-            """
-            image: "repo/train:v1"
-            inputs:
-              - path: "/in/a:rw"
-                tags: ["type:a"]
-            resources:
-              memory: 100Ei
-              cpu: "0"
-            """
-        ) ?? ""
+        let text =
+            errorText(
+                """
+                image: "repo/train:v1"
+                inputs:
+                  - path: "/in/a:rw"
+                    tags: ["type:a"]
+                resources:
+                  memory: 100Ei
+                  cpu: "0"
+                """
+            ) ?? ""
         #expect(text.contains("plan.yaml:3:11: error: inputs[0].path: \"/in/a:rw\" contains ':' or ','"), "\(text)")
         #expect(text.contains("plan.yaml:6:11: error: resources.memory: \"100Ei\" is too large"), "\(text)")
         #expect(text.contains("plan.yaml:7:8: error: resources.cpu: \"0\": a cpu limit must be above 0"), "\(text)")

@@ -1,9 +1,9 @@
 import KnitArchive
 import KnitClient
 import KnitCore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(FoundationEssentials)
     import FoundationEssentials

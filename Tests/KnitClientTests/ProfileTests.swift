@@ -1,16 +1,17 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import KnitClient
 import KnitCore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 let samplePEM = """
     -----BEGIN CERTIFICATE-----
@@ -28,12 +29,15 @@ private func mode(_ path: String) -> mode_t {
 
 @Suite struct ProfileTests {
     @Test func handoutWithCAAndToken() throws {
-        let profile = try KnitProfile.parseHandout("""
+        let profile = try KnitProfile.parseHandout(
+            """
             apiRoot: https://10.0.0.1:30803/api/
             cert:
               ca: \(sampleCA)
             token: s3cret
-            """, source: "handout")
+            """,
+            source: "handout"
+        )
         #expect(profile.apiRoot == "https://10.0.0.1:30803/api")
         #expect(profile.caPEM == samplePEM)
         #expect(profile.caBase64 == sampleCA)
@@ -124,7 +128,9 @@ private func mode(_ path: String) -> mode_t {
         try ProfileResolution.writeProjectFile(profileName: "team-profile", in: dir.file("project"))
         #expect(mode(dir.file("project/.knitprofile")) == 0o600)
         #expect(readText(dir.file("project/.knitprofile")) == "team-profile\n")
-        #expect(try ProfileResolution.profileName(flag: nil, directory: dir.file("project/sub/deeper")) == "team-profile")
+        #expect(
+            try ProfileResolution.profileName(flag: nil, directory: dir.file("project/sub/deeper")) == "team-profile"
+        )
         #expect(try ProfileResolution.profileName(flag: nil, directory: dir.file("project")) == "team-profile")
 
         // The nearest file wins.
@@ -138,14 +144,17 @@ private func mode(_ path: String) -> mode_t {
         dir.mkdir("p/q")
         #expect(try ProfileResolution.knitenvPath(flag: nil, directory: dir.file("p/q")) == nil)
         #expect(try KnitEnv.load(path: nil) == KnitEnv())
-        dir.write("p/knitenv", """
+        dir.write(
+            "p/knitenv",
+            """
             tag:
               - project:mnist
               - "owner: me"
             resource:
               cpu: "1"
               memory: 1Gi
-            """)
+            """
+        )
         let path = try #require(try ProfileResolution.knitenvPath(flag: nil, directory: dir.file("p/q")))
         #expect(path == dir.file("p/knitenv"))
         #expect(try ProfileResolution.knitenvPath(flag: "/explicit", directory: dir.file("p/q")) == "/explicit")

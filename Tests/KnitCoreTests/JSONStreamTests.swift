@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 /// KnitJSON.encode writes through a streaming encoder (falling back to the JSONValue tree for container use it
 /// cannot stream); both must give exactly the text the tree renders.

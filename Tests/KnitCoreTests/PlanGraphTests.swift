@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 @Suite struct PlanGraphTests {
     private func node(_ id: String, inputs: [TagSet], outputs: [TagSet]) -> PlanGraphNode {

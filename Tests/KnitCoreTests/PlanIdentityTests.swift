@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 @Suite struct PlanIdentityTests {
     private func identity(_ change: (inout PlanSpecJSON) -> Void) throws -> Plan {

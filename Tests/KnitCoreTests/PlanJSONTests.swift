@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 @Suite struct PlanJSONTests {
     private func text<T: Encodable>(_ value: T) throws -> String {

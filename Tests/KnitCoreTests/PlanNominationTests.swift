@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 @Suite struct PlanNominationTests {
     private func input(_ texts: String...) throws -> PlanInput {

@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 // Shared by the Plan*Tests files.
 

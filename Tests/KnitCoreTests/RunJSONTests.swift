@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 @Suite struct RunJSONTests {
     private let plan = PlanSummaryJSON(planId: "p", image: "localhost:30503/train:v1.0", entrypoint: ["python"])

@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 @Suite struct RunLifecycleTests {
     /// Knitfab v1.6.1 §3.2, written out as the full table of allowed changes (same-state aside).

@@ -1,6 +1,6 @@
 import KnitCore
-import Testing
 import KnitTestSupport
+import Testing
 
 @Suite struct TagTests {
     @Test(arguments: [
@@ -81,10 +81,15 @@ import KnitTestSupport
         var rng = SystemRandomNumberGenerator()
         for _ in 0..<50 {
             func randomTag() -> KnitCore.Tag {
-                KnitCore.Tag(key: "k\(Int.random(in: 0..<5, using: &rng))", value: "v\(Int.random(in: 0..<8, using: &rng))")
+                KnitCore.Tag(
+                    key: "k\(Int.random(in: 0..<5, using: &rng))",
+                    value: "v\(Int.random(in: 0..<8, using: &rng))"
+                )
             }
             let start = TagSet((0..<Int.random(in: 0..<20, using: &rng)).map { _ in randomTag() })
-            let removeKeys = (0..<Int.random(in: 0..<3, using: &rng)).map { _ in "k\(Int.random(in: 0..<6, using: &rng))" }
+            let removeKeys = (0..<Int.random(in: 0..<3, using: &rng)).map { _ in
+                "k\(Int.random(in: 0..<6, using: &rng))"
+            }
             let remove = (0..<Int.random(in: 0..<6, using: &rng)).map { _ in randomTag() }
             let add = (0..<Int.random(in: 0..<10, using: &rng)).map { _ in randomTag() }
             var expected = start

@@ -1,5 +1,5 @@
-import Testing
 import KnitTestSupport
+import Testing
 
 @testable import KnitCore
 

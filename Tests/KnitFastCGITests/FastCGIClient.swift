@@ -118,8 +118,10 @@ struct FastCGIClient: ~Copyable {
 
     private static func length(_ count: Int) -> [UInt8] {
         if count < 128 { return [UInt8(count)] }
-        return [UInt8(count >> 24) | 0x80, UInt8((count >> 16) & 0xff), UInt8((count >> 8) & 0xff),
-            UInt8(count & 0xff)]
+        return [
+            UInt8(count >> 24) | 0x80, UInt8((count >> 16) & 0xff), UInt8((count >> 8) & 0xff),
+            UInt8(count & 0xff),
+        ]
     }
 }
 

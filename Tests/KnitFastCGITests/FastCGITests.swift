@@ -1,8 +1,9 @@
 import Glibc
-@testable import KnitFastCGI
 import KnitSystem
 import Synchronization
 import Testing
+
+@testable import KnitFastCGI
 
 /// What each handler saw, by the `TEST_CASE` parameter of its request: the handler runs on a server thread,
 /// after the client may already be gone.

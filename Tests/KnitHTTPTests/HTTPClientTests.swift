@@ -1,16 +1,17 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import KnitCore
 import KnitHTTP
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
+
+#if canImport(FoundationEssentials)
+    import FoundationEssentials
+#else
+    import Foundation
+#endif
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 @Suite(.serialized) struct HTTPClientTests {
     let client = HTTPClient()
@@ -84,16 +85,21 @@ import KnitTestSupport
         var upProgress: HTTPProgress?
         let response = try client.perform(
             HTTPRequest(
-                method: "POST", url: server.base + "/upload?tag=a%3Ab",
+                method: "POST",
+                url: server.base + "/upload?tag=a%3Ab",
                 headers: ["Content-Type": "application/tar+gzip", "Authorization": "Bearer t0k"],
                 body: .stream(length: nil) { buffer in
                     let n = min(buffer.count, 70_000, payload.count - offset)
-                    payload.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + n])) }
+                    payload.withUnsafeBytes {
+                        buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + n]))
+                    }
                     offset += n
                     return n
                 },
                 trailers: HTTPTrailers(names: ["x-checksum-md5"]) { ["x-checksum-md5": md5Hex(payload)] },
-                progress: { upProgress = $0 }))
+                progress: { upProgress = $0 }
+            )
+        )
         #expect(response.status == 200)
         let echo = try json(response)
         #expect(echo["method"]?.stringValue == "POST")
@@ -111,18 +117,30 @@ import KnitTestSupport
     @Test func knownLengthBodiesAreNotChunked() throws {
         let server = try PythonServer(script: echoServerScript)
         defer { server.stop() }
-        let put = try json(client.perform(HTTPRequest(method: "PUT", url: server.base + "/x", body: .bytes(Array("{\"add\":[]}".utf8)))))
+        let put = try json(
+            client.perform(
+                HTTPRequest(method: "PUT", url: server.base + "/x", body: .bytes(Array("{\"add\":[]}".utf8)))
+            )
+        )
         #expect(put["method"]?.stringValue == "PUT")
         #expect(put["length"] == .number("10"))
         #expect(put["chunked"] == .bool(false))
         #expect(put["headers"]?["content-length"]?.stringValue == "10")
         var left = 5
-        let post = try json(client.perform(HTTPRequest(method: "POST", url: server.base + "/y", body: .stream(length: 5) { buffer in
-            let n = min(left, buffer.count)
-            for i in 0..<n { buffer[i] = UInt8(ascii: "z") }
-            left -= n
-            return n
-        })))
+        let post = try json(
+            client.perform(
+                HTTPRequest(
+                    method: "POST",
+                    url: server.base + "/y",
+                    body: .stream(length: 5) { buffer in
+                        let n = min(left, buffer.count)
+                        for i in 0..<n { buffer[i] = UInt8(ascii: "z") }
+                        left -= n
+                        return n
+                    }
+                )
+            )
+        )
         #expect(post["length"] == .number("5"))
         #expect(post["chunked"] == .bool(false))
         let delete = try json(client.perform(HTTPRequest(method: "DELETE", url: server.base + "/z", body: .bytes([]))))
@@ -134,7 +152,9 @@ import KnitTestSupport
         let server = try PythonServer(script: echoServerScript)
         defer { server.stop() }
         let error = #expect(throws: HTTPError.self) {
-            try client.perform(HTTPRequest(method: "POST", url: server.base + "/u", body: .stream(length: nil) { _ in throw Boom() }))
+            try client.perform(
+                HTTPRequest(method: "POST", url: server.base + "/u", body: .stream(length: nil) { _ in throw Boom() })
+            )
         }
         #expect(error?.code == .aborted)
         #expect(error?.underlying is Boom)
@@ -171,7 +191,9 @@ import KnitTestSupport
         }
         #expect(error?.code == .connect)
         #expect(error?.message.hasPrefix("GET http://127.0.0.1:\(port)/health: ") == true)
-        #expect(error?.message.contains("Connection refused") == true || error?.message.contains("Couldn't connect") == true)
+        #expect(
+            error?.message.contains("Connection refused") == true || error?.message.contains("Couldn't connect") == true
+        )
     }
 
     @Test func tlsTrustsOnlyTheGivenCA() throws {
@@ -207,4 +229,3 @@ import KnitTestSupport
         #expect(headers["missing"] == nil)
     }
 }
-

@@ -1,7 +1,7 @@
 import KnitLMDB
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 @Suite struct LMDBTests {
     func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }

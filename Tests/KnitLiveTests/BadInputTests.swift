@@ -4,7 +4,7 @@ import KnitTesting
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What the store looked like before a bad request, to prove that the request left nothing.
@@ -18,11 +18,16 @@ struct StoreSnapshot {
     }
 
     /// No new Data visible, staging empty (within a few seconds), no new directory in data/.
-    func expectUnchanged(_ knit: KnitInstance, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectUnchanged(_ knit: KnitInstance, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws
+    {
         let drained = eventually(timeout: 10) { knit.entries("staging").isEmpty }
         #expect(drained, "\(what): staging not empty: \(knit.entries("staging"))", sourceLocation: sourceLocation)
         let now = try allKnitIds(knit)
-        #expect(now == knitIds, "\(what): new Data visible: \(now.subtracting(knitIds))", sourceLocation: sourceLocation)
+        #expect(
+            now == knitIds,
+            "\(what): new Data visible: \(now.subtracting(knitIds))",
+            sourceLocation: sourceLocation
+        )
         #expect(
             knit.entries("data") == dataDirectories,
             "\(what): data/ changed: \(Set(knit.entries("data")).subtracting(dataDirectories))",
@@ -51,7 +56,10 @@ struct EvilArchive: CustomTestStringConvertible, Sendable {
             name: "relative symlink escaping the Data, written through",
             entries: #"symlink("up", "../../../../../../../../../../..OUT")\#nfile("up/evil-through-relative-link")"#
         ),
-        EvilArchive(name: "symlink escaping the Data", entries: #"file("ok.txt")\#nsymlink("passwd", "../../../../etc/passwd")"#),
+        EvilArchive(
+            name: "symlink escaping the Data",
+            entries: #"file("ok.txt")\#nsymlink("passwd", "../../../../etc/passwd")"#
+        ),
         EvilArchive(name: "hard link to a file outside", entries: #"file("ok.txt")\#nhardlink("h", "/etc/passwd")"#),
         EvilArchive(name: "character device", entries: #"file("ok.txt")\#nchardev("null", 1, 3)"#),
     ]
@@ -265,7 +273,9 @@ extension Live {
 
         @Test func malformedQueriesAreRejected() throws {
             let knit = try LiveKnit.instance()
-            for query in ["tag=nocolon", "since=yesterday-ish", "since=2024-01-01T00:00:00Z&duration=-5m", "duration=1h"] {
+            for query in [
+                "tag=nocolon", "since=yesterday-ish", "since=2024-01-01T00:00:00Z&duration=-5m", "duration=1h",
+            ] {
                 let response = knit.request("GET", "/api/data/?\(query)")
                 #expect(response.status == 400, "\(query): \(response.status) \(response.text)")
                 #expect(errorMessage(response) != nil, "\(query): no JSON message: \(response.text)")
@@ -288,10 +298,13 @@ extension Live {
 
             // HTTP Basic with the token as password (Knitfab's CLI with user:token@host).
             let basic = knit.curl([
-                "-o", "/dev/null", "-w", "%{http_code}", "-u", "alice:\(knit.token(for: "alice"))", knit.apiRoot + "/data/",
+                "-o", "/dev/null", "-w", "%{http_code}", "-u", "alice:\(knit.token(for: "alice"))",
+                knit.apiRoot + "/data/",
             ])
             #expect(basic.stdoutText == "200", "basic auth: \(basic.stdoutText) \(basic.stderr)")
-            let badBasic = knit.curl(["-o", "/dev/null", "-w", "%{http_code}", "-u", "alice:wrong", knit.apiRoot + "/data/"])
+            let badBasic = knit.curl([
+                "-o", "/dev/null", "-w", "%{http_code}", "-u", "alice:wrong", knit.apiRoot + "/data/",
+            ])
             #expect(badBasic.stdoutText == "401", "wrong basic password: \(badBasic.stdoutText)")
 
             // A reader cannot push, neither with curl nor with the CLI; nothing is created.

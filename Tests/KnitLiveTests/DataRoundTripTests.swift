@@ -57,7 +57,9 @@ extension Live {
             )
             #expect(treeDifferences(knit, tree, extracted) == nil)
             var isDir: ObjCBool = false
-            #expect(FileManager.default.fileExists(atPath: extracted + "/emptydir", isDirectory: &isDir) && isDir.boolValue)
+            #expect(
+                FileManager.default.fileExists(atPath: extracted + "/emptydir", isDirectory: &isDir) && isDir.boolValue
+            )
             #expect(
                 (try? FileManager.default.destinationOfSymbolicLink(atPath: extracted + "/a/link")) == "b/c/file.txt"
             )

@@ -102,7 +102,10 @@ extension Live {
             // The socket answers root (nginx in tests) directly ...
             let direct = knit.run(
                 "/usr/bin/curl",
-                ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "http://localhost/v2/_catalog"]
+                [
+                    "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket,
+                    "http://localhost/v2/_catalog",
+                ]
             )
             #expect(direct.stdoutText == "200", "\(direct.stdoutText) \(direct.stderr)")
             // ... from a directory others cannot enter (setgid: the socket takes the directory's group, which

@@ -4,7 +4,7 @@ import KnitTesting
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension Live {

@@ -49,7 +49,10 @@ func decodeDetail(_ data: Data, sourceLocation: SourceLocation = #_sourceLocatio
     do {
         return try jsonDecoder.decode(DataDetailJSON.self, from: data)
     } catch {
-        Issue.record("not a Data Detail: \(String(decoding: data.prefix(500), as: UTF8.self))", sourceLocation: sourceLocation)
+        Issue.record(
+            "not a Data Detail: \(String(decoding: data.prefix(500), as: UTF8.self))",
+            sourceLocation: sourceLocation
+        )
         throw error
     }
 }

@@ -4,7 +4,7 @@ import KnitTesting
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 private let trustUsers: [(name: String, role: String)] = [
@@ -12,7 +12,8 @@ private let trustUsers: [(name: String, role: String)] = [
 ]
 
 /// Starts the `knit` CLI in the background as `user` (its HOME and project directory).
-private func backgroundKnit(_ knit: KnitInstance, _ args: [String], user: String = "alice") throws -> BackgroundProcess {
+private func backgroundKnit(_ knit: KnitInstance, _ args: [String], user: String = "alice") throws -> BackgroundProcess
+{
     try knit.background(
         knit.knitPath,
         args,
@@ -72,7 +73,10 @@ extension Live {
             #expect(writes >= 10)
             #expect(upload.stdoutText.contains("\n200 "), "slow upload: \(upload.stdoutText)\n\(scheduler.logTail())")
             let all = try decodeDetails(knit.request("GET", "/api/data/", user: "admin").body)
-            #expect(!all.contains { $0.tags.values(of: SystemTag.transient) == [SystemTag.failed] }, "a failed Data appeared")
+            #expect(
+                !all.contains { $0.tags.values(of: SystemTag.transient) == [SystemTag.failed] },
+                "a failed Data appeared"
+            )
         }
 
         /// F2: a 1.5 GB `knit data push` failed with 409; a 2 GiB one is stored byte for byte.
@@ -105,7 +109,9 @@ extension Live {
             for index in 0..<50 {
                 let dir = try makeScratchDirectory(knit, "conc")
                 try writeRandomFile(dir + "/payload", bytes: 200 << 10)
-                pushes.append(try backgroundKnit(knit, ["data", "push", "-t", "\(key):\(index)", "-t", "batch:\(key)", dir]))
+                pushes.append(
+                    try backgroundKnit(knit, ["data", "push", "-t", "\(key):\(index)", "-t", "batch:\(key)", dir])
+                )
             }
             defer { for push in pushes { push.stop(signal: SIGKILL) } }
             var failures: [String] = []
@@ -181,13 +187,16 @@ extension Live {
             let value = String(repeating: "é", count: Tag.maximumValueLength / 2)
             let tag = try Tag(parsing: key + ":" + value)
             let pushed = try pushValue(knit, "long", tags: [tag.description])
-            let query = "/api/data/?tag=" + (tag.description.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
+            let query =
+                "/api/data/?tag=" + (tag.description.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")
             #expect(query.utf8.count > 12_000)
             let found = knit.request("GET", query)
             #expect(found.status == 200, "\(found.status) \(found.text.prefix(300))")
             #expect(try decodeDetails(found.body).map(\.knitId) == [pushed.knitId])
             // One byte more is refused at the door with a clear 400.
-            let tooLong = knit.runKnit(["data", "push", "-t", key + ":" + value + "x", try makeScratchDirectory(knit, "x")])
+            let tooLong = knit.runKnit([
+                "data", "push", "-t", key + ":" + value + "x", try makeScratchDirectory(knit, "x"),
+            ])
             #expect(tooLong.status != 0)
             #expect(tooLong.stderr.contains("longer than"), "\(tooLong.stderr)")
         }
@@ -224,7 +233,8 @@ extension Live {
                     "/usr/bin/curl",
                     [
                         "-sS", "-N", "--cacert", knit.caPath, "-m", "100", "-w", "\n%{http_code}\n",
-                        "-H", "Authorization: Bearer \(knit.token(for: user))", knit.apiRoot + "/runs/\(runId)/log?follow",
+                        "-H", "Authorization: Bearer \(knit.token(for: user))",
+                        knit.apiRoot + "/runs/\(runId)/log?follow",
                     ],
                     name: "follow-\(user)"
                 )
@@ -247,8 +257,6 @@ extension Live {
             // The followers leave while the Run still runs: their slots come back within moments.
             for follower in followers { follower.stop(signal: SIGKILL) }
             followers.removeAll()
-            var again: [BackgroundProcess] = []
-            defer { for follower in again { follower.stop(signal: SIGKILL) } }
             let reopened = eventually(timeout: 10) {
                 let probe = knit.request("GET", "/api/runs/\(runId)/log?follow", user: "rita", timeout: 2)
                 return probe.status == 200 || probe.curlStatus == 28  // 28: still streaming at the timeout
@@ -315,7 +323,11 @@ extension Live {
             #expect(auditLines.first?.contains("audit.outcome=denied") == true)
             let deleted = knit.runKnit(["run", "rm", runId], user: "admin")
             #expect(deleted.status == 0, "\(deleted.stderr)")
-            #expect(knit.runKnit(["data", "find", "-t", "owner:alice"]).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines) == "[]")
+            #expect(
+                knit.runKnit(["data", "find", "-t", "owner:alice"]).stdoutText.trimmingCharacters(
+                    in: .whitespacesAndNewlines
+                ) == "[]"
+            )
         }
     }
 }

@@ -496,12 +496,16 @@ struct RunOutputSafetyTests {
             #expect(read(output + "/plain") == "data\n")
             for name in ["pwn", "sub/g"] {
                 let found = try #require(info(output + "/" + name), "\(name) is gone")
-                #expect(found.st_mode & (S_ISUID | S_ISGID) == 0, "\(name) keeps mode \(String(found.st_mode, radix: 8))")
+                #expect(
+                    found.st_mode & (S_ISUID | S_ISGID) == 0,
+                    "\(name) keeps mode \(String(found.st_mode, radix: 8))"
+                )
                 #expect(found.st_mode & 0o777 == 0o755)
                 #expect(found.st_uid == nobody && found.st_gid == nobody)
             }
             // The name that is not UTF-8, by its bytes.
-            let badPath: [CChar] = Array((output + "/bad").utf8CString.dropLast()) + [CChar(bitPattern: 0xFF)]
+            let badPath: [CChar] =
+                Array((output + "/bad").utf8CString.dropLast()) + [CChar(bitPattern: 0xFF)]
                 + Array("name".utf8CString)
             var badInfo = stat()
             #expect(lstat(badPath, &badInfo) == 0, "the non-UTF-8 file is gone")
@@ -581,7 +585,10 @@ struct RunOutputSafetyTests {
             small.outputs = [.init(knitId: "d", hostPath: mountPoint + "/data/out-small", containerPath: "/out/o")]
             ledger.add(small)
             try await drive(driver) { ledger.status(small.runId)?.isFinished == true }
-            #expect(ledger.entry(small.runId)?.status == .done, "\(String(describing: ledger.entry(small.runId)?.exit))")
+            #expect(
+                ledger.entry(small.runId)?.status == .done,
+                "\(String(describing: ledger.entry(small.runId)?.exit))"
+            )
 
             // Filling the disk and freeing it again before the end does not hide it: a tick saw it full.
             var hidden = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; sleep 2; rm -f /out/o/big")
@@ -656,7 +663,9 @@ struct OutputSanitizerTests {
         #expect(lines.contains("knit: removed device node /out/a/disk from the output"))
         #expect(lines.contains("knit: removed socket /out/a/sock from the output"))
         #expect(lines.contains("knit: removed symlink /out/z -> up/.. from the output: it leads outside the output"))
-        #expect(lines.contains("knit: removed symlink /out/absolute -> /tmp from the output: it leads outside the output"))
+        #expect(
+            lines.contains("knit: removed symlink /out/absolute -> /tmp from the output: it leads outside the output")
+        )
         #expect(lines.contains { $0.hasSuffix("/escape -> /etc/shadow from the output: it leads outside the output") })
         #expect(report.changes.count == 7, "\(lines)")
         for gone in ["/null", "/a/disk", "/a/sock", "/z", "/absolute"] {

@@ -1,7 +1,7 @@
 import KnitCore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 @testable import KnitStore
 
@@ -54,7 +54,9 @@ private final class Chain {
         #expect(try chain.status(chain.runA.runId) == "running")
         #expect(try chain.store.findRuns(planIds: [chain.planB]).isEmpty)
 
-        #expect(try chain.store.finishRun(runId: chain.runA.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true))
+        #expect(
+            try chain.store.finishRun(runId: chain.runA.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true)
+        )
         let finishedAt = KnitTime(milliseconds: chain.clock.milliseconds).description
         let run = try chain.store.runDetail(runId: chain.runA.runId)
         #expect(run.status == "done")
@@ -76,7 +78,13 @@ private final class Chain {
 
         // Finishing twice changes nothing.
         chain.clock.advance(5)
-        #expect(!(try chain.store.finishRun(runId: chain.runA.runId, exit: RunExitJSON(code: 1, message: "x"), succeeded: false)))
+        #expect(
+            !(try chain.store.finishRun(
+                runId: chain.runA.runId,
+                exit: RunExitJSON(code: 1, message: "x"),
+                succeeded: false
+            ))
+        )
         #expect(try chain.store.runDetail(runId: chain.runA.runId) == run)
     }
 
@@ -135,7 +143,13 @@ private final class Chain {
         )
         // The container's own ending does not override the abort.
         #expect(!(try chain.store.markRunning(runId: chain.runA.runId)))
-        #expect(try chain.store.finishRun(runId: chain.runA.runId, exit: RunExitJSON(code: 137, message: "killed"), succeeded: true))
+        #expect(
+            try chain.store.finishRun(
+                runId: chain.runA.runId,
+                exit: RunExitJSON(code: 137, message: "killed"),
+                succeeded: true
+            )
+        )
         let run = try chain.store.runDetail(runId: chain.runA.runId)
         #expect(run.status == "failed")
         #expect(run.exit == RunExitJSON(code: 253, message: "aborted by user"))
@@ -149,7 +163,13 @@ private final class Chain {
         #expect(completing.status == "completing")
         #expect(completing.exit == RunExitJSON(code: 0, message: "stopped by user"))
         #expect(try chain.store.requestStop(runId: chain.runA.runId, fail: false) == completing)
-        #expect(try chain.store.finishRun(runId: chain.runA.runId, exit: RunExitJSON(code: 143, message: "stopped"), succeeded: true))
+        #expect(
+            try chain.store.finishRun(
+                runId: chain.runA.runId,
+                exit: RunExitJSON(code: 143, message: "stopped"),
+                succeeded: true
+            )
+        )
         let run = try chain.store.runDetail(runId: chain.runA.runId)
         #expect(run.status == "done")
         #expect(run.exit == RunExitJSON(code: 0, message: "stopped by user"))
@@ -213,7 +233,13 @@ private final class Chain {
     @Test func schedulerTransitionsRefuseRunsThatAreNotStartable() throws {
         let chain = try Chain()
         #expect(!(try chain.store.markRunning(runId: chain.runA.runId)))
-        #expect(!(try chain.store.finishRun(runId: chain.runA.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true)))
+        #expect(
+            !(try chain.store.finishRun(
+                runId: chain.runA.runId,
+                exit: RunExitJSON(code: 0, message: ""),
+                succeeded: true
+            ))
+        )
         #expect(!(try chain.store.markReady(runId: "no-such-run")))
         _ = try chain.store.setPlanActive(planId: chain.planA, active: false)
         #expect(!(try chain.store.markReady(runId: chain.runA.runId)))

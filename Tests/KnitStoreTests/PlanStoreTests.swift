@@ -1,8 +1,8 @@
 import KnitCore
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 /// A plan spec with one input per entry of `inputs` (`/in/N`) and one output per entry of `outputs`
 /// (`/out/N`), each a list of `k:v` tags.

@@ -1,8 +1,8 @@
 import KnitCore
 import KnitLMDB
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 @testable import KnitStore
 

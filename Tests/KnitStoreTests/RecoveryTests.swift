@@ -1,8 +1,8 @@
 import KnitCore
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 #if canImport(Glibc)
     import Glibc

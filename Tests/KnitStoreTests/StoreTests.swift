@@ -1,9 +1,9 @@
 import KnitCore
 import KnitLMDB
 import KnitStore
-import Testing
 import KnitSystem
 import KnitTestSupport
+import Testing
 
 @Suite struct StoreUploadTests {
     @Test func uploadBeginFinishGivesDetailWithSystemTags() throws {

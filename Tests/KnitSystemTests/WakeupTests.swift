@@ -1,7 +1,6 @@
 import Foundation
-import Testing
-
 import KnitSystem
+import Testing
 
 private func socketPath() -> String {
     NSTemporaryDirectory() + "knit-wakeup-\(UUID().uuidString.prefix(8)).sock"

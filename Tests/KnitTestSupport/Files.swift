@@ -1,6 +1,5 @@
-public import KnitSystem
-
 public import Glibc
+public import KnitSystem
 
 // File helpers shared by the test targets. Test code may stop at the first surprise: these trap (or answer
 // empty) instead of throwing, so a test reads as what it checks.

@@ -1,6 +1,5 @@
-public import KnitSystem
-
 public import Glibc
+import KnitSystem
 
 /// Runs a program (looked up on PATH when `arguments[0]` has no slash) with its output discarded;
 /// returns its exit status (128 + signal when killed), or -1 when it cannot start.

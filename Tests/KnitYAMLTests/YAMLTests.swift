@@ -3,14 +3,18 @@ import Testing
 
 @Suite struct YAMLTests {
     @Test func scalarsKeepTextStyleAndPosition() throws {
-        let root = try #require(try parseYAML("""
-            name: train
-            count: 1024
-            quoted: "1024"
-            single: 'it''s'
-            empty:
-            tilde: ~
-            """))
+        let root = try #require(
+            try parseYAML(
+                """
+                name: train
+                count: 1024
+                quoted: "1024"
+                single: 'it''s'
+                empty:
+                tilde: ~
+                """
+            )
+        )
         #expect(root.entries?.map(\.key) == ["name", "count", "quoted", "single", "empty", "tilde"])
         #expect(root["name"] == .scalar("train", plain: true, at: YAMLMark(line: 1, column: 7)))
         #expect(root["count"]?.scalar == "1024")
@@ -24,17 +28,21 @@ import Testing
     }
 
     @Test func nestedMappingsAndSequences() throws {
-        let root = try #require(try parseYAML("""
-            inputs:
-              - path: /in/1
-                tags:
-                  - "type:dataset"
-                  - project:x
-              - path: /in/2
-                tags: []
-            resources: {cpu: "1", memory: 1Gi}
-            flow: [a, b, "c d"]
-            """))
+        let root = try #require(
+            try parseYAML(
+                """
+                inputs:
+                  - path: /in/1
+                    tags:
+                      - "type:dataset"
+                      - project:x
+                  - path: /in/2
+                    tags: []
+                resources: {cpu: "1", memory: 1Gi}
+                flow: [a, b, "c d"]
+                """
+            )
+        )
         let inputs = try #require(root["inputs"]?.items)
         #expect(inputs.count == 2)
         #expect(inputs[0]["path"]?.scalar == "/in/1")
@@ -57,9 +65,13 @@ import Testing
     @Test func syntaxErrorNamesLineAndColumn() {
         let error = #expect(throws: YAMLError.self) { try parseYAML("a: [1, 2\nb: 3\n") }
         #expect(error?.code == .syntax)
-        #expect(error?.description == "2:2: error: did not find expected ',' or ']' (while parsing a flow sequence at 1:4)")
-        #expect(error?.described(file: "plan.yaml")
-            == "plan.yaml:2:2: error: did not find expected ',' or ']' (while parsing a flow sequence at 1:4)")
+        #expect(
+            error?.description == "2:2: error: did not find expected ',' or ']' (while parsing a flow sequence at 1:4)"
+        )
+        #expect(
+            error?.described(file: "plan.yaml")
+                == "plan.yaml:2:2: error: did not find expected ',' or ']' (while parsing a flow sequence at 1:4)"
+        )
 
         let tab = #expect(throws: YAMLError.self) { try parseYAML("a:\n\t- b\n") }
         #expect(tab?.mark.line == 2)
@@ -124,12 +136,18 @@ import Testing
 
     @Test func emitterOutputParsesBackToTheSameValues() throws {
         let value = YAMLValue.mapping([
-            YAMLPair("/home/me/project: x", .mapping([
-                YAMLPair("apiRoot", .string("https://127.0.0.1:30803/api")),
-                YAMLPair("cert", .mapping([YAMLPair("ca", .string("LS0tLS1CRUdJTi==\n\"quoted\" \\ tab\t é"))])),
-                YAMLPair("list", .sequence([.string("no"), .string("1e3"), .string("# not a comment"), .sequence([])])),
-                YAMLPair("empty", .mapping([])),
-            ])),
+            YAMLPair(
+                "/home/me/project: x",
+                .mapping([
+                    YAMLPair("apiRoot", .string("https://127.0.0.1:30803/api")),
+                    YAMLPair("cert", .mapping([YAMLPair("ca", .string("LS0tLS1CRUdJTi==\n\"quoted\" \\ tab\t é"))])),
+                    YAMLPair(
+                        "list",
+                        .sequence([.string("no"), .string("1e3"), .string("# not a comment"), .sequence([])])
+                    ),
+                    YAMLPair("empty", .mapping([])),
+                ])
+            )
         ])
         let text = value.rendered()
         #expect(text.hasPrefix("\"/home/me/project: x\":\n  \"apiRoot\": \"https://127.0.0.1:30803/api\"\n"))

@@ -174,7 +174,10 @@ private func dotQuoted(_ text: String) -> String {
 /// graphviz refuses raw control characters in labels, and a graph must render whatever its text (names
 /// and tags stored before such tags were refused, file names).
 private func appendVisible(_ character: Character, to out: inout String, backslash: String = "\\") {
-    guard character.unicodeScalars.contains(where: { $0.properties.generalCategory == .control && $0 != "\t" && $0 != "\n" })
+    guard
+        character.unicodeScalars.contains(where: {
+            $0.properties.generalCategory == .control && $0 != "\t" && $0 != "\n"
+        })
     else {
         out.append(character)
         return

@@ -46,7 +46,9 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
         guard !key.contains(":") else { throw TagError(text: text, problem: .colonInKey) }
         // Control characters cannot be typed in a query, break one-line logs and graph labels, and no
         // tool that shows tags renders them; nothing legitimate needs them.
-        guard !(key.unicodeScalars.contains(where: Self.isControl) || value.unicodeScalars.contains(where: Self.isControl))
+        guard
+            !(key.unicodeScalars.contains(where: Self.isControl)
+                || value.unicodeScalars.contains(where: Self.isControl))
         else { throw TagError(text: text, problem: .controlCharacter) }
         self.init(key: key, value: value)
     }
@@ -80,7 +82,9 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
         let key = try object.decode(String.self, forKey: .key)
         let value = try object.decode(String.self, forKey: .value)
         do { try self.init(validatingKey: key, value: value) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: error.description)
+            )
         }
     }
 

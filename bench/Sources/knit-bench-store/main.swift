@@ -1,3 +1,7 @@
+import KnitCore
+@_spi(Benchmark) import KnitStore
+import Logging
+
 // knit-bench-store: loads a Knit store with many Data records and measures tag queries in-process.
 //
 //   knit-bench-store load  --home H [--count 1000000] [--shards 100000]
@@ -11,11 +15,8 @@
 // Data i gets the tags shard:<i % shards> and batch:<i / 1000>, so one shard tag matches count/shards Data.
 // Output lines of the form `key=value` are read by bench/query.sh; everything else is for people.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
-import KnitCore
-@_spi(Benchmark) import KnitStore
-import Logging
 
 /// xorshift64*: deterministic, cheap, and free of per-call system entropy, so it does not disturb timing.
 struct XorShift {
@@ -94,7 +95,8 @@ func sampleDetails() -> [DataDetailJSON] {
             knitId: knitId,
             tags: TagSet([
                 Tag(key: "batch", value: "\(i)"), Tag(key: "knit#id", value: knitId),
-                Tag(key: "knit#timestamp", value: "2024-05-17T04:19:33.325+00:00"), Tag(key: "shard", value: "\(i * 7)"),
+                Tag(key: "knit#timestamp", value: "2024-05-17T04:19:33.325+00:00"),
+                Tag(key: "shard", value: "\(i * 7)"),
             ]),
             upstream: DataUpstreamJSON(
                 mountpoint: MountpointJSON(path: "/upload", tags: []),
