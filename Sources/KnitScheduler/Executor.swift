@@ -77,53 +77,33 @@ extension Executor {
     }
 }
 
-/// Everything needed to start one Run's worker.
+/// Everything needed to start one Run's worker: the Run as the store scheduled it, and what the driver adds.
+///
+/// Its fields are the ``ScheduledRun``'s (`launch.image`, `launch.inputs`, …), read through, so the hand-off
+/// from the store reaches the executor without a copy of each field. For the executor:
+/// * `runId` names and labels the worker (``Executor/workerName(runId:)``), so ``Executor/list()`` and
+///   ``Executor/observe(runIds:)`` find it after a restart;
+/// * `image` is ready by ``Executor/prepare(image:)``; a non-empty `entrypoint` or `args` replaces the
+///   image's ENTRYPOINT or CMD;
+/// * `inputs` are mounted read-only (each host path exists), `outputs` read-write (each an existing, empty
+///   directory);
+/// * `logPath` receives stdout and stderr merged in the order written, growing while the worker runs
+///   (appended to when it exists); nil discards them;
+/// * `cpuMillis` and `memoryBytes` (swap included) are limits; nil is none.
+@dynamicMemberLookup
 public struct RunLaunch: Sendable, Equatable {
-    /// The executor names and labels the worker after it (``Executor/workerName(runId:)``), so
-    /// ``Executor/list()`` and ``Executor/observe(runIds:)`` find it after a restart.
-    public var runId: String
-    /// `[host[:port]/]name:tag`, ready by ``Executor/prepare(image:)``.
-    public var image: String
-    /// Replaces the image's ENTRYPOINT when non-nil and non-empty.
-    public var entrypoint: [String]?
-    /// Replaces the image's CMD when non-nil and non-empty (an empty list keeps the image's CMD).
-    public var args: [String]?
-    /// Mounted read-only; each host path must exist.
-    public var inputs: [RunMount]
-    /// Mounted read-write; each host path must be an existing, empty directory.
-    public var outputs: [RunMount]
-    /// Host file that receives the container's stdout and stderr, merged in the order written,
-    /// growing while the container runs (appended to when it exists). `nil` discards the output.
-    public var logPath: String?
-    /// CPU limit in thousandths of a core (Kubernetes `500m` → 500); `nil` = unlimited.
-    public var cpuMillis: Int?
-    /// Memory limit (swap included) in bytes; `nil` = unlimited.
-    public var memoryBytes: Int64?
+    public var run: ScheduledRun
     /// Extra environment variables of the container process.
     public var environment: [String: String]
 
-    public init(
-        runId: String,
-        image: String,
-        entrypoint: [String]? = nil,
-        args: [String]? = nil,
-        inputs: [RunMount] = [],
-        outputs: [RunMount] = [],
-        logPath: String? = nil,
-        cpuMillis: Int? = nil,
-        memoryBytes: Int64? = nil,
-        environment: [String: String] = [:]
-    ) {
-        self.runId = runId
-        self.image = image
-        self.entrypoint = entrypoint
-        self.args = args
-        self.inputs = inputs
-        self.outputs = outputs
-        self.logPath = logPath
-        self.cpuMillis = cpuMillis
-        self.memoryBytes = memoryBytes
+    public init(_ run: ScheduledRun, environment: [String: String] = [:]) {
+        self.run = run
         self.environment = environment
+    }
+
+    public subscript<Value>(dynamicMember field: WritableKeyPath<ScheduledRun, Value>) -> Value {
+        get { run[keyPath: field] }
+        set { run[keyPath: field] = newValue }
     }
 }
 

@@ -1,4 +1,5 @@
 internal import Glibc
+internal import KnitCore
 internal import KnitSystem
 public import Logging
 internal import Synchronization

@@ -431,17 +431,7 @@ public final class RunDriver: Sendable {
     /// Starts the container of a Run marked `starting`: it runs, or the Run was finished as
     /// failed, or the runtime misbehaved and the Run stays `starting` for the next tick.
     private func startContainer(_ run: ScheduledRun, _ summary: inout TickSummary) async -> StartOutcome {
-        let launch = RunLaunch(
-            runId: run.runId,
-            image: run.image,
-            entrypoint: run.entrypoint,
-            args: run.args,
-            inputs: run.inputs,
-            outputs: run.outputs,
-            logPath: run.logPath,
-            cpuMillis: run.cpuMillis,
-            memoryBytes: run.memoryBytes
-        )
+        let launch = RunLaunch(run)
         for attempt in 0..<2 {
             do {
                 try await executor.start(launch)

@@ -109,7 +109,7 @@ private func waitForExit(
 }
 
 private func shell(_ runId: String, _ script: String, log: String? = nil) -> RunLaunch {
-    RunLaunch(runId: runId, image: quickstartImage, args: [script], logPath: log)
+    RunLaunch(ScheduledRun(runId: runId, planId: "test-plan", image: quickstartImage, args: [script], logPath: log))
 }
 
 @Suite(
@@ -208,7 +208,14 @@ struct PodmanExecutorTests {
         try await withRun(executor) { runId, scratch in
             let logPath = scratch.path + "/log"
             try "kept\n".write(toFile: logPath, atomically: true, encoding: .utf8)
-            let launch = RunLaunch(runId: runId, image: "localhost/knit-no-such-image:0", logPath: logPath)
+            let launch = RunLaunch(
+                ScheduledRun(
+                    runId: runId,
+                    planId: "test-plan",
+                    image: "localhost/knit-no-such-image:0",
+                    logPath: logPath
+                )
+            )
             let error = try await #require(throws: ExecutorError.self) { try await executor.start(launch) }
             #expect(error.code == .imageNotFound)
             #expect(error.exitCode == 125)
@@ -224,7 +231,14 @@ struct PodmanExecutorTests {
     func missingEntrypoint() async throws {
         let executor = try makeExecutor()
         try await withRun(executor) { runId, _ in
-            let launch = RunLaunch(runId: runId, image: quickstartImage, entrypoint: ["/bin/no-such-program"])
+            let launch = RunLaunch(
+                ScheduledRun(
+                    runId: runId,
+                    planId: "test-plan",
+                    image: quickstartImage,
+                    entrypoint: ["/bin/no-such-program"]
+                )
+            )
             let error = try await #require(throws: ExecutorError.self) { try await executor.start(launch) }
             #expect(error.code == .startFailed)
             #expect(error.exitCode == 127)
@@ -266,16 +280,19 @@ struct PodmanExecutorTests {
         let executor = try makeExecutor()
         try await withRun(executor) { runId, scratch in
             let launch = RunLaunch(
-                runId: runId,
-                image: quickstartImage,
-                entrypoint: ["/bin/sh", "-c"],
-                args: [
-                    // 250m is a CFS quota of 25000 µs per 100000 µs (cgroup v1 file, else v2).
-                    "echo \"$GREETING|$0|$1\"; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
-                    "first arg", "second  arg",
-                ],
-                logPath: scratch.path + "/log",
-                cpuMillis: 250,
+                ScheduledRun(
+                    runId: runId,
+                    planId: "test-plan",
+                    image: quickstartImage,
+                    entrypoint: ["/bin/sh", "-c"],
+                    args: [
+                        // 250m is a CFS quota of 25000 µs per 100000 µs (cgroup v1 file, else v2).
+                        "echo \"$GREETING|$0|$1\"; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+                        "first arg", "second  arg",
+                    ],
+                    logPath: scratch.path + "/log",
+                    cpuMillis: 250
+                ),
                 environment: ["GREETING": "hello world"]
             )
             try await executor.start(launch)
@@ -400,7 +417,16 @@ struct PodmanExecutorTests {
             try await withRun(executor) { runId, _ in
                 let clock = ContinuousClock()
                 let began = clock.now
-                try await executor.start(RunLaunch(runId: runId, image: quickstartImage, entrypoint: ["/bin/true"]))
+                try await executor.start(
+                    RunLaunch(
+                        ScheduledRun(
+                            runId: runId,
+                            planId: "test-plan",
+                            image: quickstartImage,
+                            entrypoint: ["/bin/true"]
+                        )
+                    )
+                )
                 let seen = try await waitForExit(executor, runId)
                 samples.append(clock.now - began)
                 #expect(seen == .exited(code: 0, oomKilled: false, message: "completed"))

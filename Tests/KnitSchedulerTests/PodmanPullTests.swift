@@ -50,15 +50,18 @@ private let pullRepositoryRoot = URL(fileURLWithPath: #filePath)
         let runId = "pull-\(UUID().uuidString.prefix(8).lowercased())"
         let logPath = scratch + "/log"
         let launch = RunLaunch(
-            runId: runId,
-            image: "127.0.0.1:9/knit-missing-\(runId):1",
-            entrypoint: nil,
-            args: ["true"],
-            inputs: [],
-            outputs: [],
-            logPath: logPath,
-            cpuMillis: nil,
-            memoryBytes: nil
+            ScheduledRun(
+                runId: runId,
+                planId: "test-plan",
+                image: "127.0.0.1:9/knit-missing-\(runId):1",
+                entrypoint: nil,
+                args: ["true"],
+                inputs: [],
+                outputs: [],
+                logPath: logPath,
+                cpuMillis: nil,
+                memoryBytes: nil
+            )
         )
         let clock = ContinuousClock()
         let started = clock.now
@@ -93,15 +96,18 @@ private let pullRepositoryRoot = URL(fileURLWithPath: #filePath)
         )
         let runId = "nopull-\(UUID().uuidString.prefix(8).lowercased())"
         let launch = RunLaunch(
-            runId: runId,
-            image: "localhost/knit-never-built-\(runId):1",
-            entrypoint: nil,
-            args: nil,
-            inputs: [],
-            outputs: [],
-            logPath: nil,
-            cpuMillis: nil,
-            memoryBytes: nil
+            ScheduledRun(
+                runId: runId,
+                planId: "test-plan",
+                image: "localhost/knit-never-built-\(runId):1",
+                entrypoint: nil,
+                args: nil,
+                inputs: [],
+                outputs: [],
+                logPath: nil,
+                cpuMillis: nil,
+                memoryBytes: nil
+            )
         )
         await #expect(throws: ExecutorError.self) { try await executor.start(launch) }
         do { try await executor.start(launch) } catch let error as ExecutorError {

@@ -336,7 +336,9 @@ struct RunDriverTests {
             ledger.add(ghost, status: .running)
             // A container whose Run the ledger does not know (e.g. deleted while the scheduler was down).
             let strayId = "drv-stray-" + KnitIdentifier.make()
-            try await executor.start(RunLaunch(runId: strayId, image: quickstartImage, args: ["sleep 30"]))
+            try await executor.start(
+                RunLaunch(ScheduledRun(runId: strayId, planId: "test-plan", image: quickstartImage, args: ["sleep 30"]))
+            )
 
             let driver = makeDriver(ledger, executor)
             let summary = await driver.tick()
