@@ -42,7 +42,10 @@ extension KnitStore {
     /// Makes `user` the owner of image repository `name` unless it has one; returns the owner it has
     /// afterwards (one write transaction, so two first pushes cannot both win).
     public func claimImageRepository(_ name: String, for user: String) throws(StoreError) -> String {
-        try write("claim image repository") { txn -> String in
+        // Every blob chunk of a push asks again: answer those from a read, and take the writer lock only for
+        // the first push to a repository.
+        if let owner = try owner(of: .imageRepository(name: name)) { return owner }
+        return try write("claim image repository") { txn -> String in
             if let existing = try txn.withValue(
                 db.imageOwners,
                 key: name.utf8,
