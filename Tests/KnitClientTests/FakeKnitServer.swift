@@ -7,6 +7,7 @@
 let fakeKnitScript = #"""
     import hashlib, io, json, socketserver, sys, tarfile, urllib.parse
     from http.server import BaseHTTPRequestHandler, HTTPServer
+    from knit_test_http import read_request_body
 
     MODE = sys.argv[1]
     FORMATS = sys.argv[2:]
@@ -29,21 +30,8 @@ let fakeKnitScript = #"""
         def log_message(self, *args): pass
 
         def read_body(self):
-            trailers = {}
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                body = bytearray()
-                while True:
-                    size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                    if size == 0:
-                        while True:
-                            line = self.rfile.readline().strip()
-                            if not line: break
-                            k, v = line.decode().split(":", 1)
-                            trailers[k.strip().lower()] = v.strip()
-                        return bytes(body), trailers
-                    body += self.rfile.read(size)
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("Content-Length", "0"))), trailers
+            body, _, trailers = read_request_body(self)
+            return body, trailers
 
         def reply(self, status, obj):
             data = json.dumps(obj).encode()

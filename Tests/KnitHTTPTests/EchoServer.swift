@@ -2,28 +2,14 @@
 let echoServerScript = #"""
     import hashlib, json, socketserver, sys, ssl
     from http.server import BaseHTTPRequestHandler, HTTPServer
+    from knit_test_http import read_request_body
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         def log_message(self, *args): pass
 
         def read_body(self):
-            trailers = {}
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                body = b""
-                while True:
-                    size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                    if size == 0:
-                        while True:
-                            line = self.rfile.readline().strip()
-                            if not line: break
-                            k, v = line.decode().split(":", 1)
-                            trailers[k.strip().lower()] = v.strip()
-                        return body, True, trailers
-                    body += self.rfile.read(size)
-                    self.rfile.readline()
-            n = int(self.headers.get("Content-Length", "0"))
-            return self.rfile.read(n), False, trailers
+            return read_request_body(self)
 
         def send_json(self, status, obj):
             data = json.dumps(obj).encode()

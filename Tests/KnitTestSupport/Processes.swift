@@ -45,6 +45,7 @@ public final class PythonServer {
     public init(script: String, arguments: [String] = []) throws {
         directory = TemporaryDirectory()
         directory.write("server.py", script)
+        directory.write("knit_test_http.py", Self.sharedHelpers)
         var pipeFDs: [Int32] = [0, 0]
         guard pipe(&pipeFDs) == 0 else { throw TestFailure("pipe: \(Errno.current)") }
         _ = fcntl(pipeFDs[0], F_SETFD, FD_CLOEXEC)
@@ -74,6 +75,28 @@ public final class PythonServer {
         }
         self.port = port
     }
+
+    /// A module every test server may import (`from knit_test_http import read_request_body`):
+    /// `read_request_body(handler)` reads a request body, chunked (with its trailers) or by Content-Length,
+    /// which `http.server` does not, and returns `(body, was_chunked, trailers)`.
+    static let sharedHelpers = #"""
+        def read_request_body(handler):
+            trailers = {}
+            if handler.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                return handler.rfile.read(int(handler.headers.get("Content-Length", "0"))), False, trailers
+            body = bytearray()
+            while True:
+                size = int(handler.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    while True:
+                        line = handler.rfile.readline().strip()
+                        if not line:
+                            return bytes(body), True, trailers
+                        name, value = line.decode().split(":", 1)
+                        trailers[name.strip().lower()] = value.strip()
+                body += handler.rfile.read(size)
+                handler.rfile.readline()
+        """#
 
     public var base: String { "http://127.0.0.1:\(port)" }
 
