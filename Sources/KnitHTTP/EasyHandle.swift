@@ -54,6 +54,19 @@ struct EasyHandle: ~Copyable {
             }
             guard rc == CURLE_OK else { throw failure(rc, request) }
         }
+        if var identity = client.clientIdentity {
+            // From memory, like the CA: the key never has to exist as a file this process writes.
+            set(CURLOPT_SSLCERTTYPE, "PEM")
+            set(CURLOPT_SSLKEYTYPE, "PEM")
+            var rc = identity.certificatePEM.withUnsafeMutableBytes {
+                cknit_curl_setopt_blob(curl, CURLOPT_SSLCERT_BLOB, $0.baseAddress!, $0.count)
+            }
+            guard rc == CURLE_OK else { throw failure(rc, request) }
+            rc = identity.keyPEM.withUnsafeMutableBytes {
+                cknit_curl_setopt_blob(curl, CURLOPT_SSLKEY_BLOB, $0.baseAddress!, $0.count)
+            }
+            guard rc == CURLE_OK else { throw failure(rc, request) }
+        }
 
         var headerLines = request.headers.map { "\($0.name): \($0.value)" }
         headerLines.append("Expect:")  // no 100-continue round trip before streaming a body

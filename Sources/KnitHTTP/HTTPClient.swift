@@ -7,20 +7,33 @@ internal import KnitSystem
 public struct HTTPClient: Sendable {
     /// PEM of the only CA to trust; nil means the system's trust store.
     let caPEM: [UInt8]?
+    /// A client certificate and its key (PEM), presented when the server asks for one (a Kubernetes API
+    /// server authenticates kubeconfig users this way).
+    let clientIdentity: (certificatePEM: [UInt8], keyPEM: [UInt8])?
     public var connectTimeoutSeconds: Int
     /// A transfer slower than 1 byte/s for this long is abandoned.
     public var stallTimeoutSeconds: Int
     public var userAgent: String
 
-    /// - Parameter caPEM: when given, the server certificate must chain to this CA and no other.
+    /// - Parameters:
+    ///   - caPEM: when given, the server certificate must chain to this CA and no other.
+    ///   - clientCertificatePEM, clientKeyPEM: this client's certificate and private key, both or neither.
     public init(
         caPEM: String? = nil,
+        clientCertificatePEM: String? = nil,
+        clientKeyPEM: String? = nil,
         connectTimeoutSeconds: Int = 30,
         stallTimeoutSeconds: Int = 300,
         userAgent: String = "knit"
     ) {
         _ = curlGlobalInit
         self.caPEM = caPEM.map { Array($0.utf8) }
+        if let clientCertificatePEM, let clientKeyPEM {
+            clientIdentity = (Array(clientCertificatePEM.utf8), Array(clientKeyPEM.utf8))
+        } else {
+            precondition(clientCertificatePEM == nil && clientKeyPEM == nil, "a client certificate needs its key")
+            clientIdentity = nil
+        }
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.stallTimeoutSeconds = stallTimeoutSeconds
         self.userAgent = userAgent

@@ -65,6 +65,10 @@ let echoServerScript = #"""
     if len(sys.argv) > 2:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(sys.argv[1], sys.argv[2])
+        if len(sys.argv) > 3:
+            # Mutual TLS: a client must present a certificate signed by this CA.
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(sys.argv[3])
         server.socket = context.wrap_socket(server.socket, server_side=True)
     print("PORT", server.server_address[1])
     server.serve_forever()

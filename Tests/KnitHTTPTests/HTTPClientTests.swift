@@ -221,6 +221,53 @@ import Testing
         #expect(system?.code == .tls)
     }
 
+    /// What a Kubernetes API server asks of a kubeconfig user: a client certificate signed by its CA.
+    @Test func aClientCertificateIsPresentedWhenTheServerRequiresOne() throws {
+        let dir = TemporaryDirectory()
+        func openssl(_ arguments: [String]) throws {
+            try #require(run(["/usr/bin/openssl"] + arguments) == 0, "openssl \(arguments.joined(separator: " "))")
+        }
+        try openssl([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("server.key"), "-out",
+            dir.file("server.pem"), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ])
+        for name in ["ca", "other-ca"] {
+            try openssl([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("\(name).key"), "-out",
+                dir.file("\(name).pem"), "-days", "2", "-subj", "/CN=\(name)",
+            ])
+            try openssl([
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir.file("\(name)-client.key"), "-out",
+                dir.file("\(name)-client.csr"), "-subj", "/CN=knit-scheduler/O=knit",
+            ])
+            try openssl([
+                "x509", "-req", "-in", dir.file("\(name)-client.csr"), "-CA", dir.file("\(name).pem"), "-CAkey",
+                dir.file("\(name).key"), "-CAcreateserial", "-out", dir.file("\(name)-client.pem"), "-days", "2",
+            ])
+        }
+        let server = try PythonServer(
+            script: echoServerScript,
+            arguments: [dir.file("server.pem"), dir.file("server.key"), dir.file("ca.pem")]
+        )
+        defer { server.stop() }
+        let url = "https://127.0.0.1:\(server.port)/hello"
+        let serverPEM: String = try #require(readText(dir.file("server.pem")))
+        let clientPEM: String = try #require(readText(dir.file("ca-client.pem")))
+        let clientKey: String = try #require(readText(dir.file("ca-client.key")))
+        let strangerPEM: String = try #require(readText(dir.file("other-ca-client.pem")))
+        let strangerKey: String = try #require(readText(dir.file("other-ca-client.key")))
+
+        let identified = HTTPClient(caPEM: serverPEM, clientCertificatePEM: clientPEM, clientKeyPEM: clientKey)
+        let response = try identified.perform(HTTPRequest(url: url))
+        #expect(response.status == 200)
+        #expect(String(decoding: response.body, as: UTF8.self) == "hello, world\n")
+
+        // No certificate, or one the server's CA did not sign: no response at all.
+        #expect(throws: HTTPError.self) { try HTTPClient(caPEM: serverPEM).perform(HTTPRequest(url: url)) }
+        let stranger = HTTPClient(caPEM: serverPEM, clientCertificatePEM: strangerPEM, clientKeyPEM: strangerKey)
+        #expect(throws: HTTPError.self) { try stranger.perform(HTTPRequest(url: url)) }
+    }
+
     @Test func headersLookupIgnoresCase() {
         var headers: HTTPHeaders = ["Content-Type": "a", "X-One": "1"]
         headers.append("x-one", "2")
