@@ -117,7 +117,7 @@ let package = Package(
         ),
         .target(
             name: "KnitKubeClient",
-            dependencies: ["KnitSystem", "KnitYAML"],
+            dependencies: ["KnitCore", "KnitSystem", "KnitYAML", "KnitHTTP"],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),

@@ -54,6 +54,18 @@ struct EasyHandle: ~Copyable {
             }
             guard rc == CURLE_OK else { throw failure(rc, request) }
         }
+        if var certificate = client.clientCertificatePEM, var key = client.clientKeyPEM {
+            set(CURLOPT_SSLCERTTYPE, "PEM")
+            set(CURLOPT_SSLKEYTYPE, "PEM")
+            var rc = certificate.withUnsafeMutableBytes {
+                cknit_curl_setopt_blob(curl, CURLOPT_SSLCERT_BLOB, $0.baseAddress!, $0.count)
+            }
+            guard rc == CURLE_OK else { throw failure(rc, request) }
+            rc = key.withUnsafeMutableBytes {
+                cknit_curl_setopt_blob(curl, CURLOPT_SSLKEY_BLOB, $0.baseAddress!, $0.count)
+            }
+            guard rc == CURLE_OK else { throw failure(rc, request) }
+        }
 
         var headerLines = request.headers.map { "\($0.name): \($0.value)" }
         headerLines.append("Expect:")  // no 100-continue round trip before streaming a body

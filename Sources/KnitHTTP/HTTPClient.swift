@@ -7,20 +7,31 @@ internal import KnitSystem
 public struct HTTPClient: Sendable {
     /// PEM of the only CA to trust; nil means the system's trust store.
     let caPEM: [UInt8]?
+    /// PEM of the client certificate and its key presented in the TLS handshake; nil presents none.
+    let clientCertificatePEM: [UInt8]?
+    let clientKeyPEM: [UInt8]?
     public var connectTimeoutSeconds: Int
     /// A transfer slower than 1 byte/s for this long is abandoned.
     public var stallTimeoutSeconds: Int
     public var userAgent: String
 
-    /// - Parameter caPEM: when given, the server certificate must chain to this CA and no other.
+    /// - Parameters:
+    ///   - caPEM: when given, the server certificate must chain to this CA and no other.
+    ///   - clientCertificatePEM, clientKeyPEM: a client certificate (a Kubernetes user) and its key, both PEM;
+    ///     used only when both are given.
     public init(
         caPEM: String? = nil,
+        clientCertificatePEM: String? = nil,
+        clientKeyPEM: String? = nil,
         connectTimeoutSeconds: Int = 30,
         stallTimeoutSeconds: Int = 300,
         userAgent: String = "knit"
     ) {
         _ = curlGlobalInit
         self.caPEM = caPEM.map { Array($0.utf8) }
+        let both = clientCertificatePEM != nil && clientKeyPEM != nil
+        self.clientCertificatePEM = both ? clientCertificatePEM.map { Array($0.utf8) } : nil
+        self.clientKeyPEM = both ? clientKeyPEM.map { Array($0.utf8) } : nil
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.stallTimeoutSeconds = stallTimeoutSeconds
         self.userAgent = userAgent

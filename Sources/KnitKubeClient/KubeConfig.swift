@@ -30,6 +30,22 @@ public struct KubeConfig: Sendable, Equatable {
     /// The context's namespace (or the pod's own); nil when neither says.
     public var namespace: String?
 
+    public init(
+        server: String,
+        certificateAuthorityPEM: String?,
+        insecureSkipTLSVerify: Bool = false,
+        tlsServerName: String? = nil,
+        credentials: Credentials,
+        namespace: String? = nil
+    ) {
+        self.server = server
+        self.certificateAuthorityPEM = certificateAuthorityPEM
+        self.insecureSkipTLSVerify = insecureSkipTLSVerify
+        self.tlsServerName = tlsServerName
+        self.credentials = credentials
+        self.namespace = namespace
+    }
+
     /// The service-account directory every pod gets.
     public static let serviceAccountDirectory = "/var/run/secrets/kubernetes.io/serviceaccount"
 

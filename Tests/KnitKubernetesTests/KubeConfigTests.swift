@@ -4,9 +4,10 @@ import KnitSystem
 import KnitTestSupport
 import Testing
 
-/// A real CA and a client certificate signed by it, made with openssl in `directory`, as kubeadm or a
-/// test cluster's script writes them.
-private struct Certificates {
+/// A real CA, and a client and a server (`127.0.0.1`) certificate signed by it, made with openssl in
+/// `directory` (files `ca.crt`, `client.crt`, `client.key`, `server.crt`, `server.key`), as kubeadm or a test
+/// cluster's script writes them.
+struct Certificates {
     let ca: String
     let certificate: String
     let key: String
@@ -40,13 +41,32 @@ private struct Certificates {
                 ]
             ) == 0
         )
+        writeFile("\(directory)/server.ext", "subjectAltName=IP:127.0.0.1\n")
+        try #require(
+            run(
+                openssl + [
+                    "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", "\(directory)/server.key", "-out", "\(directory)/server.csr", "-subj",
+                    "/CN=kube-apiserver",
+                ]
+            ) == 0
+        )
+        try #require(
+            run(
+                openssl + [
+                    "x509", "-req", "-in", "\(directory)/server.csr", "-CA", "\(directory)/ca.crt",
+                    "-CAkey", "\(directory)/ca.key", "-CAcreateserial", "-days", "1", "-extfile",
+                    "\(directory)/server.ext", "-out", "\(directory)/server.crt",
+                ]
+            ) == 0
+        )
         ca = try #require(readText("\(directory)/ca.crt"))
         certificate = try #require(readText("\(directory)/client.crt"))
         key = try #require(readText("\(directory)/client.key"))
     }
 }
 
-private func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
+func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
 
 @Suite("KubeConfig")
 struct KubeConfigTests {
