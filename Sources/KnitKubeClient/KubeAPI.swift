@@ -61,7 +61,93 @@ public struct KubeAPI: Sendable {
         return true
     }
 
-    private func send(_ method: String, _ path: String, body: JSONValue?) throws(KubeAPIError) -> HTTPResponse {
+    /// The items of the collection at `path` whose labels match `labelSelector` (`key=value,…`), and the list's
+    /// resourceVersion, from which a watch continues without missing a change.
+    public func list(_ path: String, labelSelector: String) throws(KubeAPIError) -> (
+        items: [JSONValue], resourceVersion: String
+    ) {
+        let query = path + "?labelSelector=" + Self.percentEncoded(labelSelector)
+        let list = try decoded(try send("GET", query, body: nil), "GET", path)
+        return (list["items"]?.arrayValue ?? [], list["metadata"]?["resourceVersion"]?.stringValue ?? "")
+    }
+
+    /// Watches the collection at `path` for objects matching `labelSelector`, from `resourceVersion`, until the
+    /// server ends the stream (after `timeoutSeconds`) or `onEvent` throws. Bookmarks are asked for, so a
+    /// restarted watch resumes close to where it stopped; an `ERROR` event (410 Gone: the version is too old)
+    /// is handed over like any other, and the caller lists again.
+    /// - Throws: ``KubeAPIError``, or what `onEvent` threw (which ends the watch).
+    public func watch(
+        _ path: String,
+        labelSelector: String,
+        resourceVersion: String,
+        timeoutSeconds: Int = 300,
+        onEvent: (KubeWatchEvent) throws -> Void
+    ) throws {
+        let query =
+            path + "?watch=true&allowWatchBookmarks=true&labelSelector=" + Self.percentEncoded(labelSelector)
+            + "&resourceVersion=" + Self.percentEncoded(resourceVersion) + "&timeoutSeconds=\(timeoutSeconds)"
+        var pending: [UInt8] = []
+        try stream(query) { chunk in
+            pending.append(contentsOf: chunk)
+            // One JSON event per line; a line may arrive split over several chunks.
+            while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = pending[..<newline]
+                defer { pending.removeSubrange(...newline) }
+                guard !line.allSatisfy({ $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\r") }) else { continue }
+                guard let event = JSONValue.parse(line), let type = event["type"]?.stringValue,
+                    let object = event["object"]
+                else { throw KubeAPIError("GET", path, reason: "a watch event is not JSON") }
+                try onEvent(KubeWatchEvent(type: type, object: object))
+            }
+        }
+    }
+
+    /// GETs `path` and hands the body to `sink` as it arrives (a pod's log with `follow=true`, a watch).
+    /// - Throws: ``KubeAPIError``, or what `sink` threw (which ends the transfer).
+    public func stream(_ path: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        var sinkError: (any Error)?
+        let response: HTTPResponse
+        do {
+            response = try withoutActuallyEscaping(sink) { (sink) throws(KubeAPIError) -> HTTPResponse in
+                try send("GET", path, body: nil) { chunk in
+                    do { try sink(chunk) } catch {
+                        sinkError = error
+                        throw error
+                    }
+                }
+            }
+        } catch {
+            // The caller's own error, not a transport failure, when its sink stopped the transfer.
+            if let sinkError { throw sinkError }
+            throw error
+        }
+        _ = try decoded(response, "GET", path, bodyExpected: false)
+    }
+
+    /// `text` with everything but unreserved characters percent-encoded, for a query value.
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            let unreserved =
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: ".")
+                || byte == UInt8(ascii: "~")
+            if unreserved {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = Array("0123456789ABCDEF".utf8)
+                out += "%" + String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 15)]], as: UTF8.self)
+            }
+        }
+        return out
+    }
+
+    private func send(
+        _ method: String,
+        _ path: String,
+        body: JSONValue?,
+        sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil
+    ) throws(KubeAPIError) -> HTTPResponse {
         var headers: HTTPHeaders = ["Accept": "application/json"]
         if body != nil { headers.append("Content-Type", "application/json") }
         let token: String?
@@ -73,13 +159,13 @@ public struct KubeAPI: Sendable {
             headers: headers,
             body: body.map { .bytes(Array($0.rendered(indent: 0).utf8)) }
         )
-        do { return try http.perform(request) } catch {
+        do { return try http.perform(request, sink: sink) } catch {
             throw KubeAPIError(method, path, reason: "no response (\(error.code)): \(error.message)")
         }
     }
 
-    private func decoded(_ response: HTTPResponse, _ method: String, _ path: String) throws(KubeAPIError)
-        -> JSONValue
+    private func decoded(_ response: HTTPResponse, _ method: String, _ path: String, bodyExpected: Bool = true)
+        throws(KubeAPIError) -> JSONValue
     {
         let body = JSONValue.parse(response.body)
         guard response.isSuccess else {
@@ -93,8 +179,21 @@ public struct KubeAPI: Sendable {
                 message: body?["message"]?.stringValue ?? String(decoding: response.body.prefix(512), as: UTF8.self)
             )
         }
+        guard bodyExpected else { return .null }
         guard let body else { throw KubeAPIError(method, path, reason: "the response is not JSON") }
         return body
+    }
+}
+
+/// One line of a watch stream: `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` (only `metadata.resourceVersion`
+/// is meaningful) or `ERROR` (the object is a `Status`).
+public struct KubeWatchEvent: Sendable, Equatable {
+    public var type: String
+    public var object: JSONValue
+
+    public init(type: String, object: JSONValue) {
+        self.type = type
+        self.object = object
     }
 }
 

@@ -10,7 +10,7 @@ import Testing
 /// (`cert`) or ignores (`token`) a client certificate from the test CA. It records, in annotations of the
 /// stored object, the client certificate's CN, the Authorization header and the query it saw.
 private let apiServerScript = #"""
-    import http.server, json, ssl, sys
+    import http.server, json, ssl, sys, time
     ca, cert, key, mode = sys.argv[1:5]
     store = {}
     def status(code, reason, message):
@@ -41,7 +41,30 @@ private let apiServerScript = #"""
                 "seen-auth": self.headers.get("Authorization") or "", "seen-query": query}
             store[path + "/" + name] = obj
             self.reply(201, obj)
+        def chunked(self, pieces):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in pieces:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.wfile.write(b"0\r\n\r\n")
         def do_GET(self):
+            path, _, query = self.path.partition("?")
+            if path == "/api/v1/namespaces/n/pods" and "watch=true" in query:
+                added = json.dumps({"type": "ADDED", "object": {"metadata": {"name": "p", "resourceVersion": "43",
+                    "annotations": {"seen-query": query}}}}).encode() + b"\n"
+                modified = json.dumps({"type": "MODIFIED", "object": {"status": {"phase": "Running"}}}).encode()
+                gone = json.dumps({"type": "ERROR", "object": status(410, "Expired", "too old resource version")})
+                return self.chunked([added[:20], added[20:] + modified[:7], modified[7:] + b"\n\n",
+                    gone.encode() + b"\n"])
+            if path == "/api/v1/namespaces/n/pods":
+                return self.reply(200, {"kind": "PodList", "metadata": {"resourceVersion": "42"},
+                    "items": [{"metadata": {"name": "p", "annotations": {"seen-query": query}}}]})
+            if path == "/api/v1/namespaces/n/pods/p/log":
+                return self.chunked([b"epoch 1\n", b"epoch 2\n"])
             if self.path in store:
                 return self.reply(200, store[self.path])
             self.reply(404, status(404, "NotFound", "not found"))
@@ -168,5 +191,59 @@ struct KubeAPITests {
 
         config.insecureSkipTLSVerify = true
         #expect(throws: KubeConfigError.self) { try KubeAPI(config: config) }
+    }
+
+    @Test("list by label selector, a watch stream split across chunks, a followed log, all as they arrive")
+    func listWatchAndLogs() throws {
+        let directory = TemporaryDirectory()
+        let pems = try Certificates(in: directory.path)
+        let server = try startServer(directory.path, mode: "cert")
+        defer { server.stop() }
+        let api = try KubeAPI(
+            config: KubeConfig(
+                server: "https://127.0.0.1:\(server.port)",
+                certificateAuthorityPEM: pems.ca,
+                credentials: .clientCertificate(certificatePEM: pems.certificate, keyPEM: pems.key)
+            )
+        )
+        let selector = "knit.run=abc,knit.executor=knit"
+        let listed = try api.list("/api/v1/namespaces/n/pods", labelSelector: selector)
+        #expect(listed.resourceVersion == "42")
+        #expect(
+            listed.items.first?["metadata"]?["annotations"]?["seen-query"]
+                == .string("labelSelector=knit.run%3Dabc%2Cknit.executor%3Dknit")
+        )
+
+        var events: [KubeWatchEvent] = []
+        try api.watch("/api/v1/namespaces/n/pods", labelSelector: selector, resourceVersion: "42", timeoutSeconds: 30) {
+            events.append($0)
+        }
+        #expect(events.map(\.type) == ["ADDED", "MODIFIED", "ERROR"])
+        #expect(
+            events.first?.object["metadata"]?["annotations"]?["seen-query"]
+                == .string(
+                    "watch=true&allowWatchBookmarks=true&labelSelector=knit.run%3Dabc%2Cknit.executor%3Dknit"
+                        + "&resourceVersion=42&timeoutSeconds=30"
+                )
+        )
+        #expect(events[1].object["status"]?["phase"] == .string("Running"))
+        #expect(events.last?.object["code"] == .number("410"))
+
+        struct Stop: Error {}
+        var seen = 0
+        #expect(throws: Stop.self) {
+            try api.watch("/api/v1/namespaces/n/pods", labelSelector: selector, resourceVersion: "42") { _ in
+                seen += 1
+                throw Stop()
+            }
+        }
+        #expect(seen == 1)
+
+        var chunks: [String] = []
+        try api.stream("/api/v1/namespaces/n/pods/p/log?follow=true&container=main") {
+            chunks.append(String(decoding: $0, as: UTF8.self))
+        }
+        #expect(chunks.joined() == "epoch 1\nepoch 2\n")
+        #expect(chunks.count == 2)
     }
 }
