@@ -6,10 +6,21 @@ import KnitHTTP
 public struct KubeAPI: Sendable {
     public let config: KubeConfig
     private let http: HTTPClient
+    /// For watches and followed logs, which may stay silent for long: a Run that prints nothing for minutes
+    /// is normal, and a watch is bounded by its own `timeoutSeconds`.
+    private let streamHTTP: HTTPClient
 
     /// - Throws: when the kubeconfig asks for something Knit will not do (skip TLS verification, or a
     ///   `tls-server-name` the client cannot honour yet).
-    public init(config: KubeConfig, connectTimeoutSeconds: Int = 10) throws(KubeConfigError) {
+    /// - Parameters:
+    ///   - stallTimeoutSeconds: a plain request silent this long is abandoned.
+    ///   - streamStallTimeoutSeconds: the same for watches and ``stream(_:sink:)``.
+    public init(
+        config: KubeConfig,
+        connectTimeoutSeconds: Int = 10,
+        stallTimeoutSeconds: Int = 60,
+        streamStallTimeoutSeconds: Int = 24 * 3600
+    ) throws(KubeConfigError) {
         guard !config.insecureSkipTLSVerify else {
             throw KubeConfigError("the kubeconfig sets insecure-skip-tls-verify; Knit always verifies the server")
         }
@@ -23,14 +34,18 @@ public struct KubeAPI: Sendable {
             key = keyPEM
         }
         self.config = config
-        self.http = HTTPClient(
-            caPEM: config.certificateAuthorityPEM,
-            clientCertificatePEM: certificate,
-            clientKeyPEM: key,
-            connectTimeoutSeconds: connectTimeoutSeconds,
-            stallTimeoutSeconds: 60,
-            userAgent: "knit-scheduler"
-        )
+        func client(stall: Int) -> HTTPClient {
+            HTTPClient(
+                caPEM: config.certificateAuthorityPEM,
+                clientCertificatePEM: certificate,
+                clientKeyPEM: key,
+                connectTimeoutSeconds: connectTimeoutSeconds,
+                stallTimeoutSeconds: stall,
+                userAgent: "knit-scheduler"
+            )
+        }
+        self.http = client(stall: stallTimeoutSeconds)
+        self.streamHTTP = client(stall: streamStallTimeoutSeconds)
     }
 
     /// POSTs `object` to the collection at `path` (`/api/v1/namespaces/NS/persistentvolumeclaims`); unknown
@@ -159,7 +174,7 @@ public struct KubeAPI: Sendable {
             headers: headers,
             body: body.map { .bytes(Array($0.rendered(indent: 0).utf8)) }
         )
-        do { return try http.perform(request, sink: sink) } catch {
+        do { return try (sink == nil ? http : streamHTTP).perform(request, sink: sink) } catch {
             throw KubeAPIError(method, path, reason: "no response (\(error.code)): \(error.message)")
         }
     }

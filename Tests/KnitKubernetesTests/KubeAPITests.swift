@@ -41,15 +41,16 @@ private let apiServerScript = #"""
                 "seen-auth": self.headers.get("Authorization") or "", "seen-query": query}
             store[path + "/" + name] = obj
             self.reply(201, obj)
-        def chunked(self, pieces):
+        def chunked(self, pieces, pause=0.05):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            self.wfile.flush()
             for piece in pieces:
+                time.sleep(pause)
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.flush()
-                time.sleep(0.05)
             self.wfile.write(b"0\r\n\r\n")
         def do_GET(self):
             path, _, query = self.path.partition("?")
@@ -63,6 +64,8 @@ private let apiServerScript = #"""
             if path == "/api/v1/namespaces/n/pods":
                 return self.reply(200, {"kind": "PodList", "metadata": {"resourceVersion": "42"},
                     "items": [{"metadata": {"name": "p", "annotations": {"seen-query": query}}}]})
+            if path == "/api/v1/namespaces/n/pods/quiet/log":
+                return self.chunked([b"after a silence\n"], pause=4)
             if path == "/api/v1/namespaces/n/pods/p/log":
                 return self.chunked([b"epoch 1\n", b"epoch 2\n"])
             if self.path in store:
@@ -245,5 +248,27 @@ struct KubeAPITests {
         }
         #expect(chunks.joined() == "epoch 1\nepoch 2\n")
         #expect(chunks.count == 2)
+    }
+
+    @Test("a followed log may stay silent longer than a plain request may stall; its own stall limit still holds")
+    func quietStreams() throws {
+        let directory = TemporaryDirectory()
+        let pems = try Certificates(in: directory.path)
+        let server = try startServer(directory.path, mode: "cert")
+        defer { server.stop() }
+        let config = KubeConfig(
+            server: "https://127.0.0.1:\(server.port)",
+            certificateAuthorityPEM: pems.ca,
+            credentials: .clientCertificate(certificatePEM: pems.certificate, keyPEM: pems.key)
+        )
+        let quietLog = "/api/v1/namespaces/n/pods/quiet/log?follow=true"
+        var text = ""
+        try KubeAPI(config: config, stallTimeoutSeconds: 1).stream(quietLog) {
+            text += String(decoding: $0, as: UTF8.self)
+        }
+        #expect(text == "after a silence\n")
+
+        let impatient = try KubeAPI(config: config, streamStallTimeoutSeconds: 1)
+        #expect(throws: KubeAPIError.self) { try impatient.stream(quietLog) { _ in } }
     }
 }
