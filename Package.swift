@@ -108,6 +108,19 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
+        // The Kubernetes executor's objects, built purely from a Run; and how it reaches the API server.
+        .target(
+            name: "KnitKubernetes",
+            dependencies: ["KnitCore"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KnitKubeClient",
+            dependencies: ["KnitCore", "KnitSystem", "KnitYAML", "KnitHTTP"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KnitTesting",
             dependencies: ["KnitCore", "KnitSystem"],
@@ -224,6 +237,11 @@ let package = Package(
         .testTarget(
             name: "KnitSchedulerTests",
             dependencies: ["KnitScheduler", "KnitSystem", "KnitCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KnitKubernetesTests",
+            dependencies: ["KnitKubernetes", "KnitKubeClient", "KnitScheduler", "KnitCore", "KnitTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
