@@ -66,7 +66,7 @@ let package = Package(
         ),
         .target(
             name: "KnitArchive",
-            dependencies: ["CKnitArchive", "KnitSystem"],
+            dependencies: ["CKnitArchive", "KnitCore", "KnitSystem"],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),

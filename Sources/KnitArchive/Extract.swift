@@ -1,4 +1,5 @@
 internal import CKnitArchive
+internal import KnitCore
 
 #if canImport(Glibc)
     internal import Glibc
@@ -148,7 +149,7 @@ private struct Extractor {
     var summary = ExtractSummary()
     var entryCount = 0
     var declaredBytes: Int64 = 0
-    var symlinks = SymlinkResolver()
+    var symlinks = SymlinkContainment()
     /// Regular files extracted so far: the only valid hard link targets.
     var files = Set<[UInt8]>()
 
@@ -233,8 +234,7 @@ private struct Extractor {
         if isGzip { try checkGzipTrailer() }
         // A later link can change where an earlier target leads, so check them all against the final tree.
         for (path, target) in symlinks.links {
-            let parts = path.split(separator: UInt8(ascii: "/")).map { Array($0) }
-            if symlinks.escapes(linkAt: parts, target: target) {
+            if symlinks.escapes(linkAt: path, target: target) {
                 throw ArchiveError(
                     code: .linkEscapes,
                     message: "extract: symlink \(display(path)) -> \(display(target)) leads outside the Data root",
@@ -360,8 +360,9 @@ private struct Extractor {
                     )
                 }
                 var next = symlinks
-                next.add(path: parts, target: target)
-                if next.escapes(linkAt: parts, target: target) {
+                let linkPath = EntryPath.join(parts)
+                next.add(linkAt: linkPath, target: target)
+                if next.escapes(linkAt: linkPath, target: target) {
                     throw ArchiveError(
                         code: .linkEscapes,
                         message: "extract: symlink \(shown) -> \(display(target)) leads outside the Data root",
@@ -416,7 +417,7 @@ private struct Extractor {
         } else if type == typeSymlink {
             summary.symlinks += 1
             files.remove(joined)
-            symlinks.add(path: parts, target: bytes(ofCString: archive_entry_symlink(entry)!))
+            symlinks.add(linkAt: EntryPath.join(parts), target: bytes(ofCString: archive_entry_symlink(entry)!))
         }
     }
 

@@ -1,4 +1,5 @@
 internal import Glibc
+internal import KnitCore
 internal import KnitSystem
 
 /// Makes what a Run wrote as safe to keep as an upload is, once its container has ended.
@@ -262,22 +263,20 @@ public struct OutputSanitizer: Sendable {
 
     // MARK: - Symlinks
 
-    /// Linux gives up after 40 expansions (ELOOP); a loop reaches nothing, so it counts as inside.
-    private static let maximumExpansions = 40
-
     private func removeEscapingLinks(
         rootFD: Int32,
         base: [UInt8],
         links: [[UInt8]: [UInt8]],
         report: inout Report
     ) {
-        var remaining = links
-        // Removing one link changes what the others resolve through, so look again until nothing escapes.
+        // The rule uploads are held to (KnitCore's SymlinkContainment). Removing one link changes what the
+        // others resolve through, so look again until nothing escapes.
+        var remaining = SymlinkContainment(links: links)
         while true {
-            let escaping = remaining.filter { Self.escapes(linkAt: $0.key, target: $0.value, links: remaining) }
+            let escaping = remaining.escaping()
             guard !escaping.isEmpty else { return }
             for (path, target) in escaping.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
-                remaining[path] = nil
+                remaining.remove(linkAt: path)
                 let shown = base + [UInt8(ascii: "/")] + path
                 if unlink(path, under: rootFD) {
                     report.changes.append(Change(kind: .removedSymlink(target: target), path: shown))
@@ -304,39 +303,6 @@ public struct OutputSanitizer: Sendable {
             fd = next
         }
         return withCName(last, { unlinkat(fd, $0, 0) }) == 0 || errno == ENOENT
-    }
-
-    /// Whether `target`, read from the directory holding the link at `path` (relative to the root), leaves
-    /// the root, expanding the tree's other symlinks on the way.
-    static func escapes(linkAt path: [UInt8], target: [UInt8], links: [[UInt8]: [UInt8]]) -> Bool {
-        var current = path.split(separator: UInt8(ascii: "/")).map(Array.init)
-        current.removeLast()
-        var pending: [[UInt8]] = []
-        guard push(target, onto: &pending) else { return true }
-        var expansions = 0
-        while let part = pending.popLast() {
-            if part == [UInt8(ascii: ".")] { continue }
-            if part == [UInt8(ascii: "."), UInt8(ascii: ".")] {
-                if current.isEmpty { return true }
-                current.removeLast()
-                continue
-            }
-            current.append(part)
-            if let next = links[join([], current)] {
-                expansions += 1
-                if expansions > maximumExpansions { return false }
-                current.removeLast()
-                guard push(next, onto: &pending) else { return true }
-            }
-        }
-        return false
-    }
-
-    /// Pushes the components of `target` so the first pops first; false for an absolute target.
-    private static func push(_ target: [UInt8], onto stack: inout [[UInt8]]) -> Bool {
-        if target.first == UInt8(ascii: "/") || target.isEmpty { return false }
-        for part in target.split(separator: UInt8(ascii: "/")).reversed() { stack.append(Array(part)) }
-        return true
     }
 
     // MARK: - Bytes
