@@ -256,7 +256,20 @@ public struct KubernetesExecutor: Executor {
                 }
             }
         }
-        try await waitUntilGone([podsPath], selector: selector, runId: runId, within: grace + .seconds(30))
+        // Once the container has exited: the pod object itself lingers ~10 s more while the kubelet tears down
+        // its sandbox and volumes, and meanwhile `observe` says `.exited` from its terminated state.
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: grace + .seconds(30))
+        while true {
+            switch try await observe(runIds: [runId])[runId] {
+            case .exited, .notFound, nil: return
+            default: break
+            }
+            guard clock.now < deadline else {
+                throw ExecutorError(.timedOut, "Run \(runId): its pod still runs \(grace + .seconds(30)) after stop")
+            }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
     }
 
     public func cleanup(runId: String) async throws {

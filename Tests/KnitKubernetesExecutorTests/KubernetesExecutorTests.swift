@@ -227,7 +227,9 @@ struct KubernetesExecutorTests {
         print("stop with 1 s grace took \(took)")
         #expect(took < .seconds(30))
         let after = try await fixture.executor.observe(runId: runId)
-        #expect(after == .notFound)
+        // The pod may still be torn down (its container killed: 137) or already gone.
+        #expect(after == .notFound || after == .exited(code: 137, oomKilled: false, message: "exited with code 137"))
+        #expect(took < .seconds(10))
         #expect(Self.read(launch.logPath!).contains("sleeping\n"))
         // A second stop changes nothing and is no error.
         try await fixture.executor.stop(runId: runId, grace: .seconds(1))
