@@ -121,6 +121,13 @@ let package = Package(
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
+        // The Executor of the scheduler on a Kubernetes cluster: the objects above, created and watched.
+        .target(
+            name: "KnitKubernetesExecutor",
+            dependencies: ["KnitCore", "KnitKubernetes", "KnitKubeClient", "KnitScheduler"],
+            exclude: ["README.md"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KnitTesting",
             dependencies: ["KnitCore", "KnitSystem"],
@@ -242,6 +249,13 @@ let package = Package(
         .testTarget(
             name: "KnitKubernetesTests",
             dependencies: ["KnitKubernetes", "KnitKubeClient", "KnitScheduler", "KnitCore", "KnitTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KnitKubernetesExecutorTests",
+            dependencies: [
+                "KnitKubernetesExecutor", "KnitKubernetes", "KnitKubeClient", "KnitScheduler", "KnitCore", "KnitSystem",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
