@@ -57,7 +57,7 @@ public enum KubernetesObjects {
     public static let containerName = "main"
 
     /// `knit-run-<runId>`: at most 63 characters, since Kubernetes copies it into the `job-name` label.
-    public static func jobName(runId: String) -> String { "knit-run-" + runId }
+    public static func jobName(runId: String) -> String { RunConfinement.workerName(runId: runId) }
 
     /// The label selector (`key=value,…`) that finds every object of a Run of this instance.
     public static func selector(runId: String, settings: KubernetesSettings) -> String {
@@ -225,11 +225,9 @@ public enum KubernetesObjects {
         return .object(spec)
     }
 
-    /// The capabilities a Run keeps after dropping ALL: the podman executor's `keptCapabilities`, so a Run
+    /// The capabilities a Run keeps after dropping ALL: KnitCore's `RunConfinement.keptCapabilities`, so a Run
     /// has the same rights on either executor.
-    public static let keptCapabilities = [
-        "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE",
-    ]
+    public static var keptCapabilities: [String] { RunConfinement.keptCapabilities }
 
     /// `on_node` as Knitfab maps it: `may` tolerates the taint `key=value:NoSchedule`; `prefer` also tolerates
     /// `PreferNoSchedule` and adds a preferred node-affinity term (weight 1) per label; `must` tolerates both and

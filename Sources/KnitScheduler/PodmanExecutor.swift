@@ -139,7 +139,7 @@ public final class PodmanExecutor: Executor {
     }
 
     /// The container name of a Run.
-    public static func containerName(runId: String) -> String { "knit-run-\(runId)" }
+    public static func containerName(runId: String) -> String { RunConfinement.workerName(runId: runId) }
 
     public func workerName(runId: String) -> String { Self.containerName(runId: runId) }
 

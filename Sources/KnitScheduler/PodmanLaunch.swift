@@ -10,12 +10,9 @@ internal import KnitSystem
 
 // How a Run becomes a `podman run`: the checks a launch must pass and the arguments it turns into.
 extension PodmanExecutor {
-    /// Capabilities a Run's container keeps: what ordinary images need to install and drop to their own
-    /// users and write their files as root (CHOWN, DAC_OVERRIDE, FOWNER, SETUID, SETGID), signal their own
-    /// processes (KILL) and bind low ports on their loopback (NET_BIND_SERVICE).
-    public static let keptCapabilities = [
-        "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE",
-    ]
+    /// Capabilities a Run's container keeps: KnitCore's `RunConfinement.keptCapabilities`, shared with
+    /// every executor.
+    public static var keptCapabilities: [String] { RunConfinement.keptCapabilities }
 
     /// Capabilities of podman's defaults here (docker's long list: CapEff a80425fb) that a Run never gets:
     /// no device nodes (MKNOD), no file capabilities or s-bits kept on writes (SETFCAP, FSETID), no
