@@ -255,6 +255,7 @@ let package = Package(
             name: "KnitKubernetesExecutorTests",
             dependencies: [
                 "KnitKubernetesExecutor", "KnitKubernetes", "KnitKubeClient", "KnitScheduler", "KnitCore", "KnitSystem",
+                "KnitTestSupport",
             ],
             swiftSettings: swiftSettings
         ),

@@ -5,63 +5,8 @@ import KnitKubernetes
 import KnitKubernetesExecutor
 import KnitScheduler
 import KnitSystem
+import KnitTestSupport
 import Testing
-
-/// These tests start a real single-node cluster (`scripts/k8s-cluster up`, about 10 s, root only), so they run
-/// only when asked for: `KNIT_K8S_TESTS=1 swift test --filter KubernetesExecutorTests`.
-let kubernetesTestsEnabled = getenv("KNIT_K8S_TESTS").map { String(cString: $0) } == "1"
-
-private let repositoryRoot: String = {
-    var path = #filePath
-    for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-    return path
-}()
-
-/// Starts a cluster before the suite and always stops it after (only the one this trait started).
-struct KubernetesTestCluster: SuiteTrait, TestScoping {
-    @TaskLocal static var directory: String?
-
-    func provideScope(
-        for test: Test,
-        testCase: Test.Case?,
-        performing function: @Sendable () async throws -> Void
-    ) async throws {
-        let directory = try makeTemporaryDirectory(prefix: "knit-k8s-cluster-")
-        let script = repositoryRoot + "/scripts/k8s-cluster"
-        var failure: (any Error)?
-        do {
-            let up = try await runCommand(
-                [script, "up", directory],
-                environment: Self.environment,
-                directory: repositoryRoot,
-                timeout: .seconds(900)
-            )
-            guard up.status == 0 else {
-                throw ExecutorError(.commandFailed, "k8s-cluster up failed (\(up.status)): \(up.stderr.suffix(2000))")
-            }
-            try await Self.$directory.withValue(directory) { try await function() }
-        } catch {
-            failure = error
-        }
-        _ = try? await runCommand(
-            [script, "down", directory],
-            environment: Self.environment,
-            directory: repositoryRoot,
-            timeout: .seconds(120)
-        )
-        if let failure { throw failure }
-    }
-
-    static var environment: [String] {
-        var entries = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"]
-        if let cache = getenv("KNIT_K8S_CACHE") { entries.append("KNIT_K8S_CACHE=" + String(cString: cache)) }
-        return entries
-    }
-}
-
-extension Trait where Self == KubernetesTestCluster {
-    static var kubernetesCluster: Self { Self() }
-}
 
 @Suite(
     .serialized,
