@@ -95,6 +95,19 @@ struct UserRecord: Codable, Sendable {
     var name: String
     var role: Role
     var createdAtMs: Int64
+    /// Set while the user is disabled: their tokens are kept but refused.
+    var disabled: Bool?
+    /// Set when the user was deleted: their tokens are gone and the name stays reserved, so nobody new
+    /// inherits what they own.
+    var deletedAtMs: Int64?
+}
+
+/// `tokens`: SHA-256 of a token → whom it belongs to. Tokens issued before expiry existed hold the bare
+/// user name instead of this JSON (told apart by the leading `{`, which no user name has).
+struct TokenRecord: Codable, Sendable {
+    var user: String
+    var createdAtMs: Int64?
+    var expiresAtMs: Int64?
 }
 
 /// An authenticated user.

@@ -35,6 +35,8 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
     public var inputs: [RunAssignmentJSON]
     public var outputs: [RunAssignmentJSON]
     public var log: RunLogJSON?
+    /// Knit's addition: the Run's owner, who uploaded (for an upload) or owns its Plan (omitted when unknown).
+    public var creator: String?
 
     public init(
         runId: String,
@@ -44,7 +46,8 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         plan: PlanSummaryJSON,
         inputs: [RunAssignmentJSON] = [],
         outputs: [RunAssignmentJSON] = [],
-        log: RunLogJSON? = nil
+        log: RunLogJSON? = nil,
+        creator: String? = nil
     ) {
         self.runId = runId
         self.status = status
@@ -54,9 +57,10 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         self.inputs = inputs
         self.outputs = outputs
         self.log = log
+        self.creator = creator
     }
 
-    enum CodingKeys: String, CodingKey { case runId, status, updatedAt, exit, plan, inputs, outputs, log }
+    enum CodingKeys: String, CodingKey { case runId, status, updatedAt, exit, plan, inputs, outputs, log, creator }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -68,6 +72,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         inputs = try container.decodeIfPresent([RunAssignmentJSON].self, forKey: .inputs) ?? []
         outputs = try container.decodeIfPresent([RunAssignmentJSON].self, forKey: .outputs) ?? []
         log = try container.decodeIfPresent(RunLogJSON.self, forKey: .log)
+        creator = try container.decodeIfPresent(String.self, forKey: .creator)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -84,6 +89,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         } else {
             try container.encodeNil(forKey: .log)
         }
+        try container.encodeIfPresent(creator, forKey: .creator)
     }
 
     /// The summary form embedded in Data Detail.
