@@ -35,7 +35,7 @@ extension KnitStore {
             try txn.put(
                 db.tokens,
                 key: Self.tokenKey(token),
-                value: Self.encode(TokenRecord(user: name, createdAtMs: now)),
+                value: TokenRecord(user: name, createdAtMs: now).bytes,
                 flags: .noOverwrite
             )
         }
@@ -72,7 +72,7 @@ extension KnitStore {
             try txn.put(
                 db.tokens,
                 key: Self.tokenKey(token),
-                value: Self.encode(TokenRecord(user: name, createdAtMs: now, expiresAtMs: expiresAtMs)),
+                value: TokenRecord(user: name, createdAtMs: now, expiresAtMs: expiresAtMs).bytes,
                 flags: .noOverwrite
             )
             return others.map(Self.tokenId(ofKey:))
@@ -269,8 +269,10 @@ extension KnitStore {
     static func tokenId(ofKey key: [UInt8]) -> String { String(decoding: key.prefix(tokenIdLength), as: UTF8.self) }
 
     static func tokenRecord(_ value: [UInt8]) throws -> TokenRecord {
-        guard value.first == UInt8(ascii: "{") else { return TokenRecord(user: String(decoding: value, as: UTF8.self)) }
-        return try decode(TokenRecord.self, value)!
+        guard let record = TokenRecord(decoding: value) else {
+            throw StoreError(.corrupted, "store: a token record is malformed")
+        }
+        return record
     }
 
     /// Keys of every token of user `name`.
