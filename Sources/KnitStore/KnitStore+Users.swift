@@ -241,7 +241,9 @@ extension KnitStore {
     @discardableResult
     public func revokeToken(id: String) throws(StoreError) -> String {
         let wanted = id.lowercased()
-        guard wanted.utf8.count == Self.tokenIdLength, wanted.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+        guard wanted.utf8.count == Self.tokenIdLength,
+            wanted.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+        else {
             throw StoreError(.invalid, "'\(id)' is not a token id (\(Self.tokenIdLength) hex digits, see `token list`)")
         }
         let user = try write("revoke token") { txn -> String in

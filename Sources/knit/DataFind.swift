@@ -64,7 +64,13 @@ struct DataFind: ParsableCommand {
         let filter = TransientFilter(flag: transient) ?? .both
         try reportingErrors { () throws(KnitClientError) in
             let client = try global.apiClient()
-            let replies = try client.findData(tags: tags, since: start, duration: duration, transient: filter, creator: creator)
+            let replies = try client.findData(
+                tags: tags,
+                since: start,
+                duration: duration,
+                transient: filter,
+                creator: creator
+            )
             Console.output(JSONValue.array(replies.map(\.json)).rendered(indent: 4) + "\n")
         }
     }

@@ -383,16 +383,26 @@ struct Handout: ParsableCommand {
         let issued = try audited("handout \(name)") { () throws(StoreError) in
             try store.issueToken(for: name, expiresAtMs: expiresAtMs, revokingOthers: false)
         }
-        try writeHandouts(output ?? "\(name).knitprofile", token: issued.token, user: name, apiRoot: apiRoot, cert: cert)
+        try writeHandouts(
+            output ?? "\(name).knitprofile",
+            token: issued.token,
+            user: name,
+            apiRoot: apiRoot,
+            cert: cert
+        )
     }
 
     /// The apiRoot of the admin's handout that installer/knit-up wrote for this home.
     private func installedAPIRoot() throws -> String {
         let path = home.resolved + "/handout/knitprofile"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("apiRoot:") })
-        else {
-            printError("knitadm: no --api-root given and \(path) has no apiRoot to take it from")
+        guard access(path, R_OK) == 0, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            // The installer's handout is root's (0600), and knitadm often runs as the knit user.
+            let why = access(path, F_OK) == 0 ? "cannot be read by this account" : "does not exist"
+            printError("knitadm: give --api-root: \(path), where it would be taken from, \(why)")
+            throw ExitCode(1)
+        }
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("apiRoot:") }) else {
+            printError("knitadm: no --api-root given, and \(path) has no apiRoot to take it from")
             throw ExitCode(1)
         }
         let apiRoot = String(line.dropFirst("apiRoot:".count).drop { $0 == " " })

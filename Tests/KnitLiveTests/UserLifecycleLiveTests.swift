@@ -35,8 +35,10 @@ private func users(_ knit: KnitInstance) throws -> [String: ListedUser] {
 
 /// HTTP status of `GET /api/whoami` through nginx with `token`.
 private func whoamiStatus(_ knit: KnitInstance, _ token: String) -> String {
-    knit.curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(token)", knit.apiRoot + "/whoami"])
-        .stdoutText
+    knit.curl([
+        "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Authorization: Bearer \(token)", knit.apiRoot + "/whoami",
+    ])
+    .stdoutText
 }
 
 /// Adds `name` with knitadm, then has `knitadm handout` write both handouts to where the instance keeps a
@@ -187,6 +189,39 @@ extension Live {
             #expect(longest.count == 1 && abs(longest[0] - thirtyDays) < 120_000, "\(longest)")
         }
 
+        /// Without --api-root and --ca, `knitadm handout` takes this instance's, as knit-up lays them out.
+        @Test func handoutDefaultsToTheInstancesAPIRootAndCA() throws {
+            let knit = try LiveKnit.instance()
+            let before = try tokens(knit, "alice").count
+            let missing = knit.knitadm(["handout", "alice"])
+            #expect(missing.status == 1)
+            #expect(
+                missing.stderr.contains("give --api-root") && missing.stderr.contains("does not exist"),
+                "\(missing.stderr)"
+            )
+            #expect(try tokens(knit, "alice").count == before, "nothing issued when the handout cannot be written")
+
+            let fm = FileManager.default
+            try fm.createDirectory(atPath: knit.home + "/handout", withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: knit.home + "/tls", withIntermediateDirectories: true)
+            try fm.copyItem(atPath: knit.handoutPath(for: "admin"), toPath: knit.home + "/handout/knitprofile")
+            try fm.copyItem(atPath: knit.caPath, toPath: knit.home + "/tls/ca.crt")
+            defer {
+                try? fm.removeItem(atPath: knit.home + "/handout")
+                try? fm.removeItem(atPath: knit.home + "/tls")
+            }
+            let written = knit.knitadm(["handout", "alice"])
+            try #require(written.status == 0, "\(written.stderr)")
+            let path = knit.root + "/alice.knitprofile"
+            let ours = try String(contentsOfFile: path, encoding: .utf8)
+            let ca = try Data(contentsOf: URL(fileURLWithPath: knit.caPath)).base64EncodedString()
+            #expect(ours.hasPrefix("apiRoot: \(knit.apiRoot)\ncert:\n  ca: \(ca)\ntoken: knit_"), "\(ours)")
+            let token = try #require(ours.split(separator: "\n").last.map { String($0.dropFirst("token: ".count)) })
+            #expect(whoamiStatus(knit, token) == "200")
+            #expect(fm.fileExists(atPath: path + "-knitfab"))
+            #expect(try tokens(knit, "alice").count == before + 1)
+        }
+
         @Test func findsFilterByCreatorThroughTheCLI() throws {
             let knit = try LiveKnit.instance()
             let scratch = try makeScratchDirectory(knit, "words")
@@ -215,7 +250,9 @@ extension Live {
             let plan = try jsonDecoder.decode(PlanDetailJSON.self, from: applied.stdout)
             #expect(plan.creator == "alice")
             let alicesPlans = knit.runKnit(["plan", "find", "--creator", "alice"], user: "rita")
-            #expect(try jsonDecoder.decode([PlanDetailJSON].self, from: alicesPlans.stdout).map(\.planId) == [plan.planId])
+            #expect(
+                try jsonDecoder.decode([PlanDetailJSON].self, from: alicesPlans.stdout).map(\.planId) == [plan.planId]
+            )
             let adminsPlans = knit.runKnit(["plan", "find", "--creator", "admin"], user: "rita")
             #expect(try jsonDecoder.decode([PlanDetailJSON].self, from: adminsPlans.stdout).isEmpty)
 

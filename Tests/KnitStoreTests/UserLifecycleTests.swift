@@ -51,7 +51,9 @@ import Testing
         // Their Data stays, still theirs by name, and findable by creator.
         #expect(try store.owner(of: .data(knitId: data.knitId)) == "alice")
         #expect(try store.dataDetail(knitId: data.knitId).creator == "alice")
-        #expect(try store.findData(tags: [], since: nil, durationMs: nil, creator: "alice").map(\.knitId) == [data.knitId])
+        #expect(
+            try store.findData(tags: [], since: nil, durationMs: nil, creator: "alice").map(\.knitId) == [data.knitId]
+        )
 
         // The name is reserved: a new "alice" would own the old one's Data, Plans and Runs.
         let again = #expect(throws: StoreError.self) { try store.addUser(name: "alice", role: .admin) }
@@ -125,7 +127,11 @@ import Testing
         defer { store.close() }
         let alice = try store.addUser(name: "alice", role: .admin)
         clock.advance(1000)
-        let expiring = try store.issueToken(for: "alice", expiresAtMs: clock.milliseconds + 3_600_000, revokingOthers: false)
+        let expiring = try store.issueToken(
+            for: "alice",
+            expiresAtMs: clock.milliseconds + 3_600_000,
+            revokingOthers: false
+        )
         let bob = try store.addUser(name: "bob", role: .user)
 
         let all = try store.tokens()
@@ -199,12 +205,16 @@ import Testing
         #expect(try store.planDetail(planId: plan.planId).creator == "bob")
 
         #expect(try store.dataDetail(knitId: mine.knitId).creator == "alice")
-        #expect(try store.findData(tags: [tag("in:x")], since: nil, durationMs: nil, creator: "alice").map(\.knitId) == [
-            mine.knitId
-        ])
-        #expect(try store.findData(tags: [tag("in:x")], since: nil, durationMs: nil, creator: "bob").map(\.knitId) == [
-            theirs.knitId
-        ])
+        #expect(
+            try store.findData(tags: [tag("in:x")], since: nil, durationMs: nil, creator: "alice").map(\.knitId) == [
+                mine.knitId
+            ]
+        )
+        #expect(
+            try store.findData(tags: [tag("in:x")], since: nil, durationMs: nil, creator: "bob").map(\.knitId) == [
+                theirs.knitId
+            ]
+        )
         #expect(try store.findData(tags: [], since: nil, durationMs: nil, creator: "carol").isEmpty)
         #expect(try store.findData(tags: [tag("in:x")], since: nil, durationMs: nil).count == 2)
 
@@ -219,6 +229,9 @@ import Testing
         let alicesRuns = try store.findRuns(creator: "alice")
         #expect(alicesRuns.map(\.runId) == [mine.upstream.run.runId])
         #expect(try store.runDetail(runId: mine.upstream.run.runId).creator == "alice")
-        #expect(Set(try store.findRuns(creator: "bob").map(\.runId)) == Set(planRuns.map(\.runId) + [theirs.upstream.run.runId]))
+        #expect(
+            Set(try store.findRuns(creator: "bob").map(\.runId))
+                == Set(planRuns.map(\.runId) + [theirs.upstream.run.runId])
+        )
     }
 }
