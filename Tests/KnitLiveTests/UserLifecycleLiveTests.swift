@@ -276,3 +276,49 @@ extension Live {
         }
     }
 }
+
+extension Live.WebConsoleLive {
+    /// The console shows each Data's, Plan's and Run's creator, links it to the list filtered by that user, and
+    /// filters its lists by creator through the URL.
+    @Test func creatorsAreShownAndFilterTheLists() throws {
+        let knit = try LiveKnit.instance()
+        let scratch = try makeScratchDirectory(knit, "creators")
+        try "x\n".write(toFile: scratch + "/x.txt", atomically: true, encoding: .utf8)
+        let alices = try push(knit, scratch, tags: ["web:creator"], user: "alice")
+        let admins = try push(knit, scratch, tags: ["web:creator"], user: "admin")
+        let planFile = scratch + "/plan.yaml"
+        try """
+        image: "localhost/web-console-creator:1"
+        inputs:
+          - path: "/in"
+            tags: ["web:creator-plan"]
+        outputs: []
+        """.write(toFile: planFile, atomically: true, encoding: .utf8)
+        let applied = knit.runKnit(["plan", "apply", planFile], user: "alice")
+        try #require(applied.status == 0, "knit plan apply: \(applied.stderr)")
+        let plan = try jsonDecoder.decode(PlanDetailJSON.self, from: applied.stdout)
+        let token = knit.token(for: "rita")
+
+        let list = try Self.load(knit, route: "/data?tag=web:creator&creator=alice", token: token, name: "creator-data")
+        Self.expectRendered(list, "data list by creator")
+        #expect(list.dom.contains("href=\"#/data/\(alices.knitId)\""))
+        #expect(!list.dom.contains(admins.knitId), "the creator filter leaves the admin's Data out")
+        #expect(list.dom.contains("href=\"#/data?creator=alice\""), "the creator column links the filtered list")
+
+        let detail = try Self.load(knit, route: "/data/\(admins.knitId)", token: token, name: "creator-detail")
+        #expect(detail.dom.contains("<dt>creator</dt>"))
+        #expect(detail.dom.contains("href=\"#/data?creator=admin\""))
+
+        let plans = try Self.load(knit, route: "/plans?creator=alice", token: token, name: "creator-plans")
+        #expect(plans.dom.contains("href=\"#/plans/\(plan.planId)\""))
+        #expect(!plans.dom.contains("knit#uploaded"), "the pseudo plan belongs to nobody")
+        let planPage = try Self.load(knit, route: "/plans/\(plan.planId)", token: token, name: "creator-plan")
+        #expect(planPage.dom.contains("href=\"#/plans?creator=alice\""))
+
+        let runs = try Self.load(knit, route: "/runs?creator=admin", token: token, name: "creator-runs")
+        #expect(runs.dom.contains("href=\"#/runs/\(admins.upstream.run.runId)\""))
+        #expect(!runs.dom.contains(alices.upstream.run.runId), "alice's upload is not the admin's")
+        let runPage = try Self.load(knit, route: "/runs/\(alices.upstream.run.runId)", token: token, name: "creator-run")
+        #expect(runPage.dom.contains("href=\"#/runs?creator=alice\""))
+    }
+}
