@@ -318,7 +318,12 @@ extension Live.WebConsoleLive {
         let runs = try Self.load(knit, route: "/runs?creator=admin", token: token, name: "creator-runs")
         #expect(runs.dom.contains("href=\"#/runs/\(admins.upstream.run.runId)\""))
         #expect(!runs.dom.contains(alices.upstream.run.runId), "alice's upload is not the admin's")
-        let runPage = try Self.load(knit, route: "/runs/\(alices.upstream.run.runId)", token: token, name: "creator-run")
+        let runPage = try Self.load(
+            knit,
+            route: "/runs/\(alices.upstream.run.runId)",
+            token: token,
+            name: "creator-run"
+        )
         #expect(runPage.dom.contains("href=\"#/runs?creator=alice\""))
     }
 }
