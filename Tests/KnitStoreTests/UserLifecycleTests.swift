@@ -226,6 +226,8 @@ import Testing
         let planRuns = try store.findRuns(planIds: [plan.planId])
         #expect(planRuns.count == 2)
         #expect(planRuns.allSatisfy { $0.creator == "bob" })
+        let output = try #require(planRuns.first?.outputs.first?.knitId)
+        #expect(try store.dataDetail(knitId: output).creator == "bob", "a Run's outputs are its owner's")
         let alicesRuns = try store.findRuns(creator: "alice")
         #expect(alicesRuns.map(\.runId) == [mine.upstream.run.runId])
         #expect(try store.runDetail(runId: mine.upstream.run.runId).creator == "alice")
