@@ -180,7 +180,7 @@ let package = Package(
         .executableTarget(
             name: "knit-scheduler",
             dependencies: [
-                "KnitScheduler", "KnitSystem", "KnitStore", "KnitCore", "KnitDaemon",
+                "KnitScheduler", "KnitSystem", "KnitStore", "KnitCore", "KnitDaemon", "KnitKubernetesExecutor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
