@@ -65,10 +65,7 @@ public struct KubernetesExecutor: Executor {
         let runId = launch.runId
         let objects: KubernetesRunObjects
         do {
-            objects = try KubernetesObjects.build(
-                KubernetesRun(launch.run, environment: launch.environment),
-                settings: settings
-            )
+            objects = try KubernetesObjects.build(KubernetesRun(launch), settings: settings)
         } catch {
             throw ExecutorError(.invalidLaunch, "Run \(runId): \(error)")
         }

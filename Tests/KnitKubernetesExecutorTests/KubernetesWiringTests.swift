@@ -1,7 +1,10 @@
+import Foundation
 import Glibc
+import KnitCore
 import KnitKubeClient
 import KnitKubernetes
 import KnitKubernetesExecutor
+import KnitScheduler
 import KnitSystem
 import KnitTestSupport
 import Testing
@@ -39,5 +42,64 @@ struct KubernetesWiringTests {
         #expect(log.contains("cpu.millis=\(Int32.max)"), "\(log)")
         #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
         #expect(scheduler.log.contains("knit-scheduler stopped"))
+    }
+}
+
+extension KubernetesWiringTests {
+    /// The cluster's kubectl as its admin: for the tests' own look at the cluster, never the product's.
+    static func kubectl(_ arguments: [String]) async throws -> CommandOutput {
+        let directory = try #require(KubernetesTestCluster.directory)
+        let binaries = try #require(readTextFile(directory + "/bin-path"))
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        return try await runCommand(
+            [binaries + "/kubectl", "--kubeconfig", directory + "/admin.kubeconfig"] + arguments,
+            environment: KubernetesTestCluster.environment,
+            directory: directory,
+            timeout: .seconds(60)
+        )
+    }
+
+    /// `kubectl` that must succeed; its standard output.
+    @discardableResult
+    static func kubectlOK(_ arguments: [String]) async throws -> String {
+        let result = try await kubectl(arguments)
+        try #require(result.status == 0, "kubectl \(arguments.joined(separator: " ")): \(result.stderr)")
+        return result.stdout
+    }
+
+    /// A directory for a test's Data, and a launch of `script` in busybox with a log, as the store makes them.
+    static func launch(
+        _ runId: String,
+        _ script: String,
+        dataDirectory: String,
+        onNode: [OnNodeLabel] = [],
+        serviceAccount: String? = nil
+    ) -> RunLaunch {
+        let logDirectory = dataDirectory + "/log-" + runId
+        _ = mkdir(logDirectory, 0o755)
+        return RunLaunch(
+            ScheduledRun(
+                runId: runId,
+                planId: "plan",
+                image: KubernetesExecutorTests.busybox,
+                entrypoint: ["sh", "-c", script],
+                logPath: logDirectory + "/log",
+                onNode: onNode,
+                serviceAccount: serviceAccount
+            )
+        )
+    }
+
+    static func waitForEnd(_ executor: KubernetesExecutor, _ runId: String, within: Duration = .seconds(90))
+        async throws -> ExecutorObservation
+    {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: within)
+        while clock.now < deadline {
+            let seen = try await executor.observe(runId: runId)
+            if case .exited = seen { return seen }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return try await executor.observe(runId: runId)
     }
 }
