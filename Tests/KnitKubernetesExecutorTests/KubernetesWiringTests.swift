@@ -56,6 +56,53 @@ struct KubernetesWiringTests {
         #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
         #expect(scheduler.log.contains("knit-scheduler stopped"))
     }
+
+    /// The store's Run through the real scheduler to `done` on the cluster: the input read in place, the
+    /// output and the log in the store's data directory, the Run's objects removed after.
+    @Test func aRunOfTheStoreEndsDoneThroughTheSchedulerOnTheCluster() async throws {
+        let home = scratchDirectory("knit-k8s-home-")
+        let planId = try Self.storeWithOneRun(
+            home: home,
+            script: "cat /in/x/file.txt > /out/y/copy; echo copied; echo to-stderr >&2"
+        )
+        let scheduler = try SchedulerProcess(
+            [
+                "--executor", "kubernetes", "--kubeconfig", try Self.adminKubeconfig, "--instance", "knit-store",
+                "--image-pull-policy", "Never",
+            ],
+            home: home
+        )
+        let clock = ContinuousClock()
+        let started = clock.now
+        let finished = await scheduler.waitForLog("run finished", within: .seconds(120))
+        print("store Run through knit-scheduler on the cluster: start → run finished in \(clock.now - started)")
+        #expect(finished, "\(scheduler.log)")
+        // The driver removes the Run's objects right after finishing it.
+        let objectsGone = await Self.eventually(within: .seconds(60)) {
+            (try? await Self.kubectlOK([
+                "get", "pv,pvc,jobs,pods", "--all-namespaces", "-l", "knit.executor=knit-store", "-o", "name",
+            ]))?.isEmpty == true
+        }
+        #expect(objectsGone)
+        #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
+        let run = try Self.onlyRun(home: home, planId: planId)
+        #expect(run.status == "done", "\(String(describing: run.exit))")
+        let output = try #require(run.outputs.first).knitId
+        #expect(readTextFile(home + "/data/" + output + "/copy") == "hello")
+        let log = try #require(run.log).knitId
+        let text = readTextFile(home + "/data/" + log + "/log") ?? ""
+        #expect(text.contains("copied\n") && text.contains("to-stderr\n"), "\(text)")
+    }
+
+    static func eventually(within: Duration, _ condition: () async -> Bool) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: within)
+        while clock.now < deadline {
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        return await condition()
+    }
 }
 
 extension KubernetesWiringTests {
