@@ -28,7 +28,7 @@ struct KubernetesWiringTests {
         #expect(scheduler.log.contains("namespace no-such-ns does not exist on https://"), "\(scheduler.log)")
     }
 
-    @Test func theSchedulerStartsOnTheClusterWithoutAHostBudgetWritesThePullSecretAndStopsOnSIGTERM() async throws {
+    @Test func theSchedulerStartsWithoutAHostBudgetKeepsThePullSecretUpToDateAndStopsOnSIGTERM() async throws {
         let directory = scratchDirectory()
         defer { try? removeTree(directory) }
         let auth = directory + "/auth.json"
@@ -39,7 +39,7 @@ struct KubernetesWiringTests {
         defer { _ = try? api.delete(secretPath) }
         let scheduler = try SchedulerProcess([
             "--executor", "kubernetes", "--kubeconfig", try Self.adminKubeconfig, "--instance", "knit-wiring",
-            "--image-pull-policy", "Never", "--registry-authfile", auth,
+            "--image-pull-policy", "Never", "--registry-authfile", auth, "--pull-secret-check-seconds", "1",
         ])
         let running = await scheduler.waitForLog("knit-scheduler running")
         #expect(running, "\(scheduler.log)")
@@ -53,6 +53,12 @@ struct KubernetesWiringTests {
         #expect(log.contains("outcome=created"), "\(log)")
         let written = FileManager.default.contents(atPath: auth)?.base64EncodedString()
         #expect(try api.get(secretPath)?["data"]?[".dockerconfigjson"]?.stringValue == written)
+        // A rotated token in the file reaches the Secret at the next look, while the scheduler runs.
+        try Self.authFile(auth, host: "registry.example:8443", user: "knit-scheduler", token: "rotated")
+        let rotated = FileManager.default.contents(atPath: auth)?.base64EncodedString()
+        let updated = await scheduler.waitForLog("outcome=updated", within: .seconds(30))
+        #expect(updated, "\(scheduler.log)")
+        #expect(try api.get(secretPath)?["data"]?[".dockerconfigjson"]?.stringValue == rotated)
         #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
         #expect(scheduler.log.contains("knit-scheduler stopped"))
     }
