@@ -46,20 +46,27 @@ extension KnitStore {
     /// Issues another token for user `name` that never expires; earlier tokens stay valid.
     /// - Throws: `.notFound` when the user does not exist or was deleted.
     public func issueToken(name: String) throws(StoreError) -> String {
-        try issueToken(for: name, expiresAtMs: nil).token
+        try issueToken(for: name, expiry: .never).token
     }
 
-    /// Issues another token for user `name`, valid until `expiresAtMs` (nil: until revoked). Earlier tokens
-    /// stay valid unless `revokingOthers`, which revokes them in the same transaction.
+    /// Issues another token for user `name`, valid until `expiry`. Earlier tokens stay valid unless
+    /// `revokingOthers`, which revokes them in the same transaction.
     /// - Throws: `.notFound` when the user does not exist or was deleted; `.invalid` for an expiry that is not
     ///   in the future.
     public func issueToken(
         for name: String,
-        expiresAtMs: Int64?,
+        expiry: TokenExpiry,
         revokingOthers: Bool = false
     ) throws(StoreError) -> IssuedToken {
         let token = Self.newToken()
         let now = clock()
+        let expiresAtMs: Int64?
+        switch expiry {
+        case .never: expiresAtMs = nil
+        case .at(let instant): expiresAtMs = instant
+        // From the issuing instant itself, so a token of 6 s is recorded as lasting exactly 6 s.
+        case .after(let duration): expiresAtMs = now.addingReportingOverflow(duration).partialValue
+        }
         if let expiresAtMs, expiresAtMs <= now {
             throw StoreError(.invalid, "the expiry \(KnitTime(milliseconds: expiresAtMs)) is not in the future")
         }
@@ -327,6 +334,15 @@ public struct IssuedToken: Sendable {
     public var expires: KnitTime?
     /// Ids of the user's earlier tokens revoked with it (`--rotate`).
     public var revokedIds: [String]
+}
+
+/// When a new token stops working.
+public enum TokenExpiry: Sendable, Equatable {
+    case never
+    /// At this instant (milliseconds since the epoch).
+    case at(Int64)
+    /// This many milliseconds after it is issued.
+    case after(Int64)
 }
 
 /// What a presented token is worth.

@@ -87,27 +87,26 @@ struct ExpiryOption: ParsableArguments {
     var expires: String?
 
     func validate() throws {
-        if let expires, parseExpiry(expires, now: 0) == nil {
+        if let expires, parseExpiry(expires) == nil {
             throw ValidationError(
                 "--expires: '\(expires)' is neither a duration (30d, 12h, 90m) nor a time (2027-01-31T18:00)"
             )
         }
     }
 
-    /// Milliseconds since the epoch, or nil for a token that never expires.
-    var expiresAtMs: Int64? { expires.flatMap { parseExpiry($0, now: KnitStore.systemClock()) } }
+    var expiry: TokenExpiry { expires.flatMap(parseExpiry) ?? .never }
 }
 
-/// `30d` (days, which Go's syntax lacks), a Go duration (`12h`, `1h30m`) after `now`, or a loose RFC 3339
-/// time (UTC without an offset). Nil for anything else or a duration of zero.
-func parseExpiry(_ text: String, now: Int64) -> Int64? {
+/// `30d` (days, which Go's syntax lacks) or a Go duration (`12h`, `1h30m`) from the moment the token is issued,
+/// or a loose RFC 3339 time (UTC without an offset). Nil for anything else or a duration of zero.
+func parseExpiry(_ text: String) -> TokenExpiry? {
     if text.hasSuffix("d"), let days = Int64(text.dropLast()), days > 0, days < 100_000 {
-        return now + days * 86_400_000
+        return .after(days * 86_400_000)
     }
     if let duration = parseGoDuration(text) {
-        return duration > 0 ? now + duration : nil
+        return duration > 0 ? .after(duration) : nil
     }
-    return KnitTime.parseLoose(text, defaultOffsetMinutes: 0)?.milliseconds
+    return KnitTime.parseLoose(text, defaultOffsetMinutes: 0).map { .at($0.milliseconds) }
 }
 
 /// Checks an API root for a handout: an absolute URL without user-info (the Knitfab handout adds NAME:TOKEN@).
@@ -293,9 +292,9 @@ struct User: ParsableCommand {
         func run() throws {
             let store = try home.openStore()
             defer { store.close() }
-            let expiresAtMs = expiry.expiresAtMs
+            let expiry = self.expiry.expiry
             let issued = try audited("user token \(name)" + (rotate ? " --rotate" : "")) { () throws(StoreError) in
-                try store.issueToken(for: name, expiresAtMs: expiresAtMs, revokingOthers: rotate)
+                try store.issueToken(for: name, expiry: expiry, revokingOthers: rotate)
             }
             if !issued.revokedIds.isEmpty {
                 printError("knitadm: revoked \(issued.revokedIds.joined(separator: " "))")
@@ -379,9 +378,9 @@ struct Handout: ParsableCommand {
         let cert = try certSection(ca)
         let store = try home.openStore()
         defer { store.close() }
-        let expiresAtMs = expiry.expiresAtMs
+        let expiry = self.expiry.expiry
         let issued = try audited("handout \(name)") { () throws(StoreError) in
-            try store.issueToken(for: name, expiresAtMs: expiresAtMs, revokingOthers: false)
+            try store.issueToken(for: name, expiry: expiry, revokingOthers: false)
         }
         try writeHandouts(
             output ?? "\(name).knitprofile",

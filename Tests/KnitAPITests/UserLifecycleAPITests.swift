@@ -30,7 +30,7 @@ private func reason(_ response: APIResponse) throws -> String {
     @Test func anExpiredTokenGets401SayingItExpired() throws {
         let harness = try APIHarness()
         let expiresAt = KnitStore.systemClock() + 3000
-        let issued = try harness.store.issueToken(for: "alice", expiresAtMs: expiresAt, revokingOthers: false)
+        let issued = try harness.store.issueToken(for: "alice", expiry: .at(expiresAt), revokingOthers: false)
         #expect(withToken(harness, issued.token).status == 200)
 
         while KnitStore.systemClock() <= expiresAt { usleep(50_000) }

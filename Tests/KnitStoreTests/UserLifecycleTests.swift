@@ -78,7 +78,7 @@ import Testing
         defer { store.close() }
         let lasting = try store.addUser(name: "alice", role: .user)
         let expiresAt = clock.milliseconds + 60_000
-        let issued = try store.issueToken(for: "alice", expiresAtMs: expiresAt, revokingOthers: false)
+        let issued = try store.issueToken(for: "alice", expiry: .at(expiresAt), revokingOthers: false)
         #expect(issued.expires == KnitTime(milliseconds: expiresAt))
         #expect(issued.revokedIds.isEmpty)
 
@@ -93,10 +93,18 @@ import Testing
         #expect(try store.userSummaries().first?.tokens == 2)
 
         let past = #expect(throws: StoreError.self) {
-            try store.issueToken(for: "alice", expiresAtMs: clock.milliseconds, revokingOthers: false)
+            try store.issueToken(for: "alice", expiry: .at(clock.milliseconds), revokingOthers: false)
         }
         #expect(past?.code == .invalid)
         #expect(try store.tokens(of: "alice").count == 2, "a refused expiry issues nothing")
+
+        // A duration counts from the issuing instant, read in the store's own transaction.
+        let relative = try store.issueToken(for: "alice", expiry: .after(90_000), revokingOthers: false)
+        #expect(relative.expires == KnitTime(milliseconds: clock.milliseconds + 90_000))
+        let zero = #expect(throws: StoreError.self) {
+            try store.issueToken(for: "alice", expiry: .after(0), revokingOthers: false)
+        }
+        #expect(zero?.code == .invalid)
     }
 
     @Test func rotationRevokesTheOtherTokensInTheSameStep() throws {
@@ -109,10 +117,10 @@ import Testing
         let before = try store.tokens(of: "alice").map(\.id)
 
         // Without rotation the old tokens keep working beside the new one.
-        let kept = try store.issueToken(for: "alice", expiresAtMs: nil, revokingOthers: false)
+        let kept = try store.issueToken(for: "alice", expiry: .never, revokingOthers: false)
         #expect(store.authenticate(token: first)?.name == "alice")
 
-        let rotated = try store.issueToken(for: "alice", expiresAtMs: nil, revokingOthers: true)
+        let rotated = try store.issueToken(for: "alice", expiry: .never, revokingOthers: true)
         #expect(Set(rotated.revokedIds) == Set(before + [kept.id]))
         for old in [first, second, kept.token] { #expect(store.check(token: old) == .unknown) }
         #expect(store.authenticate(token: rotated.token)?.name == "alice")
@@ -129,7 +137,7 @@ import Testing
         clock.advance(1000)
         let expiring = try store.issueToken(
             for: "alice",
-            expiresAtMs: clock.milliseconds + 3_600_000,
+            expiry: .at(clock.milliseconds + 3_600_000),
             revokingOthers: false
         )
         let bob = try store.addUser(name: "bob", role: .user)
