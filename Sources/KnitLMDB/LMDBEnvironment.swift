@@ -78,6 +78,18 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return Int(dead)
     }
 
+    /// Writes a consistent copy of the environment into the existing, empty directory `directory` (as
+    /// `data.mdb`) while other processes go on reading and writing: the copy is one read transaction's
+    /// snapshot. `compact` leaves out free pages and renumbers the rest, so the copy holds only live data.
+    /// Uses `mdb_env_copy2` (with `MDB_CP_COMPACT` when `compact`).
+    @available(*, noasync, message: "copying blocks for as long as the database takes to write")
+    public func copy(to directory: String, compact: Bool = true) throws(LMDBError) {
+        try check(
+            mdb_env_copy2(handle, directory, compact ? UInt32(MDB_CP_COMPACT) : 0),
+            "copy environment \(path) to \(directory)"
+        )
+    }
+
     /// Opens (creating if needed) the named database in its own write transaction.
     /// Do this once at start-up: the handle is then valid in every transaction on every thread.
     /// Uses `mdb_dbi_open` with `MDB_CREATE` (and `MDB_DUPSORT` when `duplicateSort`).
