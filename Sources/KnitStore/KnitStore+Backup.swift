@@ -240,6 +240,49 @@ extension KnitStore {
         try FileSystem.removeTree(work)
         try FileSystem.makeDirectory(work + "/db", mode: 0o750)
         try FileSystem.makeDirectory(work + "/data", mode: 0o750)
+        let bytes: Int64
+        do {
+            bytes = try prepareRestore(manifest, from: directory, work: work, owner: owner)
+        } catch {
+            // The home is untouched so far; what was copied for it goes.
+            try? FileSystem.removeTree(work)
+            throw error
+        }
+
+        var previousContent: String?
+        let present = [layout.database, layout.data, layout.staging].filter(FileSystem.exists)
+        if !present.isEmpty {
+            let aside = home + "/pre-restore-\(FileSystem.nowMilliseconds())"
+            try FileSystem.makeDirectory(aside, mode: 0o700)
+            for path in present {
+                try FileSystem.rename(path, to: aside + "/" + String(path.split(separator: "/").last!))
+            }
+            previousContent = aside
+        }
+        try FileSystem.rename(work + "/db", to: layout.database)
+        try FileSystem.rename(work + "/data", to: layout.data)
+        try FileSystem.makeDirectory(layout.staging)
+        _ = lchown(layout.staging, owner.uid, owner.gid)
+        try FileSystem.removeTree(work)
+        try FileSystem.sync(home)
+        return RestoreReport(
+            home: home,
+            backupId: manifest.id,
+            data: manifest.data.count,
+            inFlight: manifest.inFlight.count,
+            bytes: bytes,
+            previousContent: previousContent
+        )
+    }
+
+    /// Copies the snapshot and every Data directory into `work` and checks each against the manifest.
+    /// - Returns: the bytes of Data restored.
+    private static func prepareRestore(
+        _ manifest: BackupManifest,
+        from directory: String,
+        work: String,
+        owner: StoreOwner
+    ) throws(StoreError) -> Int64 {
         var count = TreeCopyCount()
         try TreeCopy.copy(
             directory + "/" + manifest.database + "/data.mdb",
@@ -279,31 +322,7 @@ extension KnitStore {
             throw FileSystem.error("hand the restored directories to uid \(owner.uid)")
         }
         try FileSystem.syncTree(work)
-
-        var previousContent: String?
-        let present = [layout.database, layout.data, layout.staging].filter(FileSystem.exists)
-        if !present.isEmpty {
-            let aside = home + "/pre-restore-\(FileSystem.nowMilliseconds())"
-            try FileSystem.makeDirectory(aside, mode: 0o700)
-            for path in present {
-                try FileSystem.rename(path, to: aside + "/" + String(path.split(separator: "/").last!))
-            }
-            previousContent = aside
-        }
-        try FileSystem.rename(work + "/db", to: layout.database)
-        try FileSystem.rename(work + "/data", to: layout.data)
-        try FileSystem.makeDirectory(layout.staging)
-        _ = lchown(layout.staging, owner.uid, owner.gid)
-        try FileSystem.removeTree(work)
-        try FileSystem.sync(home)
-        return RestoreReport(
-            home: home,
-            backupId: manifest.id,
-            data: manifest.data.count,
-            inFlight: manifest.inFlight.count,
-            bytes: bytes,
-            previousContent: previousContent
-        )
+        return bytes
     }
 
     /// The process that has the store under `home` open, or nil when none has.

@@ -176,6 +176,23 @@ extension Live {
             let report = try #require(jsonObject(finalRun))
             #expect((report["reused"] as? Int ?? 0) >= older.data.count, "\(finalRun.stdoutText)")
             #expect(try readManifest(directory).data.count == older.data.count + 12)
+
+            // A backed-up file changed behind the backup's back (replaced, not written in place: it is a hard
+            // link to the live Data) is refused by restore, which leaves the target home as it was.
+            let victim = try #require(try readManifest(directory).data.first).knitId
+            let file = try #require(
+                FileManager.default.enumerator(atPath: directory + "/data/" + victim)?.allObjects.compactMap {
+                    $0 as? String
+                }.first { $0.hasSuffix("v") || $0.hasSuffix(".bin") }
+            )
+            let path = directory + "/data/" + victim + "/" + file
+            try "tampered\n".write(toFile: path + ".new", atomically: false, encoding: .utf8)
+            try #require(rename(path + ".new", path) == 0)
+            let target = try makeScratchDirectory(knit, "refused")
+            let refused = knit.run(knit.knitadmPath, ["restore", directory, "--home", target])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("Data \(victim) does not match its fingerprint"), "\(refused.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: target).isEmpty, "nothing restored or left")
         }
 
         /// fsck reports a directory without a record and a record whose directory was removed (exit 2, JSON);
