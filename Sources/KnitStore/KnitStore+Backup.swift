@@ -51,6 +51,8 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var inFlight: [Entry]
     /// Data of ended Runs whose directory the store did not have.
     public var missing: [String]
+    /// The image registry's storage (`registry-<id>/`), when the home has one.
+    public var registry: String?
 
     public var inFlightDirectory: String { "inflight-" + id }
 }
@@ -70,6 +72,9 @@ public struct BackupReport: Codable, Sendable, Equatable {
     public var copiedBytes: Int64
     /// Bytes copied of Runs in flight (always copied, never linked).
     public var inFlightBytes: Int64
+    /// Files of the image registry's storage linked (blobs) and copied (everything else).
+    public var registryLinkedFiles: Int
+    public var registryCopiedFiles: Int
     /// LMDB snapshots taken (more than one when Data were dropped while copying).
     public var snapshots: Int
     public var databaseBytes: Int64
@@ -175,6 +180,15 @@ extension KnitStore {
                 entries.append(.init(knitId: record.knitId, digest: try TreeCopy.digest(pool + "/" + record.knitId)))
             }
         }
+        var registryCount = TreeCopyCount()
+        var registry: String?
+        if FileSystem.exists(layout.registryStorage) {
+            let partial = directory + "/.partial-registry-\(id)"
+            try TreeCopy.copy(layout.registryStorage, to: partial, policy: Self.registryPolicy, count: &registryCount)
+            try FileSystem.syncTree(partial)
+            registry = "registry-" + id
+            try FileSystem.rename(partial, to: directory + "/" + registry!)
+        }
         let database = "db-" + id
         try FileSystem.rename(snapshotDirectory, to: directory + "/" + database)
         let manifest = BackupManifest(
@@ -185,7 +199,8 @@ extension KnitStore {
             database: database,
             data: entries,
             inFlight: inFlight,
-            missing: missing
+            missing: missing,
+            registry: registry
         )
         try FileSystem.rename(inFlightPartial, to: directory + "/" + manifest.inFlightDirectory)
         try FileSystem.sync(directory)
@@ -204,6 +219,8 @@ extension KnitStore {
             copiedFiles: count.copiedFiles,
             copiedBytes: count.copiedBytes,
             inFlightBytes: inFlightCount.copiedBytes,
+            registryLinkedFiles: registryCount.linkedFiles,
+            registryCopiedFiles: registryCount.copiedFiles,
             snapshots: snapshots,
             databaseBytes: databaseBytes
         )
@@ -250,7 +267,9 @@ extension KnitStore {
         }
 
         var previousContent: String?
-        let present = [layout.database, layout.data, layout.staging].filter(FileSystem.exists)
+        var replaced = [layout.database, layout.data, layout.staging]
+        if manifest.registry != nil { replaced.append(layout.registryStorage) }
+        let present = replaced.filter(FileSystem.exists)
         if !present.isEmpty {
             let aside = home + "/pre-restore-\(FileSystem.nowMilliseconds())"
             try FileSystem.makeDirectory(aside, mode: 0o700)
@@ -261,6 +280,7 @@ extension KnitStore {
         }
         try FileSystem.rename(work + "/db", to: layout.database)
         try FileSystem.rename(work + "/data", to: layout.data)
+        if manifest.registry != nil { try FileSystem.rename(work + "/registry", to: layout.registryStorage) }
         try FileSystem.makeDirectory(layout.staging)
         _ = lchown(layout.staging, owner.uid, owner.gid)
         try FileSystem.removeTree(work)
@@ -318,11 +338,49 @@ extension KnitStore {
             }
             bytes += digest.bytes
         }
+        if let registry = manifest.registry {
+            let target = work + "/registry"
+            let policy = TreeCopy.Policy(link: { _ in false })
+            try TreeCopy.copy(directory + "/" + registry, to: target, policy: policy, owner: owner, count: &count)
+            try verifyRegistryBlobs(target + "/" + registryBlobs, backup: manifest.id)
+        }
         if lchown(work + "/db", owner.uid, owner.gid) != 0 || lchown(work + "/data", owner.uid, owner.gid) != 0 {
             throw FileSystem.error("hand the restored directories to uid \(owner.uid)")
         }
         try FileSystem.syncTree(work)
         return bytes
+    }
+
+    /// Where docker-registry's filesystem driver keeps blobs, below the storage root.
+    static let registryBlobs = "docker/registry/v2/blobs"
+
+    /// The registry's blobs are written once under their digest (an upload is renamed into place), so they are
+    /// linked; everything else (repository links, tags) is rewritten in place and copied; uploads in progress
+    /// are left out. The registry keeps serving, so entries vanishing mid-walk are passed over.
+    static let registryPolicy = TreeCopy.Policy(
+        link: { $0.starts(with: Array((registryBlobs + "/").utf8)) },
+        skip: { $0.split(separator: 0x2F).last.map { Array($0) } == Array("_uploads".utf8) },
+        tolerateVanished: true
+    )
+
+    /// Checks every registry blob against the digest it is stored under (`sha256/ab/<hex>/data`).
+    private static func verifyRegistryBlobs(_ blobs: String, backup: String) throws(StoreError) {
+        let root = blobs + "/sha256"
+        guard FileSystem.exists(root) else { return }
+        for prefix in try FileSystem.entries(root) {
+            let prefixPath = root + "/" + String(decoding: prefix, as: UTF8.self)
+            for digest in try FileSystem.entries(prefixPath) {
+                let hex = String(decoding: digest, as: UTF8.self)
+                let file = prefixPath + "/" + hex + "/data"
+                guard FileSystem.exists(file) else { continue }
+                guard try TreeCopy.fileSHA256(file) == hex else {
+                    throw StoreError(
+                        .corrupted,
+                        "backup \(backup): registry blob sha256:\(hex) does not match its digest"
+                    )
+                }
+            }
+        }
     }
 
     /// The process that has the store under `home` open, or nil when none has.
@@ -452,8 +510,8 @@ extension KnitStore {
         do {
             for name in try FileSystem.entries(directory) {
                 let text = String(decoding: name, as: UTF8.self)
-                guard text.hasPrefix("db-") || text.hasPrefix("inflight-"),
-                    text != manifest.database, text != manifest.inFlightDirectory
+                guard text.hasPrefix("db-") || text.hasPrefix("inflight-") || text.hasPrefix("registry-"),
+                    text != manifest.database, text != manifest.inFlightDirectory, text != manifest.registry
                 else { continue }
                 try FileSystem.removeTree(directory + "/" + text)
             }

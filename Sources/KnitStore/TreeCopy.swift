@@ -27,6 +27,14 @@ public struct TreeDigest: Codable, Sendable, Equatable {
 }
 
 enum TreeCopy {
+    /// Which files of a tree are linked, and what is left out, by path relative to the tree's root.
+    struct Policy: Sendable {
+        var link: @Sendable (_ relative: [UInt8]) -> Bool
+        var skip: @Sendable (_ relative: [UInt8]) -> Bool = { _ in false }
+        /// Entries that disappear during the walk (a tree still in use) are passed over instead of failing.
+        var tolerateVanished = false
+    }
+
     /// Copies the tree `source` to `target` (which must not exist). Regular files are hard-linked when `link`
     /// and the file system allows it (same file system, link count not exhausted), else copied. Permission
     /// bits and modification times are kept; owners are kept when `owner` is nil (and the process may), else
@@ -38,27 +46,59 @@ enum TreeCopy {
         owner: StoreOwner? = nil,
         count: inout TreeCopyCount
     ) throws(StoreError) {
-        try copyEntry(Array(source.utf8), Array(target.utf8), link: link, owner: owner, count: &count)
+        let policy = Policy(link: { _ in link })
+        try copyEntry(Array(source.utf8), Array(target.utf8), [], policy: policy, owner: owner, count: &count)
+    }
+
+    /// ``copy(_:to:link:owner:count:)`` with a per-path ``Policy``.
+    static func copy(
+        _ source: String,
+        to target: String,
+        policy: Policy,
+        owner: StoreOwner? = nil,
+        count: inout TreeCopyCount
+    ) throws(StoreError) {
+        try copyEntry(Array(source.utf8), Array(target.utf8), [], policy: policy, owner: owner, count: &count)
     }
 
     private static func copyEntry(
         _ source: [UInt8],
         _ target: [UInt8],
-        link: Bool,
+        _ relative: [UInt8],
+        policy: Policy,
         owner: StoreOwner?,
         count: inout TreeCopyCount
     ) throws(StoreError) {
         let shown = String(decoding: source, as: UTF8.self)
         var info = stat()
-        guard withCName(source, { lstat($0, &info) }) == 0 else { throw FileSystem.error("inspect \(shown)") }
+        guard withCName(source, { lstat($0, &info) }) == 0 else {
+            if policy.tolerateVanished, errno == ENOENT { return }
+            throw FileSystem.error("inspect \(shown)")
+        }
+        let link = policy.link(relative)
         let mode = info.st_mode & 0o7777
         switch info.st_mode & S_IFMT {
         case S_IFDIR:
             guard withCName(target, { mkdir($0, 0o700) }) == 0 else {
                 throw FileSystem.error("create directory \(String(decoding: target, as: UTF8.self))")
             }
-            for name in try entries(source, shown: shown) {
-                try copyEntry(source + [0x2F] + name, target + [0x2F] + name, link: link, owner: owner, count: &count)
+            let names: [[UInt8]]
+            do { names = try entries(source, shown: shown) } catch
+                where policy.tolerateVanished && withCName(source, { access($0, F_OK) }) != 0
+            {
+                names = []
+            }
+            for name in names {
+                let child = relative.isEmpty ? name : relative + [0x2F] + name
+                if policy.skip(child) { continue }
+                try copyEntry(
+                    source + [0x2F] + name,
+                    target + [0x2F] + name,
+                    child,
+                    policy: policy,
+                    owner: owner,
+                    count: &count
+                )
             }
             try finish(target, info: info, mode: mode, owner: owner)
         case S_IFREG:
@@ -66,10 +106,17 @@ enum TreeCopy {
                 count.linkedFiles += 1
                 return
             }
+            if link, policy.tolerateVanished, errno == ENOENT { return }
             if link, errno != EXDEV, errno != EMLINK, errno != EPERM {
                 throw FileSystem.error("link \(shown)")
             }
-            try copyFile(source, target, mode: mode, shown: shown)
+            do {
+                try copyFile(source, target, mode: mode, shown: shown)
+            } catch  where policy.tolerateVanished {
+                guard withCName(source, { access($0, F_OK) }) != 0 else { throw error }
+                _ = withCName(target) { unlink($0) }
+                return
+            }
             count.copiedFiles += 1
             count.copiedBytes += Int64(info.st_size)
             try finish(target, info: info, mode: mode, owner: owner)
@@ -142,6 +189,24 @@ enum TreeCopy {
             withCName(target) { utimensat(AT_FDCWD, $0, times.baseAddress, AT_SYMLINK_NOFOLLOW) }
         }
         if set != 0 { throw FileSystem.error("set the times of \(shown)") }
+    }
+
+    /// The SHA-256 (hex) of the regular file at `path`.
+    static func fileSHA256(_ path: String) throws(StoreError) -> String {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw FileSystem.error("open \(path)") }
+        defer { close(fd) }
+        var stream = SHA256Stream()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let got = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw FileSystem.error("read \(path)")
+            }
+            if got == 0 { return stream.finalizeHex() }
+            buffer.withUnsafeBytes { stream.update(UnsafeRawBufferPointer(rebasing: $0[..<got])) }
+        }
     }
 
     /// The ``TreeDigest`` of the tree at `path`.

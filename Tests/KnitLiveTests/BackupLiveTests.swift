@@ -368,3 +368,70 @@ private final class QuickPushes: @unchecked Sendable {
 private func jsonObject(_ result: ProcessResult) -> [String: Any]? {
     try? JSONSerialization.jsonObject(with: result.stdout) as? [String: Any]
 }
+
+extension Live {
+    /// The image registry's storage is part of a backup: after the home's store and registry are destroyed and
+    /// restored, an image pushed before answers with the same manifest and its blobs.
+    @Suite(
+        .knitInstance(.init(registry: true)),
+        .enabled(if: podmanAvailable && FileManager.default.isExecutableFile(atPath: "/usr/bin/docker-registry"))
+    )
+    struct BackupRegistryLive {
+        @Test func registryImagesComeBackWithTheStore() throws {
+            let knit = try LiveKnit.instance()
+            try buildQuickstartImage(knit)
+            let repository = uniqueKey("bak")
+            let name = "\(knit.registryHost)/\(repository):1"
+            var env = ProcessInfo.processInfo.environment
+            env["CONTAINERS_CONF"] = knit.packageRoot + "/containers/containers.conf"
+            let tagged = knit.run("/usr/bin/podman", ["tag", quickstartImage, name], environment: env)
+            try #require(tagged.status == 0, "podman tag: \(tagged.stderr)")
+            defer { _ = knit.run("/usr/bin/podman", ["rmi", name], environment: env) }
+            let pushed = knit.run(
+                "/usr/bin/podman",
+                [
+                    "push", "--quiet", "--cert-dir", knit.registryCertDirectory, "--creds",
+                    "alice:\(knit.token(for: "alice"))", name,
+                ],
+                environment: env
+            )
+            try #require(pushed.status == 0, "podman push: \(pushed.stderr)")
+            func get(_ path: String) -> ProcessResult {
+                knit.curl([
+                    "-f", "-u", "alice:\(knit.token(for: "alice"))", "-H",
+                    "Accept: application/vnd.oci.image.manifest.v1+json, "
+                        + "application/vnd.docker.distribution.manifest.v2+json",
+                    knit.baseURL + path,
+                ])
+            }
+            let before = get("/v2/\(repository)/manifests/1")
+            try #require(before.status == 0, "GET manifest: \(before.stderr)")
+
+            let directory = knit.root + "/backup-\(repository)"
+            let backedUp = knit.knitadm(["backup", directory])
+            try #require(backedUp.status == 0, "knitadm backup: \(backedUp.stderr)")
+            let report = try #require(jsonObject(backedUp), "\(backedUp.stdoutText)")
+            #expect((report["registryLinkedFiles"] as? Int ?? 0) >= 2, "blobs are linked: \(backedUp.stdoutText)")
+
+            #expect(knit.killKnitd(signal: SIGTERM) != nil)
+            for directory in ["db", "data", "staging", "registry"] {
+                try FileManager.default.removeItem(atPath: knit.home + "/" + directory)
+            }
+            let restored = knit.knitadm(["restore", directory])
+            try #require(restored.status == 0, "knitadm restore: \(restored.stderr)")
+            try knit.restartKnitd()
+            let after = get("/v2/\(repository)/manifests/1")
+            #expect(after.status == 0, "GET manifest after restore: \(after.stderr)")
+            #expect(after.stdout == before.stdout, "the same manifest")
+            let manifest = try JSONSerialization.jsonObject(with: before.stdout) as? [String: Any]
+            let layers = (manifest?["layers"] as? [[String: Any]] ?? []).compactMap { $0["digest"] as? String }
+            try #require(!layers.isEmpty, "\(before.stdoutText)")
+            for digest in layers {
+                let blob = get("/v2/\(repository)/blobs/\(digest)")
+                #expect(blob.status == 0, "GET blob \(digest): \(blob.stderr)")
+                let sum = knit.run("/usr/bin/sha256sum", ["-"], stdin: blob.stdout)
+                #expect("sha256:" + sum.stdoutText.prefix(64) == digest)
+            }
+        }
+    }
+}
