@@ -135,7 +135,14 @@ extension KnitStore {
                     continue
                 }
                 let partial = pool + "/.partial-" + record.knitId
-                try TreeCopy.copy(source, to: partial, link: true, count: &count)
+                do {
+                    try TreeCopy.copy(source, to: partial, link: true, count: &count)
+                } catch  where !FileSystem.exists(source) {
+                    // Dropped while it was being copied: like one gone before, the next snapshot tells.
+                    try FileSystem.removeTree(partial)
+                    missing.append(record.knitId)
+                    continue
+                }
                 try FileSystem.syncTree(partial)
                 try FileSystem.rename(partial, to: target)
             }

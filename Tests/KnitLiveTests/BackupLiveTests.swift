@@ -195,6 +195,64 @@ extension Live {
             #expect(try FileManager.default.contentsOfDirectory(atPath: target).isEmpty, "nothing restored or left")
         }
 
+        /// Data deleted while a backup copies them, and one whose directory the store lost: the backup still
+        /// succeeds, takes its snapshot again (4 times in all) looking for the lost one, and lists it as missing;
+        /// the restore holds exactly that inconsistency (fsck reports that record and nothing else) and every
+        /// other restored Data is byte-identical to what was pushed.
+        @Test func dataLostOrDeletedDuringABackup() throws {
+            let knit = try LiveKnit.instance()
+            let key = uniqueKey("del")
+            var uploads: [(knitId: String, runId: String, value: String)] = []
+            for index in 0..<40 {
+                let data = try pushValue(knit, "d\(index)", tags: ["\(key):v"])
+                uploads.append((data.knitId, data.upstream.run.runId, "d\(index)"))
+            }
+            let lost = uploads[0]
+            let aside = try makeScratchDirectory(knit, "lost") + "/data"
+            try FileManager.default.moveItem(atPath: knit.home + "/data/" + lost.knitId, toPath: aside)
+            defer { try? FileManager.default.moveItem(atPath: aside, toPath: knit.home + "/data/" + lost.knitId) }
+            let directory = knit.root + "/backup-\(key)"
+            let backup = try knit.background(
+                knit.knitadmPath,
+                ["--home", knit.home, "backup", directory],
+                name: "knitadm-backup"
+            )
+            for upload in uploads.dropFirst().reversed() where backup.isRunning {
+                let rm = knit.runKnit(["run", "rm", upload.runId])
+                #expect(rm.status == 0, "knit run rm: \(rm.stderr)")
+            }
+            #expect(backup.wait(timeout: 120))
+            #expect(backup.exitStatus == 0, "knitadm backup: \(backup.stderrText)")
+            #expect(backup.stderrText.contains("1 Data have no directory in the store; see knitadm fsck"))
+            let report = try #require(
+                try JSONSerialization.jsonObject(with: Data(backup.stdoutText.utf8)) as? [String: Any],
+                "\(backup.stdoutText)"
+            )
+            #expect(report["missing"] as? [String] == [lost.knitId])
+            #expect(report["snapshots"] as? Int == 4)
+            let manifest = try readManifest(directory)
+            #expect(manifest.missing == [lost.knitId])
+
+            let home = try makeScratchDirectory(knit, "restored")
+            let restored = knit.run(knit.knitadmPath, ["restore", directory, "--home", home])
+            try #require(restored.status == 0, "knitadm restore: \(restored.stderr)")
+            let fsck = knit.run(knit.knitadmPath, ["--home", home, "fsck"])
+            #expect(fsck.status == 2)
+            let found = try #require(jsonObject(fsck), "\(fsck.stdoutText)")
+            let missing = found["recordsWithoutDirectory"] as? [[String: Any]] ?? []
+            #expect(missing.map { $0["knitId"] as? String } == [lost.knitId])
+            #expect(found["directoriesWithoutRecord"] as? [String] == [])
+            let backedUp = Set(manifest.data.map(\.knitId))
+            #expect(found["dataRecords"] as? Int == backedUp.count + 1, "every record has its directory but one")
+            for upload in uploads where backedUp.contains(upload.knitId) {
+                let text = try String(contentsOfFile: home + "/data/\(upload.knitId)/v", encoding: .utf8)
+                #expect(text == upload.value + "\n")
+            }
+            // The remaining uploads go, so the suite's other tests see none of these.
+            try FileManager.default.moveItem(atPath: aside, toPath: knit.home + "/data/" + lost.knitId)
+            for upload in uploads { _ = knit.runKnit(["run", "rm", upload.runId]) }
+        }
+
         /// fsck reports a directory without a record and a record whose directory was removed (exit 2, JSON);
         /// --repair deletes the first and leaves the second reported.
         @Test func fsckFindsAndRepairsOrphans() throws {
