@@ -1,3 +1,4 @@
+import Foundation
 import KnitLMDB
 import KnitSystem
 import KnitTestSupport
@@ -25,6 +26,35 @@ import Testing
         let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
         let db = try env.openDatabase(name: "plain")
         #expect(try env.read { txn in try txn.get(db, key: bytes("k1")) } == bytes("v1"))
+    }
+
+    /// `copy(to:)` writes what is committed into another directory, compacted: the pages freed by deletions are
+    /// left out, so the copy is smaller than the file it came from, and it opens as an environment of its own.
+    @Test func copyIsACompactedSnapshotThatOpensOnItsOwn() throws {
+        let dir = TemporaryDirectory()
+        let target = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 64 << 20)
+        let db = try env.openDatabase(name: "plain")
+        let filler = [UInt8](repeating: 7, count: 1000)
+        try env.write { txn in
+            for index in 0..<4000 { try txn.put(db, key: bytes("k\(index)"), value: filler) }
+        }
+        try env.write { txn in
+            for index in 100..<4000 { _ = try txn.delete(db, key: bytes("k\(index)")) }
+        }
+        try env.copy(to: target.path)
+        env.close()
+        func size(_ path: String) throws -> Int {
+            try #require(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        }
+        let original = try size(dir.path + "/data.mdb")
+        let copied = try size(target.path + "/data.mdb")
+        #expect(copied * 4 < original, "compacted: \(copied) of \(original) bytes")
+        let copy = try LMDBEnvironment(path: target.path, mapSize: 64 << 20)
+        let copyDb = try copy.openDatabase(name: "plain")
+        #expect(try copy.read { try $0.count(copyDb) } == 100)
+        #expect(try copy.read { try $0.get(copyDb, key: bytes("k99")) } == filler)
+        #expect(try copy.read { try $0.get(copyDb, key: bytes("k100")) } == nil)
     }
 
     @Test func abortDiscardsAndThrowingWriteRollsBack() throws {
