@@ -171,6 +171,26 @@ extension Live {
                 #expect(records == current.data.count + current.inFlight.count)
             }
             #expect(outcomes.contains("older"), "no kill landed inside a backup: \(outcomes)")
+            // A second backup into a directory another one is writing is refused (here the lock is held by a
+            // stand-in process), and changes nothing.
+            let holder = try knit.background(
+                "/usr/bin/python3",
+                [
+                    "-c",
+                    "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.lockf(f, fcntl.LOCK_EX); "
+                        + "print('locked', flush=True); time.sleep(120)",
+                    directory + "/.lock",
+                ],
+                name: "lock-holder"
+            )
+            #expect(eventually(timeout: 15) { holder.stdoutText.contains("locked") })
+            let manifestBefore = try readManifest(directory).id
+            let concurrent = knit.knitadm(["backup", directory])
+            holder.stop(signal: SIGKILL, grace: 5)
+            #expect(concurrent.status == 1)
+            #expect(concurrent.stderr.contains("another backup is writing into \(directory)"), "\(concurrent.stderr)")
+            #expect(try readManifest(directory).id == manifestBefore)
+
             let finalRun = knit.knitadm(["backup", directory])
             try #require(finalRun.status == 0, "knitadm backup: \(finalRun.stderr)")
             let report = try #require(jsonObject(finalRun))
