@@ -30,11 +30,6 @@ public struct ConsistencyReport: Codable, Sendable, Equatable {
     public var removedDirectories: [String] = []
     public var dataRecords = 0
     public var directories = 0
-
-    /// Problems left: orphan directories not removed and records without directories.
-    public var problems: Int {
-        recordsWithoutDirectory.count + directoriesWithoutRecord.filter { !removedDirectories.contains($0) }.count
-    }
 }
 
 extension KnitStore {
