@@ -208,7 +208,8 @@ extension KnitAPI {
                 let left = ticket.quotaBytesLeft ?? 0
                 throw KnitAPIError(
                     status: 507,
-                    reason: "quota exceeded: user \(caller.name) holds \((quota ?? left) - left) bytes of a bytes quota "
+                    reason:
+                        "quota exceeded: user \(caller.name) holds \((quota ?? left) - left) bytes of a bytes quota "
                         + "of \(limitText); this Data declares more than the \(left) bytes left",
                     advice: "nothing was stored; delete Data you no longer need, or ask your administrator to raise "
                         + "the quota (knitadm quota set \(caller.name) --bytes …)"

@@ -38,7 +38,9 @@ struct QuotaCommand: ParsableCommand {
         var bytes: String?
         @Option(help: ArgumentHelp("How many Data they may hold, or none.", valueName: "N|none"))
         var data: String?
-        @Option(help: ArgumentHelp("How many Runs of their plans may be in flight at once, or none.", valueName: "N|none"))
+        @Option(
+            help: ArgumentHelp("How many Runs of their plans may be in flight at once, or none.", valueName: "N|none")
+        )
         var runs: String?
 
         func validate() throws {
@@ -169,7 +171,9 @@ func usageTable(_ rows: [UserUsage]) -> String {
     let header = ["USER", "BYTES", "DATA", "PLANS", "RUNS", "IN FLIGHT"]
     var lines = [header]
     for row in rows {
-        let inFlight = ["starting", "running", "completing", "aborting"].reduce(Int64(0)) { $0 + row.runs[$1, default: 0] }
+        let inFlight = ["starting", "running", "completing", "aborting"].reduce(Int64(0)) {
+            $0 + row.runs[$1, default: 0]
+        }
         let runs = row.runs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         lines.append([
             row.user,

@@ -47,8 +47,10 @@ private func usage(_ harness: APIHarness, _ user: String = "alice") throws -> Us
         #expect(refused.status == 507)
         let error = try json(refused)
         let reason = try #require(error["reason"]?.stringValue)
-        #expect(reason == "quota exceeded: user alice holds 5 bytes of a bytes quota of 1048576 bytes; "
-            + "this Data declares more than the 1048571 bytes left")
+        #expect(
+            reason == "quota exceeded: user alice holds 5 bytes of a bytes quota of 1048576 bytes; "
+                + "this Data declares more than the 1048571 bytes left"
+        )
         #expect(error["message"]?.stringValue?.hasPrefix(reason) == true, "Knitfab's CLI shows `message`")
         #expect(error["advice"]?.stringValue?.contains("knitadm quota set alice --bytes") == true)
         #expect(read < 8 << 20, "read \(read) of \(body.count) bytes: the refusal comes at the entry's header")
@@ -75,7 +77,8 @@ private func usage(_ harness: APIHarness, _ user: String = "alice") throws -> Us
         let (refused, read) = countedUpload(harness, body)
         #expect(refused.status == 507)
         #expect(
-            try json(refused)["reason"]?.stringValue == "quota exceeded: user alice holds 1 Data of a data quota of 1 Data"
+            try json(refused)["reason"]?.stringValue
+                == "quota exceeded: user alice holds 1 Data of a data quota of 1 Data"
         )
         #expect(read == 0)
         #expect(harness.stagingEntries().isEmpty)

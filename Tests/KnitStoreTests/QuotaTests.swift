@@ -127,7 +127,10 @@ import Testing
         _ = try store.addUser(name: "alice", role: .user)
         _ = try store.addUser(name: "bob", role: .user)
         let alicePlan = try store.registerPlan(planSpec(inputs: [["k:a"]], outputs: [["o:a"]]), creator: "alice").planId
-        let bobPlan = try store.registerPlan(planSpec(image: "repo/b:v1", inputs: [["k:b"]], outputs: [["o:b"]]), creator: "bob").planId
+        let bobPlan = try store.registerPlan(
+            planSpec(image: "repo/b:v1", inputs: [["k:b"]], outputs: [["o:b"]]),
+            creator: "bob"
+        ).planId
         for _ in 0..<3 { _ = try upload(store, tags: ["k:a"]) }
         _ = try upload(store, tags: ["k:b"])
         try store.setQuota(user: "alice", runs: .limit(2))
