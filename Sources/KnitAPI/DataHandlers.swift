@@ -202,15 +202,13 @@ extension KnitAPI {
                 throw KnitAPIError.badRequest("upload interrupted: the request body ended early")
             }
             uploadLogger.info("upload rejected", metadata: ["error": "\(error)"])
-            if error.code == .contentTooLarge, quotaBinds {
-                let quota = (try? store.quota(user: caller.name).bytes) ?? nil
-                let limitText = quota.map { "\($0) bytes" } ?? "its limit"
-                let left = ticket.quotaBytesLeft ?? 0
+            if error.code == .contentTooLarge, quotaBinds, let left = ticket.quotaBytesLeft,
+                let quota = ticket.quotaBytesLimit
+            {
                 throw KnitAPIError(
                     status: 507,
-                    reason:
-                        "quota exceeded: user \(caller.name) holds \((quota ?? left) - left) bytes of a bytes quota "
-                        + "of \(limitText); this Data declares more than the \(left) bytes left",
+                    reason: "quota exceeded: user \(caller.name) holds \(quota - left) bytes of a bytes quota "
+                        + "of \(quota) bytes; this Data declares more than the \(left) bytes left",
                     advice: "nothing was stored; delete Data you no longer need, or ask your administrator to raise "
                         + "the quota (knitadm quota set \(caller.name) --bytes …)"
                 )

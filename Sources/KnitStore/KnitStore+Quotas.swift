@@ -131,8 +131,8 @@ extension KnitStore {
     }
 
     /// Refuses a new Data of `user` when it would exceed their Data count or when their stored bytes are
-    /// already at or over the limit. Returns how many bytes the new Data may hold (nil: no limit).
-    func admitNewData(_ txn: borrowing LMDBTransaction, user: String) throws -> Int64? {
+    /// already at or over the limit. Returns how many bytes the new Data may hold and the limit (nil: none).
+    func admitNewData(_ txn: borrowing LMDBTransaction, user: String) throws -> (left: Int64, limit: Int64)? {
         let quota = try effectiveQuota(txn, user: user)
         guard quota.bytes != nil || quota.data != nil else { return nil }
         let usage = try storedUsage(txn, user: user)
@@ -143,7 +143,7 @@ extension KnitStore {
         if usage.bytes >= limit {
             throw StoreError.quotaExceeded(user: user, quota: "bytes", usage: usage.bytes, limit: limit)
         }
-        return limit - usage.bytes
+        return (limit - usage.bytes, limit)
     }
 
     /// Refuses to publish `sizeBytes` more for `user` when that would take them over their bytes quota.

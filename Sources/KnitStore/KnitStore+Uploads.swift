@@ -16,9 +16,9 @@ extension KnitStore {
         let staging = stagingDirectory(knitId: knitId)
         try FileSystem.makeDirectory(staging)
         let now = clock()
-        let bytesLeft: Int64?
+        let bytesLeft: (left: Int64, limit: Int64)?
         do {
-            bytesLeft = try write("begin upload") { txn -> Int64? in
+            bytesLeft = try write("begin upload") { txn -> (left: Int64, limit: Int64)? in
                 let bytesLeft = try admitNewData(txn, user: creator)
                 let run = RunRecord(
                     runId: runId,
@@ -49,7 +49,13 @@ extension KnitStore {
             throw error
         }
         logger.debug("upload begun", metadata: ["data.id": "\(knitId)", "run.id": "\(runId)"])
-        return UploadTicket(knitId: knitId, runId: runId, stagingPath: staging, quotaBytesLeft: bytesLeft)
+        return UploadTicket(
+            knitId: knitId,
+            runId: runId,
+            stagingPath: staging,
+            quotaBytesLeft: bytesLeft?.left,
+            quotaBytesLimit: bytesLeft?.limit
+        )
     }
 
     /// Publishes an upload: syncs the staged content, renames it to `data/<knitId>`, then in one write
