@@ -114,13 +114,22 @@ extension KnitAPI {
         var uploadLogger = logger
         uploadLogger[metadataKey: "data.id"] = "\(ticket.knitId)"
         // Measured before any of the body is read.
-        let limit = uploadLimit()
+        var limit = uploadLimit()
+        var quotaBinds = false
+        if let left = ticket.quotaBytesLeft, left < limit.limits.maxTotalBytes {
+            // The archive's declared sizes are checked against this before their content is written, so an
+            // upload over the quota stops at the first entry that crosses it.
+            limit.limits.maxTotalBytes = left
+            quotaBinds = true
+        }
         var response = try BodyPrefetcher.withPrefetching(readBody) { prefetched in
             try receiveUpload(
                 ticket: ticket,
                 tags: tags,
                 expectedMD5: expectedMD5,
                 limit: limit,
+                quotaBinds: quotaBinds,
+                caller: caller,
                 readBody: prefetched,
                 logger: uploadLogger
             )
@@ -134,6 +143,8 @@ extension KnitAPI {
         tags: [Tag],
         expectedMD5: String?,
         limit: (limits: ArchiveLimits, description: String),
+        quotaBinds: Bool,
+        caller: Caller,
         readBody: BodyReader,
         logger uploadLogger: Logger
     ) throws -> APIResponse {
@@ -191,6 +202,17 @@ extension KnitAPI {
                 throw KnitAPIError.badRequest("upload interrupted: the request body ended early")
             }
             uploadLogger.info("upload rejected", metadata: ["error": "\(error)"])
+            if error.code == .contentTooLarge, quotaBinds, let left = ticket.quotaBytesLeft,
+                let quota = ticket.quotaBytesLimit
+            {
+                throw KnitAPIError(
+                    status: 507,
+                    reason: "quota exceeded: user \(caller.name) holds \(quota - left) bytes of a bytes quota "
+                        + "of \(quota) bytes; this Data declares more than the \(left) bytes left",
+                    advice: "nothing was stored; delete Data you no longer need, or ask your administrator to raise "
+                        + "the quota (knitadm quota set \(caller.name) --bytes …)"
+                )
+            }
             if error.code == .contentTooLarge {
                 let at = error.path.map { " (at entry \($0))" } ?? ""
                 throw KnitAPIError(
@@ -330,6 +352,7 @@ extension KnitAPI {
         case .conflict: return .conflict(error.message, advice: error.advice, see: error.see)
         case .storageFull:
             return KnitAPIError(status: 507, reason: "the server's storage is full", advice: "ask your administrator")
+        case .quotaExceeded: return KnitAPIError(status: 507, reason: error.message, advice: error.advice)
         default:
             logger.error("store failure", metadata: ["error": "\(error)"])
             return KnitAPIError(status: 500, reason: "internal error", advice: "see the server log")

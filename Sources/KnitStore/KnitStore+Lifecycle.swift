@@ -16,12 +16,15 @@ extension KnitStore {
     // MARK: Reading for the scheduler
 
     /// Runs that may start, oldest first, at most `limit`: `ready` Runs (they were waiting before any
-    /// waiting Run is now), then `waiting` Runs, each group by (updatedAt, runId). Only image plans.
+    /// waiting Run is now), then `waiting` Runs, each group by (updatedAt, runId). Only image plans. Runs of
+    /// a user with a Runs quota are listed only while fewer than that many of their Runs are in flight,
+    /// counting the ones listed before them.
     public func runsToStart(limit: Int) throws(StoreError) -> [ScheduledRun] {
         guard limit > 0 else { return [] }
         return try read("runs to start") { txn in
             var found: [ScheduledRun] = []
             let cache = PlanCache()
+            var slots = try runSlots(txn)
             for status in [RunStatus.ready, .waiting] {
                 var runs: [RunRecord] = []
                 for id in try txn.duplicates(db.runsByStatus, key: Array(status.rawValue.utf8)) {
@@ -34,6 +37,8 @@ extension KnitStore {
                 for run in runs {
                     guard found.count < limit else { return found }
                     guard let plan = try cache.plan(self, txn, run.planId) else { continue }
+                    // A user at their Runs quota keeps theirs waiting; the Runs of others behind them go.
+                    guard try !plan.active || slots.take(run.creator, self, txn) else { continue }
                     found.append(scheduledRun(run, plan))
                 }
             }

@@ -8,14 +8,18 @@ internal import Logging
 extension KnitStore {
     /// Starts an upload by `creator`: one write transaction creates a running `knit#uploaded` Run and its
     /// output Data (no tags, no timestamp), then the staging directory is created.
+    /// - Throws: `.quotaExceeded` when the creator holds as many Data as their quota allows or their stored
+    ///   bytes are at their limit (nothing created).
     public func beginUpload(creator: String) throws(StoreError) -> UploadTicket {
         let knitId = KnitIdentifier.make()
         let runId = KnitIdentifier.make()
         let staging = stagingDirectory(knitId: knitId)
         try FileSystem.makeDirectory(staging)
         let now = clock()
+        let bytesLeft: (left: Int64, limit: Int64)?
         do {
-            try write("begin upload") { txn in
+            bytesLeft = try write("begin upload") { txn -> (left: Int64, limit: Int64)? in
+                let bytesLeft = try admitNewData(txn, user: creator)
                 let run = RunRecord(
                     runId: runId,
                     planId: uploadedPlan.planId,
@@ -38,19 +42,28 @@ extension KnitStore {
                 try insertRun(txn, run)
                 try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded(), flags: .noOverwrite)
                 try txn.put(db.openUploads, key: Array(runId.utf8), value: Array(knitId.utf8))
+                return bytesLeft
             }
         } catch {
             try? FileSystem.removeTree(staging)
             throw error
         }
         logger.debug("upload begun", metadata: ["data.id": "\(knitId)", "run.id": "\(runId)"])
-        return UploadTicket(knitId: knitId, runId: runId, stagingPath: staging)
+        return UploadTicket(
+            knitId: knitId,
+            runId: runId,
+            stagingPath: staging,
+            quotaBytesLeft: bytesLeft?.left,
+            quotaBytesLimit: bytesLeft?.limit
+        )
     }
 
     /// Publishes an upload: syncs the staged content, renames it to `data/<knitId>`, then in one write
     /// transaction marks the Run done and gives the Data its timestamp (the same instant), size and tags.
     /// - Throws: `.invalid` for `knit#` tags (nothing moved; abandon the upload), `.conflict` when the
-    ///   upload was already finished or abandoned, `.io`/`.storageFull` on file or LMDB failures.
+    ///   upload was already finished or abandoned, `.quotaExceeded` when `sizeBytes` would take the uploader
+    ///   over their bytes quota (nothing published; abandon the upload), `.io`/`.storageFull` on file or LMDB
+    ///   failures.
     public func finishUpload(_ ticket: UploadTicket, tags: [Tag], sizeBytes: Int64) throws(StoreError) -> DataDetailJSON
     {
         if let system = tags.first(where: \.isSystem) {
@@ -71,6 +84,7 @@ extension KnitStore {
                 else {
                     throw StoreError(.conflict, "upload \(ticket.knitId) is no longer in progress")
                 }
+                try admitPublish(txn, user: record.creator, sizeBytes: sizeBytes)
                 run.status = .done
                 run.updatedAtMs = now
                 record.timestampMs = now

@@ -147,10 +147,23 @@ public struct UploadTicket: Sendable, Hashable {
     public let knitId: String
     public let runId: String
     public let stagingPath: String
-    public init(knitId: String, runId: String, stagingPath: String) {
+    /// Bytes of content the uploader's quota leaves for this Data when it began (nil: no limit). Uploads in
+    /// parallel each see the same figure; publishing checks again against what the others committed.
+    public let quotaBytesLeft: Int64?
+    /// The uploader's bytes quota when it began, beside ``quotaBytesLeft``, for the refusal's message.
+    public let quotaBytesLimit: Int64?
+    public init(
+        knitId: String,
+        runId: String,
+        stagingPath: String,
+        quotaBytesLeft: Int64? = nil,
+        quotaBytesLimit: Int64? = nil
+    ) {
         self.knitId = knitId
         self.runId = runId
         self.stagingPath = stagingPath
+        self.quotaBytesLeft = quotaBytesLeft
+        self.quotaBytesLimit = quotaBytesLimit
     }
 }
 

@@ -18,6 +18,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         case schemaMismatch
         /// The LMDB map or the disk is full.
         case storageFull
+        /// The user's quota does not allow it (``message`` names the quota, the usage and the limit).
+        case quotaExceeded
         /// Any other environmental failure (permissions, I/O errors).
         case io
         /// A record could not be decoded, or LMDB reports corruption.

@@ -17,8 +17,11 @@ import Logging
 struct Knitadm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "knitadm",
-        abstract: "Administer a Knit store: create it, manage users and their tokens, back it up and check it.",
-        subcommands: [Init.self, User.self, TokenCommand.self, Handout.self, Backup.self, Restore.self, Fsck.self]
+        abstract: "Administer a Knit store: create it, manage users, tokens and quotas, back it up and check it.",
+        subcommands: [
+            Init.self, User.self, TokenCommand.self, Handout.self, QuotaCommand.self, UsageCommand.self, Backup.self,
+            Restore.self, Fsck.self,
+        ]
     )
     @OptionGroup var home: HomeOption
 }
