@@ -5,8 +5,8 @@ struct Backup: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Back the store up into DIR while knitd and the scheduler serve; print a JSON report.",
         discussion: """
-            DIR keeps one complete backup: a compacted LMDB snapshot and the directories of the Data it \
-            records (hard links into the home where the file system allows). Run it again to refresh it: only \
+            DIR keeps one complete backup: a compacted LMDB snapshot, the directories of the Data it records \
+            and the image registry's storage (hard links into the home where the file system allows). Run it again to refresh it: only \
             what DIR lacks is copied, and an interrupted run (even kill -9) leaves the previous backup whole.
             """
     )
@@ -33,8 +33,8 @@ struct Restore: ParsableCommand {
         abstract: "Restore the backup in DIR into a home no process has open; print a JSON report.",
         discussion: """
             Every Data directory is checked against the fingerprint taken at backup time before the home is \
-            touched. The home's previous db/, data/ and staging/ are moved into HOME/pre-restore-<time>/, never \
-            deleted. Refused while knitd, knit-scheduler or another knitadm has the home's store open.
+            touched (registry blobs against their digests). The home's previous db/, data/, staging/ and \
+            registry/ are moved into HOME/pre-restore-<time>/, never deleted. Refused while knitd, knit-scheduler or another knitadm has the home's store open.
             """
     )
     @ParentCommand var root: Knitadm
