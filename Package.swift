@@ -255,7 +255,7 @@ let package = Package(
             name: "KnitKubernetesExecutorTests",
             dependencies: [
                 "KnitKubernetesExecutor", "KnitKubernetes", "KnitKubeClient", "KnitScheduler", "KnitCore", "KnitSystem",
-                "KnitTestSupport",
+                "KnitTestSupport", "KnitStore", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
