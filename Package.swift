@@ -180,7 +180,7 @@ let package = Package(
         .executableTarget(
             name: "knit-scheduler",
             dependencies: [
-                "KnitScheduler", "KnitSystem", "KnitStore", "KnitCore", "KnitDaemon",
+                "KnitScheduler", "KnitSystem", "KnitStore", "KnitCore", "KnitDaemon", "KnitKubernetesExecutor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -255,7 +255,7 @@ let package = Package(
             name: "KnitKubernetesExecutorTests",
             dependencies: [
                 "KnitKubernetesExecutor", "KnitKubernetes", "KnitKubeClient", "KnitScheduler", "KnitCore", "KnitSystem",
-                "KnitTestSupport", "KnitStore", .product(name: "Logging", package: "swift-log"),
+                "KnitStore", "KnitTesting", "KnitTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

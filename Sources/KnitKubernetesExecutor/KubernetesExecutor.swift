@@ -93,10 +93,7 @@ public struct KubernetesExecutor: Executor {
         let runId = launch.runId
         let objects: KubernetesRunObjects
         do {
-            objects = try KubernetesObjects.build(
-                KubernetesRun(launch.run, environment: launch.environment),
-                settings: settings
-            )
+            objects = try KubernetesObjects.build(KubernetesRun(launch), settings: settings)
         } catch {
             throw ExecutorError(.invalidLaunch, "Run \(runId): \(error)")
         }
@@ -116,30 +113,39 @@ public struct KubernetesExecutor: Executor {
             }
         } else {
             for volume in objects.volumes {
-                try createOnce(volumesPath, volume.persistentVolume, name: volume.name, runId: runId)
+                try await createOrUndo(volumesPath, volume.persistentVolume, name: volume.name, runId: runId)
             }
             for volume in objects.volumes {
-                try createOnce(claimsPath, volume.persistentVolumeClaim, name: volume.name, runId: runId)
+                try await createOrUndo(claimsPath, volume.persistentVolumeClaim, name: volume.name, runId: runId)
             }
             try await waitUntilBound(objects.volumes.map(\.name), runId: runId)
             let job = Self.adjusted(objects.job, imagePullPolicy: imagePullPolicy, logPath: launch.logPath)
-            try createOnce(jobsPath, job, name: objects.jobName, runId: runId)
+            try await createOrUndo(jobsPath, job, name: objects.jobName, runId: runId)
         }
-        // Returns once the process runs or has ended. A pod no node can take, or one still pulling after
-        // `startWait`, is `timedOut`: the driver then leaves the Run `starting` (not `running`, as a return
-        // would make it) and observes it on later ticks.
+        // Returns once the process runs or has ended, or after `startWait` (a pod still pulling is the driver's
+        // to observe). A pod no node can take is `timedOut` at once: the driver then leaves the Run `starting`
+        // (not `running`, as a return would make it) and observes it, with the reason, on later ticks.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: startWait)
-        var seen: ExecutorObservation?
         while clock.now < deadline {
-            seen = try? await observe(runIds: [runId])[runId]
-            switch seen {
+            switch try? await observe(runIds: [runId])[runId] {
             case .running, .exited: return
             case .pending(let reason): throw ExecutorError(.timedOut, "Run \(runId): its pod waits: \(reason)")
             default: try? await Task.sleep(for: .milliseconds(50))
             }
         }
-        throw ExecutorError(.timedOut, "Run \(runId): its pod does not run \(startWait) after it was created")
+    }
+
+    /// ``createOnce(_:_:name:runId:)``, and when the server refuses the Run for good (`startFailed`: RBAC;
+    /// `invalidLaunch`: 400/422) removes what this start made before, as the contract wants: the driver fails
+    /// the Run and no object of it is left.
+    private func createOrUndo(_ collection: String, _ object: JSONValue, name: String, runId: String) async throws {
+        do {
+            try createOnce(collection, object, name: name, runId: runId)
+        } catch let error as ExecutorError where error.code == .startFailed || error.code == .invalidLaunch {
+            try? await cleanup(runId: runId)
+            throw error
+        }
     }
 
     /// Creates `object` in `collection`; one already there for the same Run (an earlier attempt of this start)
@@ -448,6 +454,11 @@ public struct KubernetesExecutor: Executor {
         let subject = runId.isEmpty ? "" : "Run \(runId): "
         if let error = error as? KubeAPIError, creating, error.status == 422 || error.status == 400 {
             return ExecutorError(.invalidLaunch, subject + "\(error)")
+        }
+        if let error = error as? KubeAPIError, creating, error.status == 403 {
+            // The account may not create the Run's objects (RBAC): the Run fails with the server's words, which
+            // name the verb and resource, instead of waiting for a worker that cannot come.
+            return ExecutorError(.startFailed, subject + "\(error)")
         }
         return ExecutorError(.commandFailed, subject + "\(error)")
     }

@@ -46,6 +46,11 @@ public struct Capacity: Sendable, Equatable {
         self.memoryBytes = memoryBytes
     }
 
+    /// No budget at all, for an executor whose runtime admits Runs itself (a cluster's scheduler keeps pods
+    /// that do not fit Pending). Large enough that no sum of Runs reaches it, small enough that sums never
+    /// overflow.
+    public static let unbounded = Capacity(cpuMillis: Int(Int32.max), memoryBytes: Int64(1) << 60)
+
     /// All online cores and all physical memory of this machine.
     public static func machine() -> Capacity {
         let cores = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))

@@ -64,9 +64,16 @@ public protocol Executor: Sendable {
     /// Run ids of every worker of this executor (this installation's, not another's on the same host or
     /// cluster), running or not, sorted.
     func list() async throws -> [String]
+
+    /// Whether the launch's ``ScheduledRun/onNode`` and ``ScheduledRun/serviceAccount`` reach the worker (a
+    /// cluster's node placement and pod identity). False (the default) for a local runtime: the driver then
+    /// logs that the plan's settings were ignored.
+    var honoursPlacement: Bool { get }
 }
 
 extension Executor {
+    public var honoursPlacement: Bool { false }
+
     /// Executors that do not fetch images: every image is as ready as it will ever be.
     public func prepare(image: String) async -> ImagePreparation { .ready }
 
@@ -90,7 +97,9 @@ extension Executor {
 ///   directory);
 /// * `logPath` receives stdout and stderr merged in the order written, growing while the worker runs
 ///   (appended to when it exists); nil discards them;
-/// * `cpuMillis` and `memoryBytes` (swap included) are limits; nil is none.
+/// * `cpuMillis` and `memoryBytes` (swap included) are limits; nil is none;
+/// * `onNode` and `serviceAccount` place the Run on a cluster (``Executor/honoursPlacement``); a local
+///   executor ignores them.
 @dynamicMemberLookup
 public struct RunLaunch: Sendable, Equatable {
     public var run: ScheduledRun

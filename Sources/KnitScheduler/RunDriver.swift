@@ -412,10 +412,10 @@ public final class RunDriver: Sendable {
             guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else { continue }
             switch await startContainer(run, &summary) {
             case .running:
-                if !run.ignoredSettings.isEmpty {
+                if !executor.honoursPlacement, !run.placementSettings.isEmpty {
                     logger.info(
                         "plan settings ignored by this executor",
-                        metadata: ["run.id": "\(run.runId)", "plan.settings": "\(run.ignoredSettings)"]
+                        metadata: ["run.id": "\(run.runId)", "plan.settings": "\(run.placementSettings)"]
                     )
                 }
                 summary.started.append(run.runId)

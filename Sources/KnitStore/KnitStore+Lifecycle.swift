@@ -42,10 +42,7 @@ extension KnitStore {
     }
 
     private func scheduledRun(_ run: RunRecord, _ plan: Plan) -> ScheduledRun {
-        var ignored: [String] = []
-        if !plan.onNode.isEmpty { ignored.append("on_node") }
-        if plan.serviceAccount != nil { ignored.append("service_account") }
-        return ScheduledRun(
+        ScheduledRun(
             runId: run.runId,
             planId: run.planId,
             image: plan.imageReference,
@@ -57,7 +54,8 @@ extension KnitStore {
             cpuMillis: plan.cpuMillicores.map { Int($0) },
             memoryBytes: plan.memoryBytes,
             planActive: plan.active,
-            ignoredSettings: ignored
+            onNode: plan.onNode,
+            serviceAccount: plan.serviceAccount
         )
     }
 

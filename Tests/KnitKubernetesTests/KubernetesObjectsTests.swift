@@ -69,7 +69,7 @@ private let validator: String? = {
 }()
 
 /// The schema versions checked: the 1.29 and the newest one the installed validator ships.
-private let schemaVersions: [String] = {
+let schemaVersions: [String] = {
     let newest =
         capture([
             "python3", "-c", "import kubernetes_validate.utils as u; print(u.latest_version())",
@@ -79,7 +79,6 @@ private let schemaVersions: [String] = {
 
 /// Runs `kubernetes-validate --strict` over `objects` for each schema version; answers the failures' output.
 private func strictValidationFailures(_ objects: [JSONValue]) throws -> [String] {
-    let validator = try #require(validator, "kubernetes-validate is not installed and pip could not install it")
     let directory = TemporaryDirectory()
     var files: [String] = []
     for (index, object) in objects.enumerated() {
@@ -87,6 +86,12 @@ private func strictValidationFailures(_ objects: [JSONValue]) throws -> [String]
         directory.write(name, object.rendered(indent: 0))
         files.append(directory.file(name))
     }
+    return try strictValidationFailures(files: files)
+}
+
+/// Runs `kubernetes-validate --strict` over the manifest `files` (JSON or YAML) for each schema version.
+func strictValidationFailures(files: [String]) throws -> [String] {
+    let validator = try #require(validator, "kubernetes-validate is not installed and pip could not install it")
     var failures: [String] = []
     for version in schemaVersions {
         let result = runProcess([validator, "--strict", "--no-warn", "-k", version] + files, input: "")

@@ -328,7 +328,7 @@ private final class Chain {
         #expect(first.cpuMillis == 500)
         #expect(first.memoryBytes == 256 << 20)
         #expect(first.planActive)
-        #expect(first.ignoredSettings.isEmpty)
+        #expect(first.onNode.isEmpty && first.serviceAccount == nil && first.placementSettings.isEmpty)
         #expect(!isDirectory(first.outputs[0].hostPath))
 
         // The last one made ready goes first: ready Runs were waiting before any still waiting.

@@ -42,9 +42,16 @@ public struct ScheduledRun: Sendable, Equatable {
     public var memoryBytes: Int64?
     /// Whether the Run's plan is active now. Runs of inactive plans are not started.
     public var planActive: Bool
-    /// Plan settings a local executor accepts but cannot honour (`on_node`, `service_account`), named for
-    /// the log line written when the Run starts.
-    public var ignoredSettings: [String]
+    /// The plan's `on_node` labels, sorted: where a cluster executor may, prefers to or must place the Run.
+    public var onNode: [OnNodeLabel]
+    /// The plan's `service_account`: the identity a cluster executor runs the Run's pod as; nil for none.
+    public var serviceAccount: String?
+
+    /// The placement settings the plan sets (`on_node`, `service_account`), named for the log line an executor
+    /// that cannot honour them (podman) has written when the Run starts.
+    public var placementSettings: [String] {
+        (onNode.isEmpty ? [] : ["on_node"]) + (serviceAccount == nil ? [] : ["service_account"])
+    }
 
     public init(
         runId: String,
@@ -58,7 +65,8 @@ public struct ScheduledRun: Sendable, Equatable {
         cpuMillis: Int? = nil,
         memoryBytes: Int64? = nil,
         planActive: Bool = true,
-        ignoredSettings: [String] = []
+        onNode: [OnNodeLabel] = [],
+        serviceAccount: String? = nil
     ) {
         self.runId = runId
         self.planId = planId
@@ -71,7 +79,8 @@ public struct ScheduledRun: Sendable, Equatable {
         self.cpuMillis = cpuMillis
         self.memoryBytes = memoryBytes
         self.planActive = planActive
-        self.ignoredSettings = ignoredSettings
+        self.onNode = onNode
+        self.serviceAccount = serviceAccount
     }
 }
 
