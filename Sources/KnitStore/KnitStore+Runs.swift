@@ -143,7 +143,8 @@ extension KnitStore {
             },
             outputs: outputs,
             log: log,
-            creator: run.creator.isEmpty ? nil : run.creator
+            creator: run.creator.isEmpty ? nil : run.creator,
+            waitingFor: run.waitingFor
         )
     }
 

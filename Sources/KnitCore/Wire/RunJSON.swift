@@ -37,6 +37,9 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
     public var log: RunLogJSON?
     /// Knit's addition: the Run's owner, who uploaded (for an upload) or owns its Plan (omitted when unknown).
     public var creator: String?
+    /// Knit's addition: why a `starting` Run has not started yet (a pod no node can take), while it waits;
+    /// omitted otherwise. Knitfab's clients ignore fields they do not know.
+    public var waitingFor: String?
 
     public init(
         runId: String,
@@ -47,7 +50,8 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         inputs: [RunAssignmentJSON] = [],
         outputs: [RunAssignmentJSON] = [],
         log: RunLogJSON? = nil,
-        creator: String? = nil
+        creator: String? = nil,
+        waitingFor: String? = nil
     ) {
         self.runId = runId
         self.status = status
@@ -58,9 +62,12 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         self.outputs = outputs
         self.log = log
         self.creator = creator
+        self.waitingFor = waitingFor
     }
 
-    enum CodingKeys: String, CodingKey { case runId, status, updatedAt, exit, plan, inputs, outputs, log, creator }
+    enum CodingKeys: String, CodingKey {
+        case runId, status, updatedAt, exit, plan, inputs, outputs, log, creator, waitingFor
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -73,6 +80,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         outputs = try container.decodeIfPresent([RunAssignmentJSON].self, forKey: .outputs) ?? []
         log = try container.decodeIfPresent(RunLogJSON.self, forKey: .log)
         creator = try container.decodeIfPresent(String.self, forKey: .creator)
+        waitingFor = try container.decodeIfPresent(String.self, forKey: .waitingFor)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -90,6 +98,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
             try container.encodeNil(forKey: .log)
         }
         try container.encodeIfPresent(creator, forKey: .creator)
+        try container.encodeIfPresent(waitingFor, forKey: .waitingFor)
     }
 
     /// The summary form embedded in Data Detail.
