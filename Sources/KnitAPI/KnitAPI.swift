@@ -23,7 +23,7 @@ public final class KnitAPI: Sendable {
     /// Followed run logs: a pool of their own, so readers following logs never keep anyone from uploading.
     let logFollowers: TransferSlots
     let requestCounter = RequestCounter()
-    let metrics = APIMetrics()
+    let metrics = APIMetrics(routes: KnitAPI.routes.routes)
 
     let onChange: (@Sendable () -> Void)?
     /// Most bytes one Data may hold (declared file sizes, sparse holes included); nil: only the free space.
@@ -67,15 +67,15 @@ public final class KnitAPI: Sendable {
     /// logged with the request id and not sent.
     public func handle(_ request: APIRequest, readBody: BodyReader) -> APIResponse {
         let started = APIMetrics.now()
-        var routePattern: String?
+        var routeIndex: Int?
         let metrics = self.metrics
-        var response = answer(request, routePattern: &routePattern) { buffer in
+        var response = answer(request, routeIndex: &routeIndex) { buffer in
             let count = try readBody(buffer)
             metrics.received(count)
             return count
         }
-        let key = APIMetrics.key(method: request.method, route: routePattern)
-        metrics.record(key, status: response.status, nanoseconds: APIMetrics.now() &- started)
+        let slot = metrics.slot(method: request.method, route: routeIndex)
+        metrics.record(slot: slot, status: response.status, nanoseconds: APIMetrics.now() &- started)
         switch response.body {
         case .empty: break
         case .bytes(let bytes): metrics.sent(bytes.count)
@@ -90,14 +90,14 @@ public final class KnitAPI: Sendable {
         return response
     }
 
-    private func answer(_ request: APIRequest, routePattern: inout String?, readBody: BodyReader) -> APIResponse {
+    private func answer(_ request: APIRequest, routeIndex: inout Int?, readBody: BodyReader) -> APIResponse {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requestCounter.next())"
         logger[metadataKey: "request.method"] = "\(request.method)"
         // A client may put its token in the path by mistake (`/api/knit_…`); the log must never hold one.
         logger[metadataKey: "request.path"] = "\(redactingTokens(request.path))"
         do {
-            let response = try route(request, routePattern: &routePattern, readBody: readBody, logger: logger)
+            let response = try route(request, routeIndex: &routeIndex, readBody: readBody, logger: logger)
             if response.status < 300, request.method != "GET", request.method != "HEAD" { onChange?() }
             return response
         } catch let error as KnitAPIError {
@@ -111,10 +111,10 @@ public final class KnitAPI: Sendable {
         }
     }
 
-    /// `routePattern`: set to the matched route's pattern, for the metrics.
+    /// `routeIndex`: set to the matched route's place in the table, for the metrics.
     private func route(
         _ request: APIRequest,
-        routePattern: inout String?,
+        routeIndex: inout Int?,
         readBody: BodyReader,
         logger: Logger
     ) throws -> APIResponse {
@@ -127,7 +127,7 @@ public final class KnitAPI: Sendable {
         let match = Self.routes.match(method: request.method, segments: segments)
         switch match {
         case .found(let route, let parameters):
-            routePattern = route.path
+            routeIndex = route.index
             if case .open = route.access {
                 return try call(route, request, parameters: parameters, caller: .anonymous, readBody, logger)
             }

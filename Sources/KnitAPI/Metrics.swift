@@ -11,14 +11,17 @@ import Synchronization
 /// the request's path; a path the table does not know is `other`, and so is a method the API does not
 /// serve. The status code is the one the API answered (a few dozen at most).
 ///
-/// One `Mutex` guards the per-route figures: a request takes it once, for well under a microsecond,
-/// against the milliseconds of the request itself. Body bytes, counted per read and per written chunk,
-/// are atomics so a multi-GiB transfer never takes the lock.
+/// Each route has a slot (an index, so nothing is hashed on the way), and the slots live in a few shards,
+/// each behind its own `Mutex`, picked by thread: knitd's worker threads rarely meet on one lock, and a
+/// request holds it for a few array updates. Body bytes, counted per read and per written chunk, are
+/// atomics so a multi-GiB transfer never takes a lock. A scrape merges the shards.
 final class APIMetrics: Sendable {
     /// Upper bounds of the latency histogram, in seconds: from a cached find to a slow upload's answer.
     static let latencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
-    /// Methods with a label of their own; any other is `other`.
-    static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "DELETE"]
+    /// Method labels of requests no route took; any method the API does not serve is `other`.
+    static let methodLabels = ["GET", "HEAD", "POST", "PUT", "DELETE", "other"]
+    /// A power of two (the shard is the top bits of a hash of the thread).
+    static let shardCount = 8
 
     struct RouteKey: Hashable, Comparable {
         var method: String
@@ -38,27 +41,61 @@ final class APIMetrics: Sendable {
             sumNanoseconds &+= nanoseconds
             count += 1
         }
+
+        mutating func add(_ other: Latency) {
+            for index in counts.indices { counts[index] += other.counts[index] }
+            sumNanoseconds &+= other.sumNanoseconds
+            count += other.count
+        }
     }
 
-    struct Figures {
-        var requests: [RouteKey: [Int: UInt64]] = [:]
-        var latency: [RouteKey: Latency] = [:]
+    struct Slot {
+        var codes: [Int: UInt64] = [:]
+        var latency = Latency()
     }
 
-    private let figures = Mutex(Figures())
+    private final class Shard: Sendable {
+        let slots: Mutex<[Slot]>
+        init(count: Int) { slots = Mutex([Slot](repeating: Slot(), count: count)) }
+    }
+
+    /// The labels of each slot: per route of the table, as listed and as HEAD (which every GET route
+    /// answers), then the `other` route of each method label.
+    let keys: [RouteKey]
+    private let routeCount: Int
+    private let shards: [Shard]
     private let bodyBytesIn = Atomic<UInt64>(0)
     private let bodyBytesOut = Atomic<UInt64>(0)
 
-    static func key(method: String, route: String?) -> RouteKey {
-        RouteKey(method: knownMethods.contains(method) ? method : "other", route: route ?? "other")
+    init(routes: [Route]) {
+        var keys: [RouteKey] = []
+        for route in routes {
+            keys.append(RouteKey(method: route.method, route: route.path))
+            keys.append(RouteKey(method: "HEAD", route: route.path))
+        }
+        for method in Self.methodLabels { keys.append(RouteKey(method: method, route: "other")) }
+        self.keys = keys
+        routeCount = routes.count
+        let count = keys.count
+        shards = (0..<Self.shardCount).map { _ in Shard(count: count) }
     }
 
-    func record(_ key: RouteKey, status: Int, nanoseconds: UInt64) {
+    /// The slot of a request: its route's (`route`: the index in the table), or the `other` route of its
+    /// method.
+    func slot(method: String, route: Int?) -> Int {
+        if let route { return route * 2 + (method == "HEAD" ? 1 : 0) }
+        return routeCount * 2 + (Self.methodLabels.firstIndex(of: method) ?? Self.methodLabels.count - 1)
+    }
+
+    func record(slot: Int, status: Int, nanoseconds: UInt64) {
         let seconds = Double(nanoseconds) / 1e9
         let bucket = Self.latencyBuckets.firstIndex { seconds <= $0 } ?? Self.latencyBuckets.count
-        figures.withLock { figures in
-            figures.requests[key, default: [:]][status, default: 0] += 1
-            figures.latency[key, default: Latency()].add(bucket: bucket, nanoseconds: nanoseconds)
+        // Fibonacci hashing of the thread's id: its top bits pick the shard.
+        let thread = UInt64(pthread_self())
+        let shard = shards[Int((thread &* 0x9E37_79B9_7F4A_7C15) >> UInt64(64 - Self.shardCount.trailingZeroBitCount))]
+        shard.slots.withLock { slots in
+            slots[slot].codes[status, default: 0] += 1
+            slots[slot].latency.add(bucket: bucket, nanoseconds: nanoseconds)
         }
     }
 
@@ -70,12 +107,21 @@ final class APIMetrics: Sendable {
         if bytes > 0 { bodyBytesOut.add(UInt64(bytes), ordering: .relaxed) }
     }
 
-    /// A copy of everything, taken under the lock once, so one scrape is consistent in itself.
+    /// Every shard merged: the routes that answered at least once.
     func snapshot() -> MetricsSnapshot {
-        let figures = self.figures.withLock { $0 }
+        var requests: [RouteKey: [Int: UInt64]] = [:]
+        var latency: [RouteKey: Latency] = [:]
+        for shard in shards {
+            let slots = shard.slots.withLock { $0 }
+            for (index, slot) in slots.enumerated() where slot.latency.count > 0 {
+                let key = keys[index]
+                requests[key, default: [:]].merge(slot.codes, uniquingKeysWith: +)
+                latency[key, default: Latency()].add(slot.latency)
+            }
+        }
         return MetricsSnapshot(
-            requests: figures.requests,
-            latency: figures.latency,
+            requests: requests,
+            latency: latency,
             bodyBytesIn: bodyBytesIn.load(ordering: .relaxed),
             bodyBytesOut: bodyBytesOut.load(ordering: .relaxed)
         )

@@ -135,6 +135,8 @@ struct Route: Sendable {
         case parameter
     }
 
+    /// The route's place in the table (its metrics slot).
+    let index: Int
     let method: String
     /// The path as the table lists it (`/api/data/{knitId}`): the route's label in the metrics.
     let path: String
@@ -192,7 +194,7 @@ struct RouteTable: Sendable {
             !routes.contains { $0.method == method && $0.pattern == pattern },
             "route \(method) \(path) is listed twice"
         )
-        routes.append(Route(method: method, path: path, pattern: pattern, access: access, handler: handler))
+        routes.append(Route(index: routes.count, method: method, path: path, pattern: pattern, access: access, handler: handler))
     }
 
     /// `segments`: the request path split at `/`, empty segments dropped (so a trailing slash is optional).

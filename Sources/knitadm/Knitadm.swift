@@ -18,7 +18,10 @@ struct Knitadm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "knitadm",
         abstract: "Administer a Knit store: create it, manage users and their tokens.",
-        subcommands: [Init.self, User.self, TokenCommand.self, Handout.self, QuotaCommand.self, UsageCommand.self]
+        subcommands: [
+            Init.self, User.self, TokenCommand.self, Handout.self, QuotaCommand.self, UsageCommand.self,
+            StatusCommand.self,
+        ]
     )
     @OptionGroup var home: HomeOption
 }
