@@ -4,6 +4,10 @@ import KnitStore
 import KnitTestSupport
 import Testing
 
+#if canImport(Dispatch)
+    import Dispatch
+#endif
+
 @testable import KnitAPI
 
 // `GET /metrics`: Prometheus text that reads back well formed, counters that move by exactly the requests
@@ -128,6 +132,25 @@ private func latencyCount(_ text: PrometheusText, _ method: String, _ route: Str
         let bytesOut = after.value("knit_http_response_body_bytes_total")
             - before.value("knit_http_response_body_bytes_total")
         #expect(bytesOut > Double(uploadBody.count + download.count))
+    }
+
+    /// Requests on many threads at once (knitd's workers) land in different shards; none is lost.
+    @Test func concurrentRequestsAreAllCountedAndHeadHasItsOwnLabel() throws {
+        let harness = try APIHarness()
+        let before = try scrape(harness)
+        let api = harness.api
+        let authorization = "Bearer \(harness.tokens["rita"]!)"
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            let method = worker.isMultiple(of: 2) ? "GET" : "HEAD"
+            for _ in 0..<250 {
+                let request = APIRequest(method: method, uri: "/api/whoami", headers: ["authorization": authorization])!
+                _ = api.handle(request) { _ in 0 }
+            }
+        }
+        let after = try scrape(harness)
+        #expect(requests(after, "GET", "/api/whoami", 200) - requests(before, "GET", "/api/whoami", 200) == 1000)
+        #expect(requests(after, "HEAD", "/api/whoami", 200) - requests(before, "HEAD", "/api/whoami", 200) == 1000)
+        #expect(latencyCount(after, "HEAD", "/api/whoami") - latencyCount(before, "HEAD", "/api/whoami") == 1000)
     }
 
     @Test func storeFiguresCountDataRunsByStatusTheQueueAndMapUse() throws {
