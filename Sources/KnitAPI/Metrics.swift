@@ -274,6 +274,10 @@ extension KnitAPI {
         let store = self.store
         let statistics = try storeCall { () throws(StoreError) in try store.statistics() }
         let text = MetricsExposition.render(metrics.snapshot(), store: statistics, transfersInFlight: transfersInFlight)
-        return APIResponse(status: 200, headers: [("Content-Type", MetricsExposition.contentType)], body: .bytes(Array(text.utf8)))
+        return APIResponse(
+            status: 200,
+            headers: [("Content-Type", MetricsExposition.contentType)],
+            body: .bytes(Array(text.utf8))
+        )
     }
 }

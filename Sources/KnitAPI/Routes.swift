@@ -194,7 +194,9 @@ struct RouteTable: Sendable {
             !routes.contains { $0.method == method && $0.pattern == pattern },
             "route \(method) \(path) is listed twice"
         )
-        routes.append(Route(index: routes.count, method: method, path: path, pattern: pattern, access: access, handler: handler))
+        routes.append(
+            Route(index: routes.count, method: method, path: path, pattern: pattern, access: access, handler: handler)
+        )
     }
 
     /// `segments`: the request path split at `/`, empty segments dropped (so a trailing slash is optional).

@@ -182,7 +182,14 @@ func probeScheduler(socket path: String, pidFile: String) -> ComponentStatus {
     var byte: UInt8 = 1
     let sent = withUnsafePointer(to: &address) { pointer in
         pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            sendto(fd, &byte, 1, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL), $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            sendto(
+                fd,
+                &byte,
+                1,
+                Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL),
+                $0,
+                socklen_t(MemoryLayout<sockaddr_un>.size)
+            )
         }
     }
     // EAGAIN: a receiver exists and its queue is full of wake-ups it has not read yet (it coalesces them).

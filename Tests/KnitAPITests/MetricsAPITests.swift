@@ -4,11 +4,11 @@ import KnitStore
 import KnitTestSupport
 import Testing
 
+@testable import KnitAPI
+
 #if canImport(Dispatch)
     import Dispatch
 #endif
-
-@testable import KnitAPI
 
 // `GET /metrics`: Prometheus text that reads back well formed, counters that move by exactly the requests
 // made (labelled by the route table's pattern, never the raw path), the store's figures, and who may read it.
@@ -117,7 +117,8 @@ private func latencyCount(_ text: PrometheusText, _ method: String, _ route: Str
         #expect(moved("DELETE", "other", 405) == 1)
         #expect(moved("other", "other", 405) == 1)
         #expect(moved("GET", "other", 404) == 1)
-        let total = after.samples("knit_http_requests_total").map(\.value).reduce(0, +)
+        let total =
+            after.samples("knit_http_requests_total").map(\.value).reduce(0, +)
             - before.samples("knit_http_requests_total").map(\.value).reduce(0, +)
         #expect(total == 11)
         // No raw path, no id: every route label is a pattern of the table or `other`.
@@ -126,10 +127,12 @@ private func latencyCount(_ text: PrometheusText, _ method: String, _ route: Str
         #expect(latencyCount(after, "GET", "/api/data") - latencyCount(before, "GET", "/api/data") == 3)
 
         // Bodies: the upload's archive in; the answers' bytes out (the scrape's own answer included).
-        let bytesIn = after.value("knit_http_request_body_bytes_total")
+        let bytesIn =
+            after.value("knit_http_request_body_bytes_total")
             - before.value("knit_http_request_body_bytes_total")
         #expect(bytesIn == Double(archive.count))
-        let bytesOut = after.value("knit_http_response_body_bytes_total")
+        let bytesOut =
+            after.value("knit_http_response_body_bytes_total")
             - before.value("knit_http_response_body_bytes_total")
         #expect(bytesOut > Double(uploadBody.count + download.count))
     }
@@ -163,15 +166,23 @@ private func latencyCount(_ text: PrometheusText, _ method: String, _ route: Str
         let used = empty.value("knit_lmdb_map_used_bytes")
         #expect(mapSize == Double(64 << 30))
         #expect(used > 0 && used < mapSize)
-        #expect(Set(empty.samples("knit_runs").compactMap { $0.labels["status"] }) == Set(RunStatus.allCases.map(\.rawValue)))
+        #expect(
+            Set(empty.samples("knit_runs").compactMap { $0.labels["status"] })
+                == Set(RunStatus.allCases.map(\.rawValue))
+        )
 
         let spec = """
             {"image":"repo/train:v1","inputs":[{"path":"/in/data","tags":["type:dataset"]}],
              "outputs":[{"path":"/out/model","tags":["type:model"]}]}
             """
         #expect(
-            harness.request("POST", "/api/plans/", headers: ["content-type": "application/json"], body: Array(spec.utf8))
-                .status == 200
+            harness.request(
+                "POST",
+                "/api/plans/",
+                headers: ["content-type": "application/json"],
+                body: Array(spec.utf8)
+            )
+            .status == 200
         )
         for n in 0..<2 {
             let archive = try makeArchive(format: .tarGzip, files: ["n": "\(n)"])

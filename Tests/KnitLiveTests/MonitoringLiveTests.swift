@@ -87,7 +87,8 @@ extension Live {
 
             func moved(_ method: String, _ route: String, _ code: Int) -> Double {
                 let labels = ["method": method, "route": route, "code": "\(code)"]
-                return after.value("knit_http_requests_total", labels) - before.value("knit_http_requests_total", labels)
+                return after.value("knit_http_requests_total", labels)
+                    - before.value("knit_http_requests_total", labels)
             }
             #expect(moved("POST", "/api/data", 200) == 1)
             #expect(moved("GET", "/api/data", 200) == 3)
@@ -96,14 +97,17 @@ extension Live {
             #expect(moved("GET", "/metrics", 200) == 1)
             #expect(moved("GET", "/metrics", 403) == 2)
             #expect(moved("GET", "/metrics", 401) == 1)
-            let total = after.samples("knit_http_requests_total").map(\.value).reduce(0, +)
+            let total =
+                after.samples("knit_http_requests_total").map(\.value).reduce(0, +)
                 - before.samples("knit_http_requests_total").map(\.value).reduce(0, +)
             #expect(total == 10)
-            let inBytes = after.value("knit_http_request_body_bytes_total")
+            let inBytes =
+                after.value("knit_http_request_body_bytes_total")
                 - before.value("knit_http_request_body_bytes_total")
             #expect(inBytes == Double(archiveSize))
             // Every body curl received came from knitd unchanged (nginx adds none of its own here).
-            let outBytes = after.value("knit_http_response_body_bytes_total")
+            let outBytes =
+                after.value("knit_http_response_body_bytes_total")
                 - before.value("knit_http_response_body_bytes_total")
             #expect(outBytes == Double(bodies))
             #expect(after.histogramProblems() == nil, "\(after.histogramProblems() ?? "")")

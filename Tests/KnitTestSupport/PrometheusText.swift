@@ -112,7 +112,9 @@ public struct PrometheusText: Sendable {
                     }
                 }
                 guard labels.updateValue(value, forKey: label) == nil else { throw malformed("label given twice") }
-                if rest.first == "," { rest = rest.dropFirst() } else if rest.first != "}" {
+                if rest.first == "," {
+                    rest = rest.dropFirst()
+                } else if rest.first != "}" {
                     throw malformed("labels must be separated by commas")
                 }
             }
