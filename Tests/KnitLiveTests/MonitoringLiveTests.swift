@@ -159,6 +159,15 @@ extension Live {
             #expect(exit == 0 && report.ok && report.knitd.up && report.scheduler.up)
             #expect(report.store?.data == 1)
             #expect(report.store?.runsByStatus["done"] == 1)
+            // On a terminal (script(1) gives it one): the short table instead of JSON.
+            let table = knit.run(
+                "/usr/bin/script",
+                ["-qec", "\(knit.knitadmPath) --home \(knit.home) status", "/dev/null"]
+            )
+            #expect(table.status == 0, "\(table.stderr)")
+            #expect(table.stdoutText.contains("knitd       up"), "\(table.stdoutText)")
+            #expect(table.stdoutText.contains("runs        done 1"), "\(table.stdoutText)")
+            #expect(!table.stdoutText.contains("{"), "\(table.stdoutText)")
 
             // knitd killed: down (its socket refuses), while the store still reads and the scheduler runs.
             try #require(knit.killKnitd() != nil)
