@@ -23,6 +23,7 @@ public final class KnitAPI: Sendable {
     /// Followed run logs: a pool of their own, so readers following logs never keep anyone from uploading.
     let logFollowers: TransferSlots
     let requestCounter = RequestCounter()
+    let metrics = APIMetrics(routes: KnitAPI.routes.routes)
 
     let onChange: (@Sendable () -> Void)?
     /// Most bytes one Data may hold (declared file sizes, sparse holes included); nil: only the free space.
@@ -65,13 +66,38 @@ public final class KnitAPI: Sendable {
     /// Answers one request. Never throws: every failure becomes an error response, internal details are
     /// logged with the request id and not sent.
     public func handle(_ request: APIRequest, readBody: BodyReader) -> APIResponse {
+        let started = APIMetrics.now()
+        var routeIndex: Int?
+        let metrics = self.metrics
+        var response = answer(request, routeIndex: &routeIndex) { buffer in
+            let count = try readBody(buffer)
+            metrics.received(count)
+            return count
+        }
+        let slot = metrics.slot(method: request.method, route: routeIndex)
+        metrics.record(slot: slot, status: response.status, nanoseconds: APIMetrics.now() &- started)
+        switch response.body {
+        case .empty: break
+        case .bytes(let bytes): metrics.sent(bytes.count)
+        case .stream(let produce):
+            response.body = .stream { sink in
+                try produce { bytes in
+                    try sink(bytes)
+                    metrics.sent(bytes.count)
+                }
+            }
+        }
+        return response
+    }
+
+    private func answer(_ request: APIRequest, routeIndex: inout Int?, readBody: BodyReader) -> APIResponse {
         var logger = self.logger
         logger[metadataKey: "request.id"] = "\(requestCounter.next())"
         logger[metadataKey: "request.method"] = "\(request.method)"
         // A client may put its token in the path by mistake (`/api/knit_…`); the log must never hold one.
         logger[metadataKey: "request.path"] = "\(redactingTokens(request.path))"
         do {
-            let response = try route(request, readBody: readBody, logger: logger)
+            let response = try route(request, routeIndex: &routeIndex, readBody: readBody, logger: logger)
             if response.status < 300, request.method != "GET", request.method != "HEAD" { onChange?() }
             return response
         } catch let error as KnitAPIError {
@@ -85,14 +111,23 @@ public final class KnitAPI: Sendable {
         }
     }
 
-    private func route(_ request: APIRequest, readBody: BodyReader, logger: Logger) throws -> APIResponse {
+    /// `routeIndex`: set to the matched route's place in the table, for the metrics.
+    private func route(
+        _ request: APIRequest,
+        routeIndex: inout Int?,
+        readBody: BodyReader,
+        logger: Logger
+    ) throws -> APIResponse {
         // Knitfab adds a trailing slash to every path; accept both spellings.
         let segments = request.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-        guard segments.first == "api" else { throw KnitAPIError.notFound("no such endpoint: \(request.path)") }
+        guard segments.first == "api" || segments == ["metrics"] else {
+            throw KnitAPIError.notFound("no such endpoint: \(request.path)")
+        }
 
         let match = Self.routes.match(method: request.method, segments: segments)
         switch match {
         case .found(let route, let parameters):
+            routeIndex = route.index
             if case .open = route.access {
                 return try call(route, request, parameters: parameters, caller: .anonymous, readBody, logger)
             }
@@ -153,6 +188,8 @@ public final class KnitAPI: Sendable {
             return
         case .writer:
             guard caller.role.canWrite else { throw KnitAPIError.forbidden }
+        case .admin:
+            guard caller.role == .admin else { throw KnitAPIError.forbidden }
         case .owner(let kind, let action):
             try requireOwner(caller, of: kind.thing(parameters[0]), toDo: action)
         }

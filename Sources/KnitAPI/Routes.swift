@@ -78,6 +78,10 @@ extension KnitAPI {
         routes.get("/api/auth/registry") { api, call in
             try api.registryAuthorization(call.request, caller: call.caller, logger: call.logger)
         }
+
+        // Prometheus' scrape target (Metrics.swift): outside /api/ where scrapers look for it; admins only,
+        // since it tells how busy the server is and how much it holds.
+        routes.get("/metrics", .admin) { api, _ in try api.metricsResponse() }
         return routes
     }()
 }
@@ -90,6 +94,8 @@ enum RouteAccess: Sendable {
     case anyRole
     /// A role that may write.
     case writer
+    /// Only an admin.
+    case admin
     /// A role that may write, and the caller owns the thing the path's `{id}` names, or is an admin
     /// (``Ownership``); 404 when it does not exist, 403 naming the owner otherwise.
     case owner(OwnedKind, toDo: String)
@@ -129,7 +135,11 @@ struct Route: Sendable {
         case parameter
     }
 
+    /// The route's place in the table (its metrics slot).
+    let index: Int
     let method: String
+    /// The path as the table lists it (`/api/data/{knitId}`): the route's label in the metrics.
+    let path: String
     let pattern: [Segment]
     let access: RouteAccess
     let handler: Handler
@@ -184,7 +194,9 @@ struct RouteTable: Sendable {
             !routes.contains { $0.method == method && $0.pattern == pattern },
             "route \(method) \(path) is listed twice"
         )
-        routes.append(Route(method: method, pattern: pattern, access: access, handler: handler))
+        routes.append(
+            Route(index: routes.count, method: method, path: path, pattern: pattern, access: access, handler: handler)
+        )
     }
 
     /// `segments`: the request path split at `/`, empty segments dropped (so a trailing slash is optional).

@@ -90,6 +90,23 @@ public final class LMDBEnvironment: @unchecked Sendable {
         )
     }
 
+    /// How much of the map the last committed transaction uses: a constant-time look at the meta page, cheap
+    /// enough for every metrics scrape. Uses `mdb_env_info` and `mdb_env_stat`.
+    public func mapUsage() throws(LMDBError) -> LMDBMapUsage {
+        var info = MDB_envinfo()
+        try check(mdb_env_info(handle, &info), "read environment info of \(path)")
+        var stat = MDB_stat()
+        try check(mdb_env_stat(handle, &stat), "stat environment \(path)")
+        return LMDBMapUsage(
+            mapSize: Int64(info.me_mapsize),
+            pageSize: Int64(stat.ms_psize),
+            // Pages 0 and 1 are the meta pages; the last page number is the highest in use.
+            usedPages: Int64(info.me_last_pgno) + 1,
+            readersInUse: Int(info.me_numreaders),
+            maxReaders: Int(info.me_maxreaders)
+        )
+    }
+
     /// Opens (creating if needed) the named database in its own write transaction.
     /// Do this once at start-up: the handle is then valid in every transaction on every thread.
     /// Uses `mdb_dbi_open` with `MDB_CREATE` (and `MDB_DUPSORT` when `duplicateSort`).
@@ -133,4 +150,19 @@ public struct LMDBDatabase: Sendable, Hashable {
     public let name: String
     /// Whether the database keeps several sorted values per key (`MDB_DUPSORT`).
     public let duplicateSort: Bool
+}
+
+/// The map's size and how much of it is used, from `mdb_env_info` and `mdb_env_stat`.
+public struct LMDBMapUsage: Sendable, Equatable, Codable {
+    /// The map size in bytes: the most the database file may grow to.
+    public var mapSize: Int64
+    public var pageSize: Int64
+    /// Pages up to the highest one in use (free pages inside are reused before the file grows).
+    public var usedPages: Int64
+    /// Reader slots taken (by live or not yet cleared transactions) and the most there may be.
+    public var readersInUse: Int
+    public var maxReaders: Int
+
+    public var usedBytes: Int64 { usedPages * pageSize }
+    public var totalPages: Int64 { pageSize > 0 ? mapSize / pageSize : 0 }
 }

@@ -17,10 +17,10 @@ import Logging
 struct Knitadm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "knitadm",
-        abstract: "Administer a Knit store: create it, manage users, tokens and quotas, back it up and check it.",
+        abstract: "Administer a Knit store: create it; users, tokens, quotas; backup, restore, fsck; status.",
         subcommands: [
             Init.self, User.self, TokenCommand.self, Handout.self, QuotaCommand.self, UsageCommand.self, Backup.self,
-            Restore.self, Fsck.self,
+            Restore.self, Fsck.self, StatusCommand.self,
         ]
     )
     @OptionGroup var home: HomeOption

@@ -26,6 +26,7 @@ import Testing
         ("/api/runs/x/tearoff", ["PUT"]),
         ("/api/runs/x/retry", ["PUT"]),
         ("/api/auth/registry", ["GET", "HEAD"]),
+        ("/metrics", ["GET", "HEAD"]),
     ]
 
     /// Before the route table, `POST /api/whoami`, `PUT /api/runs/{id}/log` and `POST /api/auth/registry`

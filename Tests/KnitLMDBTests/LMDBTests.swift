@@ -4,6 +4,10 @@ import KnitSystem
 import KnitTestSupport
 import Testing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @Suite struct LMDBTests {
     func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
     func text(_ raw: UnsafeRawBufferPointer) -> String { String(decoding: raw, as: UTF8.self) }
@@ -196,5 +200,32 @@ import Testing
         let dir = TemporaryDirectory()
         let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
         #expect(env.readerCheck() == 0)
+    }
+
+    /// What `GET /metrics` reports as map use: the configured size, and used pages that grow with what is
+    /// written and stay within the file.
+    @Test func mapUsageReportsTheMapSizeAndGrowsWithWrites() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20, maxReaders: 7)
+        let db = try env.openDatabase(name: "plain")
+        let empty = try env.mapUsage()
+        #expect(empty.mapSize == 16 << 20)
+        #expect(empty.pageSize >= 4096)
+        #expect(empty.totalPages == (16 << 20) / empty.pageSize)
+        #expect(empty.maxReaders == 7)
+        let value = [UInt8](repeating: 7, count: 1000)
+        try env.write { txn in
+            for index in 0..<2000 { try txn.put(db, key: bytes("key-\(index)"), value: value) }
+        }
+        let used = try env.mapUsage()
+        // 2 MB of values take at least 2 MB of pages.
+        #expect(used.usedBytes >= 2_000_000 && used.usedBytes > empty.usedBytes)
+        #expect(used.usedPages <= used.totalPages)
+        var info = stat()
+        #expect(stat(dir.file("data.mdb"), &info) == 0)
+        let fileSize = Int64(info.st_size)
+        #expect(used.usedBytes <= fileSize, "used \(used.usedBytes), file \(fileSize)")
+        let reading = try env.read { _ in try env.mapUsage().readersInUse }
+        #expect(reading >= 1)
     }
 }
