@@ -27,6 +27,7 @@ struct EasyHandle: ~Copyable {
         let state = TransferState()
         state.sink = sink
         state.progress = request.progress
+        state.isCancelled = request.isCancelled
         state.trailers = request.trailers
         state.maximumCollectedBody = request.maximumCollectedBody
         let context = Unmanaged.passUnretained(state).toOpaque()
@@ -103,7 +104,9 @@ struct EasyHandle: ~Copyable {
         _ = cknit_curl_setopt_slist(curl, CURLOPT_HTTPHEADER, headerList)
         _ = cknit_curl_setopt_header(curl, headerCallback, context)
         _ = cknit_curl_setopt_write(curl, writeCallback, context)
-        if request.progress != nil { _ = cknit_curl_setopt_progress(curl, progressCallback, context) }
+        if request.progress != nil || request.isCancelled != nil {
+            _ = cknit_curl_setopt_progress(curl, progressCallback, context)
+        }
 
         let rc = withExtendedLifetime(state) { curl_easy_perform(curl) }
         if let failure = state.failure { throw failure }
@@ -209,5 +212,9 @@ private let progressCallback: cknit_curl_progress_cb = { userdata, downloadTotal
             downloadTotal: downloadTotal > 0 ? Int64(downloadTotal) : nil
         )
     )
+    if transfer.isCancelled?() == true {
+        transfer.failure = HTTPError(code: .aborted, message: "the transfer was cancelled")
+        return 1
+    }
     return 0
 }

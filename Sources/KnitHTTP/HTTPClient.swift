@@ -67,6 +67,7 @@ final class TransferState {
     var trailers: HTTPTrailers?
     var sink: ((UnsafeRawBufferPointer) throws -> Void)?
     var progress: ((HTTPProgress) -> Void)?
+    var isCancelled: (@Sendable () -> Bool)?
     var uploadTotal: Int64?
     var maximumCollectedBody = 0
 

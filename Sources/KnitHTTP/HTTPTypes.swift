@@ -69,6 +69,9 @@ public struct HTTPRequest {
     public var body: HTTPBody?
     public var trailers: HTTPTrailers?
     public var progress: ((HTTPProgress) -> Void)?
+    /// Asked about once a second while the transfer runs, bytes arriving or not; true stops it
+    /// (``HTTPError/Code/aborted``). Lets another thread end a long watch or followed log that is silent.
+    public var isCancelled: (@Sendable () -> Bool)?
     /// Largest response body collected into ``HTTPResponse/body``; more is an error, not a truncation.
     public var maximumCollectedBody: Int
 
@@ -79,6 +82,7 @@ public struct HTTPRequest {
         body: HTTPBody? = nil,
         trailers: HTTPTrailers? = nil,
         progress: ((HTTPProgress) -> Void)? = nil,
+        isCancelled: (@Sendable () -> Bool)? = nil,
         maximumCollectedBody: Int = 64 << 20
     ) {
         self.method = method
@@ -87,6 +91,7 @@ public struct HTTPRequest {
         self.body = body
         self.trailers = trailers
         self.progress = progress
+        self.isCancelled = isCancelled
         self.maximumCollectedBody = maximumCollectedBody
     }
 }
@@ -119,7 +124,7 @@ public struct HTTPError: Error, CustomStringConvertible {
         /// Handshake failed or the server's certificate was not trusted.
         public static let tls = Code(.tls)
         public static let timeout = Code(.timeout)
-        /// A body source, body sink or progress callback stopped the transfer.
+        /// A body source, body sink, progress callback or ``HTTPRequest/isCancelled`` stopped the transfer.
         public static let aborted = Code(.aborted)
         public static let other = Code(.other)
 

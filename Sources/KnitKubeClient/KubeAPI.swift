@@ -1,10 +1,17 @@
 public import KnitCore
 import KnitHTTP
+import Synchronization
 
-/// Plain requests to the Kubernetes API server with a ``KubeConfig``'s CA and credentials: create, get and
-/// delete of JSON objects. Watches and log streams are not here yet.
+/// Requests to the Kubernetes API server with a ``KubeConfig``'s CA and credentials: create, get, list and
+/// delete of JSON objects, watches and streamed bodies (a followed pod log). Every request is counted by verb
+/// (``requestCounts``), shared by every copy of this value, so a scheduler can log and a benchmark can read
+/// what observing its Runs costs the API server.
 public struct KubeAPI: Sendable {
     public let config: KubeConfig
+    /// Requests sent so far, by Kubernetes verb: `create`, `get`, `list`, `watch`, `delete`, and `log` (a
+    /// pod log, plain or followed).
+    public var requestCounts: [String: Int] { counter.counts.withLock { $0 } }
+    private let counter = RequestCounter()
     private let http: HTTPClient
     /// For watches and followed logs, which may stay silent for long: a Run that prints nothing for minutes
     /// is normal, and a watch is bounded by its own `timeoutSeconds`.
@@ -52,28 +59,51 @@ public struct KubeAPI: Sendable {
     /// fields are refused by the server (`fieldValidation=Strict`), as the unit tests' strict schema check does.
     /// Answers the object as the server stored it.
     public func create(_ path: String, _ object: JSONValue) throws(KubeAPIError) -> JSONValue {
-        let response = try send("POST", path + "?fieldManager=knit&fieldValidation=Strict", body: object)
+        let response = try send(
+            "POST",
+            path + "?fieldManager=knit&fieldValidation=Strict",
+            body: object,
+            verb: "create"
+        )
         return try decoded(response, "POST", path)
     }
 
     /// GETs the object at `path`; nil when it does not exist.
     public func get(_ path: String) throws(KubeAPIError) -> JSONValue? {
-        let response = try send("GET", path, body: nil)
+        let response = try send("GET", path, body: nil, verb: "get")
         if response.status == 404 { return nil }
         return try decoded(response, "GET", path)
     }
 
-    /// DELETEs the object at `path`, its dependents in the background (a Job's Pods); true when it existed.
+    /// DELETEs the object at `path`; true when it existed.
+    /// - Parameters:
+    ///   - gracePeriodSeconds: how long a pod's containers get between SIGTERM and SIGKILL (0: at once); nil
+    ///     keeps the pod's own `terminationGracePeriodSeconds`. It goes in the body's DeleteOptions: the API
+    ///     server ignores a query parameter when the body has DeleteOptions.
+    ///   - propagationPolicy: what becomes of dependents (a Job's Pods): `Background` deletes them after the
+    ///     owner, `Foreground` before it, `Orphan` keeps them.
     @discardableResult
-    public func delete(_ path: String) throws(KubeAPIError) -> Bool {
-        let options: JSONValue = .object([
-            ("apiVersion", .string("v1")), ("kind", .string("DeleteOptions")),
-            ("propagationPolicy", .string("Background")),
-        ])
-        let response = try send("DELETE", path, body: options)
+    public func delete(
+        _ path: String,
+        gracePeriodSeconds: Int? = nil,
+        propagationPolicy: String = "Background"
+    ) throws(KubeAPIError) -> Bool {
+        let response = try send(
+            "DELETE",
+            path,
+            body: Self.deleteOptions(gracePeriodSeconds: gracePeriodSeconds, propagationPolicy: propagationPolicy),
+            verb: "delete"
+        )
         if response.status == 404 { return false }
         _ = try decoded(response, "DELETE", path)
         return true
+    }
+
+    static func deleteOptions(gracePeriodSeconds: Int?, propagationPolicy: String) -> JSONValue {
+        var members: [(String, JSONValue)] = [("apiVersion", .string("v1")), ("kind", .string("DeleteOptions"))]
+        if let gracePeriodSeconds { members.append(("gracePeriodSeconds", .number("\(max(0, gracePeriodSeconds))"))) }
+        members.append(("propagationPolicy", .string(propagationPolicy)))
+        return .object(members)
     }
 
     /// The items of the collection at `path` whose labels match `labelSelector` (`key=value,…`), and the list's
@@ -82,7 +112,7 @@ public struct KubeAPI: Sendable {
         items: [JSONValue], resourceVersion: String
     ) {
         let query = path + "?labelSelector=" + Self.percentEncoded(labelSelector)
-        let list = try decoded(try send("GET", query, body: nil), "GET", path)
+        let list = try decoded(try send("GET", query, body: nil, verb: "list"), "GET", path)
         return (list["items"]?.arrayValue ?? [], list["metadata"]?["resourceVersion"]?.stringValue ?? "")
     }
 
@@ -90,19 +120,21 @@ public struct KubeAPI: Sendable {
     /// server ends the stream (after `timeoutSeconds`) or `onEvent` throws. Bookmarks are asked for, so a
     /// restarted watch resumes close to where it stopped; an `ERROR` event (410 Gone: the version is too old)
     /// is handed over like any other, and the caller lists again.
+    /// `isCancelled` is asked about once a second, events or not; true ends the watch (``KubeAPIError``).
     /// - Throws: ``KubeAPIError``, or what `onEvent` threw (which ends the watch).
     public func watch(
         _ path: String,
         labelSelector: String,
         resourceVersion: String,
         timeoutSeconds: Int = 300,
+        isCancelled: (@Sendable () -> Bool)? = nil,
         onEvent: (KubeWatchEvent) throws -> Void
     ) throws {
         let query =
             path + "?watch=true&allowWatchBookmarks=true&labelSelector=" + Self.percentEncoded(labelSelector)
             + "&resourceVersion=" + Self.percentEncoded(resourceVersion) + "&timeoutSeconds=\(timeoutSeconds)"
         var pending: [UInt8] = []
-        try stream(query) { chunk in
+        try stream(query, verb: "watch", isCancelled: isCancelled) { chunk in
             pending.append(contentsOf: chunk)
             // One JSON event per line; a line may arrive split over several chunks.
             while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
@@ -118,13 +150,27 @@ public struct KubeAPI: Sendable {
     }
 
     /// GETs `path` and hands the body to `sink` as it arrives (a pod's log with `follow=true`, a watch).
+    /// `isCancelled` is asked about once a second, bytes or not; true ends the transfer (``KubeAPIError``).
     /// - Throws: ``KubeAPIError``, or what `sink` threw (which ends the transfer).
-    public func stream(_ path: String, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func stream(
+        _ path: String,
+        isCancelled: (@Sendable () -> Bool)? = nil,
+        sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        try stream(path, verb: path.contains("/log") ? "log" : "get", isCancelled: isCancelled, sink: sink)
+    }
+
+    private func stream(
+        _ path: String,
+        verb: String,
+        isCancelled: (@Sendable () -> Bool)?,
+        sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
         var sinkError: (any Error)?
         let response: HTTPResponse
         do {
             response = try withoutActuallyEscaping(sink) { (sink) throws(KubeAPIError) -> HTTPResponse in
-                try send("GET", path, body: nil) { chunk in
+                try send("GET", path, body: nil, verb: verb, isCancelled: isCancelled) { chunk in
                     do { try sink(chunk) } catch {
                         sinkError = error
                         throw error
@@ -161,8 +207,11 @@ public struct KubeAPI: Sendable {
         _ method: String,
         _ path: String,
         body: JSONValue?,
+        verb: String,
+        isCancelled: (@Sendable () -> Bool)? = nil,
         sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil
     ) throws(KubeAPIError) -> HTTPResponse {
+        counter.counts.withLock { $0[verb, default: 0] += 1 }
         var headers: HTTPHeaders = ["Accept": "application/json"]
         if body != nil { headers.append("Content-Type", "application/json") }
         let token: String?
@@ -172,7 +221,8 @@ public struct KubeAPI: Sendable {
             method: method,
             url: config.server + path,
             headers: headers,
-            body: body.map { .bytes(Array($0.rendered(indent: 0).utf8)) }
+            body: body.map { .bytes(Array($0.rendered(indent: 0).utf8)) },
+            isCancelled: isCancelled
         )
         do { return try (sink == nil ? http : streamHTTP).perform(request, sink: sink) } catch {
             throw KubeAPIError(method, path, reason: "no response (\(error.code)): \(error.message)")
@@ -198,6 +248,10 @@ public struct KubeAPI: Sendable {
         guard let body else { throw KubeAPIError(method, path, reason: "the response is not JSON") }
         return body
     }
+}
+
+private final class RequestCounter: Sendable {
+    let counts = Mutex<[String: Int]>([:])
 }
 
 /// One line of a watch stream: `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` (only `metadata.resourceVersion`

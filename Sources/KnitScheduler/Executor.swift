@@ -131,6 +131,10 @@ public enum ExecutorObservation: Sendable, Equatable {
     case notFound
     /// The container exists but its process has not started yet.
     case starting
+    /// The worker exists but cannot start for a reason outside the Run that may pass, e.g. a pod no node
+    /// can take now (`Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.`). The Run stays
+    /// `starting`; the driver records `reason` on it for `knit run show`.
+    case pending(reason: String)
     /// The container process runs (or is paused, or being stopped).
     case running
     /// The container process ended. `code` is its exit status (128 + signal when killed);

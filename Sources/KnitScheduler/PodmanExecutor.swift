@@ -241,7 +241,7 @@ public final class PodmanExecutor: Executor {
         while clock.now < deadline {
             switch try await observe(runId: runId) {
             case .exited, .notFound: return
-            case .starting, .running: try await Task.sleep(for: .milliseconds(50))
+            case .starting, .pending, .running: try await Task.sleep(for: .milliseconds(50))
             }
         }
         throw ExecutorError(.timedOut, "run \(runId): container \(name) still runs after SIGKILL")

@@ -130,6 +130,8 @@ public final class RunDriver: Sendable {
         /// Runs that were in flight while ``Configuration/storageDirectory`` was full. Only a hint that
         /// sharpens the check at the end of each Run; a restart loses it and loses nothing else.
         var sawFullDisk: Set<String> = []
+        /// What each `starting` Run was last recorded waiting for, so the ledger is written on a change only.
+        var waitingFor: [String: String] = [:]
         /// Whether the last look found the disk full (one log line per episode, not one per tick).
         var diskWasFull = false
     }
@@ -332,8 +334,22 @@ public final class RunDriver: Sendable {
         // completing/aborting without a stop request would be a Run another driver is ending;
         // it still holds its container, so it still holds capacity.
         guard run.status == .starting || run.status == .running, let seen else { return true }
+        let waited = state.withLock { state in
+            guard case .pending(let reason) = seen else { return state.waitingFor.removeValue(forKey: run.runId) }
+            return state.waitingFor.updateValue(reason, forKey: run.runId) == reason ? nil : ""
+        }
         switch seen {
         case .starting:
+            if waited != nil {
+                _ = ledgerCall("mark waiting", { try ledger.markWaiting(runId: run.runId, reason: nil) })
+            }
+            return true
+        case .pending(let reason):
+            // The Run stays `starting` (a pod no node can take now may fit later); the reason is shown on it.
+            if waited != nil {
+                logger.info("run waits", metadata: ["run.id": "\(run.runId)", "reason": "\(reason)"])
+                _ = ledgerCall("mark waiting", { try ledger.markWaiting(runId: run.runId, reason: reason) })
+            }
             return true
         case .running:
             if run.status == .starting {
@@ -580,7 +596,10 @@ public final class RunDriver: Sendable {
         guard let changed = ledgerCall("finish", { try ledger.finish(runId: runId, exit: exit, succeeded: succeeded) })
         else { return false }
         // A retried Run comes back with the same id: it starts with a clean slate.
-        state.withLock { _ = $0.sawFullDisk.remove(runId) }
+        state.withLock {
+            _ = $0.sawFullDisk.remove(runId)
+            _ = $0.waitingFor.removeValue(forKey: runId)
+        }
         if changed {
             summary.finished.append(runId)
             logger.info(

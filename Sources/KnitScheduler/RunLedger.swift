@@ -41,6 +41,16 @@ public protocol RunLedger: Sendable {
     /// Where a Run's container wrote: its output directories and log file. The driver checks and cleans
     /// them (``OutputSanitizer``) before it finishes the Run. Nil for a Run the ledger does not know.
     func outputs(runId: String) throws -> RunOutputs?
+
+    /// Records why a `starting` Run's worker cannot start yet (``ExecutorObservation/pending(reason:)``), or
+    /// nil when it no longer waits; the store shows it on the Run until its status changes. Returns false
+    /// when the Run is not `starting`.
+    func markWaiting(runId: String, reason: String?) throws -> Bool
+}
+
+extension RunLedger {
+    /// A ledger that cannot show why a Run waits keeps it `starting` all the same.
+    public func markWaiting(runId: String, reason: String?) throws -> Bool { false }
 }
 
 extension ScheduledRun {

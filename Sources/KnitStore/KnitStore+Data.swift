@@ -111,12 +111,15 @@ extension KnitStore {
     }
 
     /// Writes `run` and brings the producer copy in each of its output Data records up to date. Every
-    /// change to a Run goes through here, so a Data record never shows a stale status.
+    /// change to a Run goes through here, so a Data record never shows a stale status. A change of status
+    /// clears what the Run waited for.
     func putRun(_ txn: borrowing LMDBTransaction, _ run: RunRecord) throws {
+        var run = run
         let id = Array(run.runId.utf8)
         let old = try txn.withValue(db.runs, key: id) { bytes throws(StoreError) in
             try bytes.map { bytes throws(StoreError) in try RunRecord(decoding: bytes) }
         }
+        if let old, old.status != run.status { run.waitingFor = nil }
         try txn.put(db.runs, key: id, value: run.encoded())
         if let old {
             if old.status != run.status {

@@ -135,6 +135,21 @@ extension KnitStore {
         try advance(runId: runId, to: .starting, from: [.waiting, .ready, .starting], operation: "mark starting")
     }
 
+    /// Records why a `starting` Run's worker cannot start yet (nil: it no longer waits); shown as the Run's
+    /// `waitingFor` until the Run changes status. Neither the status nor `updatedAt` changes.
+    /// - Returns: false, changing nothing, when the Run is not `starting`.
+    @discardableResult
+    public func markWaiting(runId: String, reason: String?) throws(StoreError) -> Bool {
+        try write("mark waiting") { txn -> Bool in
+            guard var run = try existingRun(txn, runId), run.status == .starting else { return false }
+            if run.waitingFor != reason {
+                run.waitingFor = reason
+                try putRun(txn, run)
+            }
+            return true
+        }
+    }
+
     /// starting (or ready) → running, once the container runs.
     /// - Returns: false, changing nothing, when the Run is no longer starting (a user stopped it).
     @discardableResult

@@ -139,7 +139,8 @@ extension KnitStore {
                 RunAssignmentJSON(path: $0.path, tags: TagSet(normalized: $0.tags), knitId: $0.knitId)
             },
             outputs: outputs,
-            log: log
+            log: log,
+            waitingFor: run.waitingFor
         )
     }
 

@@ -156,12 +156,13 @@ extension DataRecord {
 }
 
 extension RunRecord {
-    /// 1: up to `creator`; 2: then the assignments (path, tags, knitId) and the optional log knitId. An
-    /// upload Run (no inputs, no log) is still written as 1.
-    static let formatVersion: UInt8 = 2
+    /// 1: up to `creator`; 2: then the assignments (path, tags, knitId) and the optional log knitId; 3: then
+    /// the optional `waitingFor`. An upload Run (no inputs, no log) is still written as 1, and a Run that
+    /// waits for nothing as 1 or 2.
+    static let formatVersion: UInt8 = 3
 
     func encoded() -> [UInt8] {
-        let version: UInt8 = assignments.isEmpty && logKnitId == nil ? 1 : 2
+        let version: UInt8 = waitingFor != nil ? 3 : assignments.isEmpty && logKnitId == nil ? 1 : 2
         var writer = RecordWriter(version: version)
         writer.string(runId)
         writer.string(planId)
@@ -180,6 +181,10 @@ extension RunRecord {
             }
             writer.count(logKnitId == nil ? 0 : 1)
             if let logKnitId { writer.string(logKnitId) }
+        }
+        if version >= 3 {
+            writer.count(waitingFor == nil ? 0 : 1)
+            if let waitingFor { writer.string(waitingFor) }
         }
         return writer.bytes
     }
@@ -206,6 +211,9 @@ extension RunRecord {
             }
             self.assignments = assignments
             logKnitId = try reader.byte() == 0 ? nil : try reader.string()
+        }
+        if reader.version >= 3 {
+            waitingFor = try reader.byte() == 0 ? nil : try reader.string()
         }
     }
 }

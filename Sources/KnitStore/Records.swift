@@ -48,6 +48,9 @@ struct RunRecord: Sendable {
     var assignments: [RunAssignmentRecord] = []
     /// The log Data (also the last of `outputs`), when the plan keeps a log.
     var logKnitId: String? = nil
+    /// Why a `starting` Run's worker cannot start yet, as the executor said (a pod no node can take); nil
+    /// once the Run changes status (``KnitStore/putRun(_:_:)`` clears it).
+    var waitingFor: String? = nil
 
     var snapshot: ProducerSnapshot {
         ProducerSnapshot(status: status, updatedAtMs: updatedAtMs, planId: planId, exit: exit)

@@ -20,4 +20,8 @@ struct StoreLedger: RunLedger {
     }
 
     func outputs(runId: String) throws -> RunOutputs? { try store.runOutputs(runId: runId) }
+
+    func markWaiting(runId: String, reason: String?) throws -> Bool {
+        try store.markWaiting(runId: runId, reason: reason)
+    }
 }

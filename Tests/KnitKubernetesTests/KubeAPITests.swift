@@ -68,11 +68,14 @@ private let apiServerScript = #"""
                 return self.chunked([b"after a silence\n"], pause=4)
             if path == "/api/v1/namespaces/n/pods/p/log":
                 return self.chunked([b"epoch 1\n", b"epoch 2\n"])
+            if self.path == "/last-delete-options":
+                return self.reply(200, store.get("last-delete-options"))
             if self.path in store:
                 return self.reply(200, store[self.path])
             self.reply(404, status(404, "NotFound", "not found"))
         def do_DELETE(self):
             options = self.body()
+            store["last-delete-options"] = options
             if self.path not in store:
                 return self.reply(404, status(404, "NotFound", "not found"))
             del store[self.path]
@@ -149,6 +152,25 @@ struct KubeAPITests {
         #expect(try api.get("\(collection)/absent") == nil)
         #expect(try api.delete("\(collection)/\(volume.name)"))
         #expect(try !api.delete("\(collection)/\(volume.name)"))
+        // The grace goes in the body's DeleteOptions, the only place the API server reads it from then.
+        #expect(
+            try api.get("/last-delete-options")
+                == .object([
+                    ("apiVersion", .string("v1")), ("kind", .string("DeleteOptions")),
+                    ("propagationPolicy", .string("Background")),
+                ])
+        )
+        _ = try api.delete("\(collection)/absent", gracePeriodSeconds: 3, propagationPolicy: "Orphan")
+        #expect(
+            try api.get("/last-delete-options")
+                == .object([
+                    ("apiVersion", .string("v1")), ("kind", .string("DeleteOptions")),
+                    ("gracePeriodSeconds", .number("3")), ("propagationPolicy", .string("Orphan")),
+                ])
+        )
+        // Every request is counted by its Kubernetes verb, in every copy of the client.
+        let copy = api
+        #expect(copy.requestCounts == ["create": 2, "get": 4, "delete": 3])
     }
 
     @Test("a bearer token is sent; without the client certificate, or trusting another CA, nothing is answered")
@@ -270,5 +292,15 @@ struct KubeAPITests {
 
         let impatient = try KubeAPI(config: config, streamStallTimeoutSeconds: 1)
         #expect(throws: KubeAPIError.self) { try impatient.stream(quietLog) { _ in } }
+
+        // Another thread can end a silent stream: the cancel flag is asked even while no byte arrives.
+        let api = try KubeAPI(config: config)
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(throws: KubeAPIError.self) {
+            try api.stream(quietLog, isCancelled: { clock.now - started > .milliseconds(500) }) { _ in }
+        }
+        #expect(clock.now - started < .milliseconds(3500))
+        #expect(api.requestCounts == ["log": 1])
     }
 }

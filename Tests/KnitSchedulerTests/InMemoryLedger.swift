@@ -12,6 +12,9 @@ final class InMemoryLedger: RunLedger {
         var status: RunStatus
         var exit: RunExitJSON?
         var finishCount = 0
+        /// As the store keeps it: set while `starting`, cleared by any change of status.
+        var waitingFor: String?
+        var waitingWrites = 0
     }
 
     private struct State {
@@ -100,6 +103,7 @@ final class InMemoryLedger: RunLedger {
         state.withLock { state in
             guard state.entries[runId]?.status == .starting else { return false }
             state.entries[runId]?.status = .running
+            state.entries[runId]?.waitingFor = nil
             return true
         }
     }
@@ -125,6 +129,15 @@ final class InMemoryLedger: RunLedger {
         }
     }
 
+    func markWaiting(runId: String, reason: String?) throws -> Bool {
+        state.withLock { state in
+            guard state.entries[runId]?.status == .starting else { return false }
+            state.entries[runId]?.waitingFor = reason
+            state.entries[runId]?.waitingWrites += 1
+            return true
+        }
+    }
+
     func outputs(runId: String) throws -> RunOutputs? {
         state.withLock { state in
             state.entries[runId].map { RunOutputs(outputs: $0.run.outputs, logPath: $0.run.logPath) }
@@ -142,6 +155,7 @@ final class InMemoryLedger: RunLedger {
             state.entries[runId]?.status = succeeded ? .done : .failed
             state.entries[runId]?.exit = exit
             state.entries[runId]?.finishCount += 1
+            state.entries[runId]?.waitingFor = nil
             return true
         }
     }

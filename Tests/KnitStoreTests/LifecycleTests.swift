@@ -48,6 +48,34 @@ private final class Chain {
 }
 
 @Suite struct LifecycleTests {
+    @Test func aStartingRunShowsWhatItWaitsForUntilItsStatusChanges() throws {
+        let chain = try Chain()
+        let runId = chain.runA.runId
+        let reason = "Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."
+        // Only a starting Run waits for its worker.
+        #expect(!(try chain.store.markWaiting(runId: runId, reason: reason)))
+        #expect(try chain.store.markStarting(runId: runId))
+        let before = try chain.store.runDetail(runId: runId)
+        #expect(before.waitingFor == nil)
+        #expect(!String(decoding: try KnitJSON.encode(before), as: UTF8.self).contains("waitingFor"))
+        chain.clock.advance(10)
+        #expect(try chain.store.markWaiting(runId: runId, reason: reason))
+        let waiting = try chain.store.runDetail(runId: runId)
+        #expect(waiting.status == "starting")
+        #expect(waiting.waitingFor == reason)
+        #expect(waiting.updatedAt == before.updatedAt)
+        // An additive field of the Run's JSON: Knitfab's clients skip what they do not know.
+        let json = try KnitJSON.encode(waiting)
+        #expect(JSONValue.parse(json)?["waitingFor"] == .string(reason))
+        #expect(JSONValue.parse(json)?["status"] == .string("starting"))
+        #expect(try chain.store.markWaiting(runId: runId, reason: nil))
+        #expect(try chain.store.runDetail(runId: runId).waitingFor == nil)
+        #expect(try chain.store.markWaiting(runId: runId, reason: reason))
+        #expect(try chain.store.markRunning(runId: runId))
+        #expect(try chain.store.runDetail(runId: runId).waitingFor == nil)
+        #expect(!(try chain.store.markWaiting(runId: runId, reason: reason)))
+    }
+
     @Test func finishingDoneStampsOutputsAndCreatesTheNextRunInTheSameTransaction() throws {
         let chain = try Chain()
         try chain.runToRunning()

@@ -35,6 +35,9 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
     public var inputs: [RunAssignmentJSON]
     public var outputs: [RunAssignmentJSON]
     public var log: RunLogJSON?
+    /// Knit's addition: why a `starting` Run has not started yet (a pod no node can take), while it waits;
+    /// omitted otherwise. Knitfab's clients ignore fields they do not know.
+    public var waitingFor: String?
 
     public init(
         runId: String,
@@ -44,7 +47,8 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         plan: PlanSummaryJSON,
         inputs: [RunAssignmentJSON] = [],
         outputs: [RunAssignmentJSON] = [],
-        log: RunLogJSON? = nil
+        log: RunLogJSON? = nil,
+        waitingFor: String? = nil
     ) {
         self.runId = runId
         self.status = status
@@ -54,9 +58,12 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         self.inputs = inputs
         self.outputs = outputs
         self.log = log
+        self.waitingFor = waitingFor
     }
 
-    enum CodingKeys: String, CodingKey { case runId, status, updatedAt, exit, plan, inputs, outputs, log }
+    enum CodingKeys: String, CodingKey {
+        case runId, status, updatedAt, exit, plan, inputs, outputs, log, waitingFor
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -68,6 +75,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         inputs = try container.decodeIfPresent([RunAssignmentJSON].self, forKey: .inputs) ?? []
         outputs = try container.decodeIfPresent([RunAssignmentJSON].self, forKey: .outputs) ?? []
         log = try container.decodeIfPresent(RunLogJSON.self, forKey: .log)
+        waitingFor = try container.decodeIfPresent(String.self, forKey: .waitingFor)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -84,6 +92,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         } else {
             try container.encodeNil(forKey: .log)
         }
+        try container.encodeIfPresent(waitingFor, forKey: .waitingFor)
     }
 
     /// The summary form embedded in Data Detail.
