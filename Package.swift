@@ -255,7 +255,7 @@ let package = Package(
             name: "KnitKubernetesExecutorTests",
             dependencies: [
                 "KnitKubernetesExecutor", "KnitKubernetes", "KnitKubeClient", "KnitScheduler", "KnitCore", "KnitSystem",
-                "KnitStore", "KnitTestSupport", .product(name: "Logging", package: "swift-log"),
+                "KnitStore", "KnitTesting", "KnitTestSupport", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -68,6 +68,13 @@ public struct KubeAPI: Sendable {
         return try decoded(response, "POST", path)
     }
 
+    /// PUTs `object` over the object at `path`: a whole replacement, guarded by the `metadata.resourceVersion`
+    /// it carries (a concurrent change answers 409). Answers the object as the server stored it.
+    public func replace(_ path: String, _ object: JSONValue) throws(KubeAPIError) -> JSONValue {
+        let response = try send("PUT", path + "?fieldManager=knit&fieldValidation=Strict", body: object)
+        return try decoded(response, "PUT", path)
+    }
+
     /// GETs the object at `path`; nil when it does not exist.
     public func get(_ path: String) throws(KubeAPIError) -> JSONValue? {
         let response = try send("GET", path, body: nil, verb: "get")

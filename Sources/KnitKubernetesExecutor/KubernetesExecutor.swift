@@ -70,14 +70,14 @@ public struct KubernetesExecutor: Executor {
             throw ExecutorError(.invalidLaunch, "Run \(runId): \(error)")
         }
         for volume in objects.volumes {
-            try createOnce(volumesPath, volume.persistentVolume, name: volume.name, runId: runId)
+            try await createOrUndo(volumesPath, volume.persistentVolume, name: volume.name, runId: runId)
         }
         for volume in objects.volumes {
-            try createOnce(claimsPath, volume.persistentVolumeClaim, name: volume.name, runId: runId)
+            try await createOrUndo(claimsPath, volume.persistentVolumeClaim, name: volume.name, runId: runId)
         }
         try await waitUntilBound(objects.volumes.map(\.name), runId: runId)
         let job = Self.adjusted(objects.job, imagePullPolicy: imagePullPolicy, logPath: launch.logPath)
-        try createOnce(jobsPath, job, name: objects.jobName, runId: runId)
+        try await createOrUndo(jobsPath, job, name: objects.jobName, runId: runId)
         // Returns once the process runs or has ended; a pod still pulling or unschedulable is the driver's to
         // observe on later ticks.
         let clock = ContinuousClock()
@@ -88,6 +88,18 @@ public struct KubernetesExecutor: Executor {
             case .running, .exited: return
             default: try? await Task.sleep(for: .milliseconds(100))
             }
+        }
+    }
+
+    /// ``createOnce(_:_:name:runId:)``, and when the server refuses the Run for good (`startFailed`: RBAC;
+    /// `invalidLaunch`: 400/422) removes what this start made before, as the contract wants: the driver fails
+    /// the Run and no object of it is left.
+    private func createOrUndo(_ collection: String, _ object: JSONValue, name: String, runId: String) async throws {
+        do {
+            try createOnce(collection, object, name: name, runId: runId)
+        } catch let error as ExecutorError where error.code == .startFailed || error.code == .invalidLaunch {
+            try? await cleanup(runId: runId)
+            throw error
         }
     }
 
@@ -381,6 +393,11 @@ public struct KubernetesExecutor: Executor {
         let subject = runId.isEmpty ? "" : "Run \(runId): "
         if let error = error as? KubeAPIError, creating, error.status == 422 || error.status == 400 {
             return ExecutorError(.invalidLaunch, subject + "\(error)")
+        }
+        if let error = error as? KubeAPIError, creating, error.status == 403 {
+            // The account may not create the Run's objects (RBAC): the Run fails with the server's words, which
+            // name the verb and resource, instead of waiting for a worker that cannot come.
+            return ExecutorError(.startFailed, subject + "\(error)")
         }
         return ExecutorError(.commandFailed, subject + "\(error)")
     }

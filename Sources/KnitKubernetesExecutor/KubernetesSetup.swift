@@ -9,6 +9,8 @@ public struct KubernetesSetup: Sendable {
     public let api: KubeAPI
     public let settings: KubernetesSettings
     public let executor: KubernetesExecutor
+    /// The registry pull Secret kept from `--registry-authfile`, which every Job names; nil without one.
+    public let pullSecret: RegistryPullSecret?
 
     /// The API server's URL and the namespace, for the log.
     public var server: String { api.config.server }
@@ -26,7 +28,8 @@ public struct KubernetesSetup: Sendable {
     ///   - imagePullPolicy: `--image-pull-policy`, one of ``pullPolicies``.
     ///   - instance: `--instance`, the label value on every object.
     ///   - dataDirectory: the store's data directory: the host path, or what the NFS export stands for.
-    ///   - imagePullSecret: the Secret every Job names in `imagePullSecrets`; nil for none.
+    ///   - registryAuthFile: `--registry-authfile`, the registry credentials kept in the pull Secret
+    ///     ``RegistryPullSecret/defaultName`` that every Job names in `imagePullSecrets`; nil for none.
     ///   - environment: the process environment (`KUBERNETES_SERVICE_HOST`/`_PORT` for in-cluster use).
     ///   - serviceAccountDirectory: where a pod's service-account files are (tests point it elsewhere).
     public init(
@@ -36,7 +39,7 @@ public struct KubernetesSetup: Sendable {
         imagePullPolicy: String,
         instance: String,
         dataDirectory: String,
-        imagePullSecret: String? = nil,
+        registryAuthFile: String? = nil,
         environment: [String: String],
         serviceAccountDirectory: String = KubeConfig.serviceAccountDirectory
     ) throws(KubernetesSetupError) {
@@ -78,13 +81,18 @@ public struct KubernetesSetup: Sendable {
                 instance: instance,
                 volumes: parsedVolumes,
                 dataDirectory: dataDirectory,
-                imagePullSecret: imagePullSecret
+                imagePullSecret: registryAuthFile == nil ? nil : RegistryPullSecret.defaultName
             )
         } catch {
             throw KubernetesSetupError("\(error)")
         }
         do { api = try KubeAPI(config: config) } catch { throw KubernetesSetupError("\(error)") }
         executor = KubernetesExecutor(api: api, settings: settings, imagePullPolicy: imagePullPolicy)
+        if let registryAuthFile {
+            pullSecret = RegistryPullSecret(api: api, settings: settings, authFile: registryAuthFile)
+        } else {
+            pullSecret = nil
+        }
     }
 
     /// What one look at the API server found.

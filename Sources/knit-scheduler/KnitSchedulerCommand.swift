@@ -159,6 +159,8 @@ struct KnitSchedulerCommand: ParsableCommand {
 
         let runExecutor: any Executor
         let capacity: Capacity
+        // Work the main thread does every minute between signals, beside the 10-minute garbage collection.
+        var upkeep: (() -> Void)?
         var described: Logger.Metadata = ["home": "\(home)", "executor": "\(executor.rawValue)"]
         if let podmanPath {
             runExecutor = PodmanExecutor(
@@ -189,6 +191,7 @@ struct KnitSchedulerCommand: ParsableCommand {
                     imagePullPolicy: imagePullPolicy,
                     instance: instance,
                     dataDirectory: layout.data,
+                    registryAuthFile: registryAuthfile,
                     environment: processEnvironment()
                 )
             } catch {
@@ -197,6 +200,13 @@ struct KnitSchedulerCommand: ParsableCommand {
             }
             guard try waitForCluster(setup, stopSignals: stopSignals, logger: logger) else { return }
             runExecutor = setup.executor
+            if let pullSecret = setup.pullSecret {
+                // At start and then every minute: a rotated registry token reaches the cluster within a
+                // minute, and a Secret deleted by hand comes back.
+                Self.keep(pullSecret, logger: logger)
+                upkeep = { Self.keep(pullSecret, logger: logger) }
+                described["kubernetes.pull-secret"] = "\(pullSecret.name)"
+            }
             described["kubernetes.server"] = "\(setup.server)"
             described["kubernetes.namespace"] = "\(setup.namespace)"
             // The cluster's own scheduler queues pods that do not fit its nodes (the Run waits as `starting`);
@@ -238,17 +248,40 @@ struct KnitSchedulerCommand: ParsableCommand {
         // knitd cannot delete what an older scheduler left root-owned; such directories stay in `garbage` until
         // root collects them, so look again every 10 minutes rather than only at the next start.
         var received: Int32
+        let interval = upkeep == nil ? 600 : 60
+        var sinceGarbage = 0
         while true {
-            if let signal = stopSignals.wait(seconds: 600) {
+            if let signal = stopSignals.wait(seconds: interval) {
                 received = signal
                 break
             }
-            store.collectGarbage()
+            sinceGarbage += interval
+            if sinceGarbage >= 600 {
+                store.collectGarbage()
+                sinceGarbage = 0
+            }
+            upkeep?()
         }
         logger.info("stopping: finishing the tick in progress", metadata: ["signal": "\(received)"])
         running.stop()
         running.join()
         logger.info("knit-scheduler stopped; running containers keep running and are adopted at the next start")
+    }
+
+    /// Makes the pull Secret match the auth file; a failure is logged and tried again at the next call.
+    private static func keep(_ pullSecret: RegistryPullSecret, logger: Logger) {
+        let secret = "\(pullSecret.namespace)/\(pullSecret.name)"
+        do {
+            let outcome = try pullSecret.sync()
+            if outcome != .unchanged {
+                logger.info("registry pull Secret written", metadata: ["secret": "\(secret)", "outcome": "\(outcome)"])
+            }
+        } catch {
+            logger.error(
+                "cannot keep the registry pull Secret up to date; trying again in a minute",
+                metadata: ["secret": "\(secret)", "error": "\(error)"]
+            )
+        }
     }
 
     /// Asks the API server until it answers, as the podman path lives with a misbehaving runtime: the scheduler

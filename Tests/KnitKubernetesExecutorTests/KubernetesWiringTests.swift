@@ -28,10 +28,18 @@ struct KubernetesWiringTests {
         #expect(scheduler.log.contains("namespace no-such-ns does not exist on https://"), "\(scheduler.log)")
     }
 
-    @Test func theSchedulerStartsOnTheClusterWithoutAHostBudgetAndStopsOnSIGTERM() async throws {
+    @Test func theSchedulerStartsOnTheClusterWithoutAHostBudgetWritesThePullSecretAndStopsOnSIGTERM() async throws {
+        let directory = scratchDirectory()
+        defer { try? removeTree(directory) }
+        let auth = directory + "/auth.json"
+        try Self.authFile(auth, host: "registry.example:8443", user: "knit-scheduler", token: "at-start")
+        let api = try Self.adminAPI()
+        let secretPath = "/api/v1/namespaces/default/secrets/knit-registry"
+        _ = try? api.delete(secretPath)
+        defer { _ = try? api.delete(secretPath) }
         let scheduler = try SchedulerProcess([
             "--executor", "kubernetes", "--kubeconfig", try Self.adminKubeconfig, "--instance", "knit-wiring",
-            "--image-pull-policy", "Never",
+            "--image-pull-policy", "Never", "--registry-authfile", auth,
         ])
         let running = await scheduler.waitForLog("knit-scheduler running")
         #expect(running, "\(scheduler.log)")
@@ -40,6 +48,11 @@ struct KubernetesWiringTests {
         #expect(log.contains("kubernetes.namespace=default"), "\(log)")
         // No host budget: the cluster's scheduler decides what fits.
         #expect(log.contains("cpu.millis=\(Int32.max)"), "\(log)")
+        // The pull Secret is written before the driver starts.
+        #expect(log.contains("registry pull Secret written"), "\(log)")
+        #expect(log.contains("outcome=created"), "\(log)")
+        let written = FileManager.default.contents(atPath: auth)?.base64EncodedString()
+        #expect(try api.get(secretPath)?["data"]?[".dockerconfigjson"]?.stringValue == written)
         #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
         #expect(scheduler.log.contains("knit-scheduler stopped"))
     }
