@@ -8,7 +8,7 @@ import Synchronization
 /// what observing its Runs costs the API server.
 public struct KubeAPI: Sendable {
     public let config: KubeConfig
-    /// Requests sent so far, by Kubernetes verb: `create`, `get`, `list`, `watch`, `delete`, and `log` (a
+    /// Requests sent so far, by Kubernetes verb: `create`, `get`, `list`, `watch`, `update`, `delete`, and `log` (a
     /// pod log, plain or followed).
     public var requestCounts: [String: Int] { counter.counts.withLock { $0 } }
     private let counter = RequestCounter()
@@ -71,7 +71,12 @@ public struct KubeAPI: Sendable {
     /// PUTs `object` over the object at `path`: a whole replacement, guarded by the `metadata.resourceVersion`
     /// it carries (a concurrent change answers 409). Answers the object as the server stored it.
     public func replace(_ path: String, _ object: JSONValue) throws(KubeAPIError) -> JSONValue {
-        let response = try send("PUT", path + "?fieldManager=knit&fieldValidation=Strict", body: object)
+        let response = try send(
+            "PUT",
+            path + "?fieldManager=knit&fieldValidation=Strict",
+            body: object,
+            verb: "update"
+        )
         return try decoded(response, "PUT", path)
     }
 
