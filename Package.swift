@@ -261,7 +261,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KnitLiveTests",
-            dependencies: ["KnitTesting", "KnitCore"],
+            dependencies: ["KnitTesting", "KnitCore", "KnitTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]
