@@ -103,12 +103,23 @@ struct KnitSchedulerCommand: ParsableCommand {
     @Option(help: "Upper bound in seconds for one image pull.")
     var pullTimeout: Int = 600
 
+    @Option(
+        help: ArgumentHelp(
+            "kubernetes: seconds between looks at --registry-authfile for the pull Secret (tests shorten it).",
+            visibility: .hidden
+        )
+    )
+    var pullSecretCheckSeconds: Int = 60
+
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
         if let cpuBudget, cpuBudget <= 0 { throw ValidationError("--cpu-budget must be positive") }
         if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
         if pullTimeout <= 0 { throw ValidationError("--pull-timeout must be positive") }
+        if pullSecretCheckSeconds <= 0 || pullSecretCheckSeconds > 600 {
+            throw ValidationError("--pull-secret-check-seconds must be between 1 and 600")
+        }
         if let registryAuthfile, access(registryAuthfile, R_OK) != 0 {
             throw ValidationError("--registry-authfile \(registryAuthfile) is not readable")
         }
@@ -159,7 +170,8 @@ struct KnitSchedulerCommand: ParsableCommand {
 
         let runExecutor: any Executor
         let capacity: Capacity
-        // Work the main thread does every minute between signals, beside the 10-minute garbage collection.
+        // Work the main thread does every minute (--pull-secret-check-seconds) between signals, beside the
+        // 10-minute garbage collection.
         var upkeep: (() -> Void)?
         var described: Logger.Metadata = ["home": "\(home)", "executor": "\(executor.rawValue)"]
         if let podmanPath {
@@ -248,7 +260,7 @@ struct KnitSchedulerCommand: ParsableCommand {
         // knitd cannot delete what an older scheduler left root-owned; such directories stay in `garbage` until
         // root collects them, so look again every 10 minutes rather than only at the next start.
         var received: Int32
-        let interval = upkeep == nil ? 600 : 60
+        let interval = upkeep == nil ? 600 : pullSecretCheckSeconds
         var sinceGarbage = 0
         while true {
             if let signal = stopSignals.wait(seconds: interval) {

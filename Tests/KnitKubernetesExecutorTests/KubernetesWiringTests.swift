@@ -28,7 +28,7 @@ struct KubernetesWiringTests {
         #expect(scheduler.log.contains("namespace no-such-ns does not exist on https://"), "\(scheduler.log)")
     }
 
-    @Test func theSchedulerStartsOnTheClusterWithoutAHostBudgetWritesThePullSecretAndStopsOnSIGTERM() async throws {
+    @Test func theSchedulerStartsWithoutAHostBudgetKeepsThePullSecretUpToDateAndStopsOnSIGTERM() async throws {
         let directory = scratchDirectory()
         defer { try? removeTree(directory) }
         let auth = directory + "/auth.json"
@@ -39,7 +39,7 @@ struct KubernetesWiringTests {
         defer { _ = try? api.delete(secretPath) }
         let scheduler = try SchedulerProcess([
             "--executor", "kubernetes", "--kubeconfig", try Self.adminKubeconfig, "--instance", "knit-wiring",
-            "--image-pull-policy", "Never", "--registry-authfile", auth,
+            "--image-pull-policy", "Never", "--registry-authfile", auth, "--pull-secret-check-seconds", "1",
         ])
         let running = await scheduler.waitForLog("knit-scheduler running")
         #expect(running, "\(scheduler.log)")
@@ -53,8 +53,61 @@ struct KubernetesWiringTests {
         #expect(log.contains("outcome=created"), "\(log)")
         let written = FileManager.default.contents(atPath: auth)?.base64EncodedString()
         #expect(try api.get(secretPath)?["data"]?[".dockerconfigjson"]?.stringValue == written)
+        // A rotated token in the file reaches the Secret at the next look, while the scheduler runs.
+        try Self.authFile(auth, host: "registry.example:8443", user: "knit-scheduler", token: "rotated")
+        let rotated = FileManager.default.contents(atPath: auth)?.base64EncodedString()
+        let updated = await scheduler.waitForLog("outcome=updated", within: .seconds(30))
+        #expect(updated, "\(scheduler.log)")
+        #expect(try api.get(secretPath)?["data"]?[".dockerconfigjson"]?.stringValue == rotated)
         #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
         #expect(scheduler.log.contains("knit-scheduler stopped"))
+    }
+
+    /// The store's Run through the real scheduler to `done` on the cluster: the input read in place, the
+    /// output and the log in the store's data directory, the Run's objects removed after.
+    @Test func aRunOfTheStoreEndsDoneThroughTheSchedulerOnTheCluster() async throws {
+        let home = scratchDirectory("knit-k8s-home-")
+        let planId = try Self.storeWithOneRun(
+            home: home,
+            script: "cat /in/x/file.txt > /out/y/copy; echo copied; echo to-stderr >&2"
+        )
+        let scheduler = try SchedulerProcess(
+            [
+                "--executor", "kubernetes", "--kubeconfig", try Self.adminKubeconfig, "--instance", "knit-store",
+                "--image-pull-policy", "Never",
+            ],
+            home: home
+        )
+        let clock = ContinuousClock()
+        let started = clock.now
+        let finished = await scheduler.waitForLog("run finished", within: .seconds(120))
+        print("store Run through knit-scheduler on the cluster: start → run finished in \(clock.now - started)")
+        #expect(finished, "\(scheduler.log)")
+        // The driver removes the Run's objects right after finishing it.
+        let objectsGone = await Self.eventually(within: .seconds(60)) {
+            (try? await Self.kubectlOK([
+                "get", "pv,pvc,jobs,pods", "--all-namespaces", "-l", "knit.executor=knit-store", "-o", "name",
+            ]))?.isEmpty == true
+        }
+        #expect(objectsGone)
+        #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
+        let run = try Self.onlyRun(home: home, planId: planId)
+        #expect(run.status == "done", "\(String(describing: run.exit))")
+        let output = try #require(run.outputs.first).knitId
+        #expect(readTextFile(home + "/data/" + output + "/copy") == "hello")
+        let log = try #require(run.log).knitId
+        let text = readTextFile(home + "/data/" + log + "/log") ?? ""
+        #expect(text.contains("copied\n") && text.contains("to-stderr\n"), "\(text)")
+    }
+
+    static func eventually(within: Duration, _ condition: () async -> Bool) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: within)
+        while clock.now < deadline {
+            if await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+        return await condition()
     }
 }
 

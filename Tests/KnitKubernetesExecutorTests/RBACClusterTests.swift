@@ -11,6 +11,45 @@ import Logging
 import Testing
 
 extension KubernetesWiringTests {
+    static func openStore(_ home: String) throws -> KnitStore {
+        try KnitStore(
+            home: home,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            mapSize: 64 << 20
+        )
+    }
+
+    /// Makes a store in `home` with a plan running `script` in busybox (input `/in/x`, output `/out/y`, a log)
+    /// and one Data for its input (`file.txt`: `hello`), so it holds one startable Run; answers the plan id.
+    static func storeWithOneRun(home: String, script: String) throws -> String {
+        let store = try openStore(home)
+        defer { store.close() }
+        let input = try Tag(parsing: "stage:x")
+        let planId = try store.registerPlan(
+            PlanSpecJSON(
+                image: KubernetesExecutorTests.busybox,
+                entrypoint: ["sh", "-c", script],
+                inputs: [MountpointJSON(path: "/in/x", tags: TagSet([input]))],
+                outputs: [MountpointJSON(path: "/out/y", tags: TagSet([try Tag(parsing: "stage:y")]))],
+                log: LogPointJSON(tags: TagSet([try Tag(parsing: "stage:log")]))
+            ),
+            creator: "alice"
+        ).planId
+        let ticket = try store.beginUpload(creator: "alice")
+        writeFile(ticket.stagingPath + "/file.txt", "hello")
+        _ = try store.finishUpload(ticket, tags: [input], sizeBytes: 5)
+        return planId
+    }
+
+    /// The one Run of `planId` in the store at `home`, as `knit run show` reads it.
+    static func onlyRun(home: String, planId: String) throws -> RunDetailJSON {
+        let store = try openStore(home)
+        defer { store.close() }
+        let runs = try store.findRuns(planIds: [planId])
+        try #require(runs.count == 1)
+        return try store.runDetail(runId: runs[0].runId)
+    }
+
     /// Applies deploy/kubernetes/ (as an admin would, `kubectl apply -f deploy/kubernetes/`) and answers the
     /// kubeconfig of its ServiceAccount `knit/knit-scheduler`.
     static func deployedAccountKubeconfig() async throws -> String {
@@ -121,27 +160,7 @@ extension KubernetesWiringTests {
 
         // A store holding one startable Run, and the real scheduler on it, as that account.
         let home = scratchDirectory("knit-rbac-home-")
-        let planId: String
-        do {
-            let store = try KnitStore(
-                home: home,
-                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-                mapSize: 64 << 20
-            )
-            defer { store.close() }
-            let tag = try Tag(parsing: "stage:x")
-            planId = try store.registerPlan(
-                PlanSpecJSON(
-                    image: KubernetesExecutorTests.busybox,
-                    entrypoint: ["sh", "-c", "echo never"],
-                    inputs: [MountpointJSON(path: "/in/x", tags: TagSet([tag]))]
-                ),
-                creator: "alice"
-            ).planId
-            let ticket = try store.beginUpload(creator: "alice")
-            writeFile(ticket.stagingPath + "/file.txt", "hello")
-            _ = try store.finishUpload(ticket, tags: [tag], sizeBytes: 5)
-        }
+        let planId = try Self.storeWithOneRun(home: home, script: "echo never")
         let scheduler = try SchedulerProcess(
             [
                 "--executor", "kubernetes", "--kubeconfig", kubeconfig, "--namespace", namespace,
@@ -153,15 +172,7 @@ extension KubernetesWiringTests {
         #expect(failed, "\(scheduler.log)")
         #expect(try await scheduler.stop() == KnitSystem.ExitStatus(code: 0))
 
-        let store = try KnitStore(
-            home: home,
-            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-            mapSize: 64 << 20
-        )
-        defer { store.close() }
-        let runs = try store.findRuns(planIds: [planId])
-        try #require(runs.count == 1)
-        let run = try store.runDetail(runId: runs[0].runId)
+        let run = try Self.onlyRun(home: home, planId: planId)
         // What `knit run show` prints.
         #expect(run.status == "failed")
         #expect(run.exit?.code == 255)
