@@ -8,12 +8,14 @@ internal import Synchronization
 /// Runs each Run as a Kubernetes Job over statically bound PersistentVolumes, through ``KubeAPI``.
 ///
 /// Everything is found again by labels (`knit.run`, `knit.executor`), so a restarted scheduler needs no state
-/// of its own. The only memory kept between calls is hints: when a pod was first seen failing to pull its image
-/// (a restart waits the grace period once more) and which Runs' logs were already copied (a restart copies them
-/// once more, replacing the file with the same bytes).
+/// of its own. ``observe(runIds:)`` answers from a cache of this instance's Jobs and Pods, fed by one list and
+/// one watch per collection on threads of the executor's own (started by the first call, stopped by
+/// ``shutdown()`` or when the last copy of the executor goes). Each running Run's pod log is followed into
+/// ``RunLaunch/logPath`` on a thread of its own while the Run runs.
 ///
-/// The log is copied from the pod log API into ``RunLaunch/logPath`` when the Run ends (before
-/// ``observe(runIds:)`` first says `.exited`), not followed while it runs.
+/// What is remembered between calls is hints: when a pod was first seen failing to pull, which pod was a Run's
+/// first, which Runs this instance is stopping, and a Run's end once its log is whole. A new instance (a
+/// restarted scheduler) relearns them from the cluster and the log files.
 public struct KubernetesExecutor: Executor {
     public let api: KubeAPI
     public let settings: KubernetesSettings
@@ -27,7 +29,9 @@ public struct KubernetesExecutor: Executor {
     public let pullFailureGrace: Duration
     /// How long ``start(_:)`` waits for the pod's process to run before it returns anyway (the driver observes).
     public let startWait: Duration
-    private let hints = Hints()
+    /// How long one watch request lasts before it is renewed from where it stopped (the server ends it).
+    public let watchTimeoutSeconds: Int
+    private let live: Live
 
     public init(
         api: KubeAPI,
@@ -35,7 +39,8 @@ public struct KubernetesExecutor: Executor {
         imagePullPolicy: String? = nil,
         bindTimeout: Duration = .seconds(30),
         pullFailureGrace: Duration = .seconds(60),
-        startWait: Duration = .seconds(30)
+        startWait: Duration = .seconds(30),
+        watchTimeoutSeconds: Int = 300
     ) {
         self.api = api
         self.settings = settings
@@ -43,13 +48,35 @@ public struct KubernetesExecutor: Executor {
         self.bindTimeout = bindTimeout
         self.pullFailureGrace = pullFailureGrace
         self.startWait = startWait
+        self.watchTimeoutSeconds = watchTimeoutSeconds
+        let namespacePath = "/api/v1/namespaces/\(settings.namespace)"
+        live = Live(
+            cache: WatchCache(
+                api: api,
+                paths: ["/apis/batch/v1/namespaces/\(settings.namespace)/jobs", namespacePath + "/pods"],
+                labelSelector: KubernetesObjects.instanceSelector(settings),
+                watchTimeoutSeconds: watchTimeoutSeconds
+            ),
+            followers: LogFollowers(api: api, podsPath: namespacePath + "/pods")
+        )
     }
 
     /// Annotation on the Job naming the log file on the Knit host, so a restarted scheduler still knows where
     /// the pod's log goes.
     public static let logPathAnnotation = "knit.log-path"
 
+    /// How long, once the container has ended, the log follower may take to hand over the last bytes before
+    /// the log is read once more instead (the kubelet of 1.20 looks at a followed container every 5 s).
+    static let logDrainWait: Duration = .seconds(10)
+
     public func workerName(runId: String) -> String { KubernetesObjects.jobName(runId: runId) }
+
+    /// Ends the watches and log followers (each within about a second). Later calls start them again.
+    /// Dropping the last copy of the executor does the same.
+    public func shutdown() {
+        live.cache.stop()
+        live.followers.stopAll()
+    }
 
     // MARK: Paths
 
@@ -58,6 +85,7 @@ public struct KubernetesExecutor: Executor {
     private var claimsPath: String { namespacePath + "/persistentvolumeclaims" }
     private var podsPath: String { namespacePath + "/pods" }
     private var jobsPath: String { "/apis/batch/v1/namespaces/\(settings.namespace)/jobs" }
+    private var hints: Hints { live.hints }
 
     // MARK: start
 
@@ -69,26 +97,46 @@ public struct KubernetesExecutor: Executor {
         } catch {
             throw ExecutorError(.invalidLaunch, "Run \(runId): \(error)")
         }
-        for volume in objects.volumes {
-            try await createOrUndo(volumesPath, volume.persistentVolume, name: volume.name, runId: runId)
+        live.cache.start()
+        let existing = try call(runId) { () throws(KubeAPIError) in try api.get(jobsPath + "/" + objects.jobName) }
+        if let existing {
+            // The Run's Job is there already: a repeated start, or one after a restart. A Job still at work is
+            // this Run's worker and is adopted, never created twice; a finished one is from an earlier attempt
+            // (a retried Run keeps its id), which the driver removes before it starts again.
+            let owner = Self.runId(of: existing)
+            guard owner == runId, !Self.isFinished(existing) else {
+                throw ExecutorError(
+                    .alreadyExists,
+                    "Run \(runId): Job \(objects.jobName) exists"
+                        + (owner == runId ? " and has finished" : " and belongs to Run \(owner ?? "?")")
+                )
+            }
+        } else {
+            for volume in objects.volumes {
+                try await createOrUndo(volumesPath, volume.persistentVolume, name: volume.name, runId: runId)
+            }
+            for volume in objects.volumes {
+                try await createOrUndo(claimsPath, volume.persistentVolumeClaim, name: volume.name, runId: runId)
+            }
+            try await waitUntilBound(objects.volumes.map(\.name), runId: runId)
+            let job = Self.adjusted(objects.job, imagePullPolicy: imagePullPolicy, logPath: launch.logPath)
+            try await createOrUndo(jobsPath, job, name: objects.jobName, runId: runId)
         }
-        for volume in objects.volumes {
-            try await createOrUndo(claimsPath, volume.persistentVolumeClaim, name: volume.name, runId: runId)
-        }
-        try await waitUntilBound(objects.volumes.map(\.name), runId: runId)
-        let job = Self.adjusted(objects.job, imagePullPolicy: imagePullPolicy, logPath: launch.logPath)
-        try await createOrUndo(jobsPath, job, name: objects.jobName, runId: runId)
-        // Returns once the process runs or has ended; a pod still pulling or unschedulable is the driver's to
-        // observe on later ticks.
+        // Returns once the process runs or has ended. A pod no node can take, or one still pulling after
+        // `startWait`, is `timedOut`: the driver then leaves the Run `starting` (not `running`, as a return
+        // would make it) and observes it on later ticks.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: startWait)
+        var seen: ExecutorObservation?
         while clock.now < deadline {
-            let seen = try? await observe(runIds: [runId])
-            switch seen?[runId] {
+            seen = try? await observe(runIds: [runId])[runId]
+            switch seen {
             case .running, .exited: return
-            default: try? await Task.sleep(for: .milliseconds(100))
+            case .pending(let reason): throw ExecutorError(.timedOut, "Run \(runId): its pod waits: \(reason)")
+            default: try? await Task.sleep(for: .milliseconds(50))
             }
         }
+        throw ExecutorError(.timedOut, "Run \(runId): its pod does not run \(startWait) after it was created")
     }
 
     /// ``createOnce(_:_:name:runId:)``, and when the server refuses the Run for good (`startFailed`: RBAC;
@@ -110,7 +158,7 @@ public struct KubernetesExecutor: Executor {
             _ = try api.create(collection, object)
         } catch  where error.status == 409 {
             let existing = try call(runId) { () throws(KubeAPIError) in try api.get(collection + "/" + name) }
-            let owner = existing?["metadata"]?["labels"]?[KubernetesObjects.runLabel]?.stringValue
+            let owner = existing.flatMap(Self.runId(of:))
             guard owner == runId else {
                 throw ExecutorError(.alreadyExists, "Run \(runId): \(name) exists and belongs to Run \(owner ?? "?")")
             }
@@ -147,36 +195,80 @@ public struct KubernetesExecutor: Executor {
         try await observe(runIds: [runId])[runId] ?? .notFound
     }
 
+    /// Answers from the watch cache: no request, but for a Run whose Job the cache does not hold (one GET says
+    /// whether the cache lags behind a create or the Job is really gone).
     public func observe(runIds: [String]) async throws -> [String: ExecutorObservation] {
-        let selector = KubernetesObjects.instanceSelector(settings)
-        let jobs = try call("") { () throws(KubeAPIError) in try api.list(jobsPath, labelSelector: selector).items }
-        let pods = try call("") { () throws(KubeAPIError) in try api.list(podsPath, labelSelector: selector).items }
+        let snapshot = try await live.cache.synced()
         var answer: [String: ExecutorObservation] = [:]
         for runId in runIds {
-            let job = jobs.first { Self.runId(of: $0) == runId }
-            // The newest pod (there is one: backoffLimit 0 and restartPolicy Never).
-            let pod = pods.filter { Self.runId(of: $0) == runId }.last
-            let seen: ExecutorObservation
-            if let pod {
-                seen = observation(of: pod, runId: runId)
-            } else if job != nil {
-                seen = .starting
-            } else {
-                seen = .notFound
-            }
-            if case .exited = seen, let pod, let logPath = Self.logPath(of: job, pod: pod) {
-                // Before the driver hears of the end: the log file must be whole by then.
-                copyLogOnce(runId: runId, pod: pod, to: logPath)
-            }
-            answer[runId] = seen
+            answer[runId] = try await observation(
+                runId: runId,
+                cachedJob: snapshot.jobs[runId],
+                pods: snapshot.pods[runId] ?? []
+            )
         }
         return answer
     }
 
-    private func observation(of pod: JSONValue, runId: String) -> ExecutorObservation {
+    private func observation(runId: String, cachedJob: JSONValue?, pods: [JSONValue]) async throws
+        -> ExecutorObservation
+    {
+        if let ended = hints.ended(runId) { return ended }
+        let stopping = hints.isStopping(runId)
+        var job = cachedJob
+        if job == nil {
+            job = try call(runId) { () throws(KubeAPIError) in
+                try api.get(jobsPath + "/" + KubernetesObjects.jobName(runId: runId))
+            }
+        }
+        // Knit deletes a Job only in stop and cleanup; any other deletion of the Job or its pod is someone
+        // else's, and the Run is gone (the driver fails it 254) even though its container may still be
+        // shutting down: a Job controller would even replace the pod.
+        guard let job, job["metadata"]?["deletionTimestamp"] == nil || stopping else {
+            return stopping ? try await podObservation(runId: runId, job: nil, pods: pods) : .notFound
+        }
+        return try await podObservation(runId: runId, job: job, pods: pods)
+    }
+
+    /// The Run as its first pod shows it; `job` nil when the Job is gone while Knit stops the Run.
+    private func podObservation(runId: String, job: JSONValue?, pods: [JSONValue]) async throws
+        -> ExecutorObservation
+    {
+        let stopping = hints.isStopping(runId)
+        let ordered = pods.sorted {
+            let left = ($0["metadata"]?["creationTimestamp"]?.stringValue ?? "", Self.name(of: $0))
+            let right = ($1["metadata"]?["creationTimestamp"]?.stringValue ?? "", Self.name(of: $1))
+            return left < right
+        }
+        let firstUID = hints.firstPod(runId, otherwise: ordered.first.flatMap(Self.uid(of:)))
+        guard let firstUID else { return job == nil ? .notFound : .starting }
+        guard let pod = ordered.first(where: { Self.uid(of: $0) == firstUID }) else {
+            // The Run's pod was seen and is gone, or replaced by the Job controller: the process that ran is no
+            // more, whatever a replacement pod does.
+            return .notFound
+        }
+        let replaced = ordered.count > 1
+        let deleted = pod["metadata"]?["deletionTimestamp"] != nil
+        if (replaced || deleted) && !stopping { return .notFound }
+        let seen = containerObservation(of: pod, runId: runId)
+        let logPath = Self.logPath(of: job, pod: pod)
+        switch seen {
+        case .running:
+            if let logPath { live.followers.follow(runId: runId, pod: pod, logPath: logPath) }
+        case .exited:
+            // Before the driver hears of the end: the log file must be whole by then.
+            if let logPath { await live.followers.complete(runId: runId, pod: pod, logPath: logPath) }
+            hints.setEnded(runId, seen)
+        default:
+            break
+        }
+        return seen
+    }
+
+    private func containerObservation(of pod: JSONValue, runId: String) -> ExecutorObservation {
         let statuses = pod["status"]?["containerStatuses"]?.arrayValue ?? []
         guard let status = statuses.first(where: { $0["name"]?.stringValue == KubernetesObjects.containerName })
-        else { return .starting }
+        else { return Self.unschedulable(pod).map { .pending(reason: $0) } ?? .starting }
         let state = status["state"]
         if let terminated = state?["terminated"] {
             hints.pullFailureEnded(runId)
@@ -204,84 +296,60 @@ public struct KubernetesExecutor: Executor {
         return .starting
     }
 
-    // MARK: the log
-
-    private func copyLogOnce(runId: String, pod: JSONValue, to logPath: String) {
-        guard hints.shouldCopyLog(runId), let name = pod["metadata"]?["name"]?.stringValue else { return }
-        let copied = copyLog(pod: name, to: logPath)
-        if !copied { hints.logCopyFailed(runId) }
-    }
-
-    /// Replaces `logPath` with the pod's whole log (stdout and stderr merged, as the kubelet keeps it).
-    @discardableResult
-    private func copyLog(pod: String, to logPath: String) -> Bool {
-        let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        do {
-            try api.stream(podsPath + "/\(pod)/log?container=\(KubernetesObjects.containerName)") { chunk in
-                var offset = 0
-                while offset < chunk.count {
-                    let written = write(fd, chunk.baseAddress! + offset, chunk.count - offset)
-                    guard written > 0 else { throw ExecutorError(.commandFailed, "cannot write \(logPath)") }
-                    offset += written
-                }
-            }
-            return true
-        } catch {
-            return false
-        }
+    /// The scheduler's reason when no node can take the pod (`0/1 nodes are available: 1 Insufficient cpu.`).
+    static func unschedulable(_ pod: JSONValue) -> String? {
+        let conditions = pod["status"]?["conditions"]?.arrayValue ?? []
+        guard
+            let scheduled = conditions.first(where: { $0["type"]?.stringValue == "PodScheduled" }),
+            scheduled["status"]?.stringValue == "False",
+            scheduled["reason"]?.stringValue == "Unschedulable"
+        else { return nil }
+        return "Unschedulable: " + (scheduled["message"]?.stringValue ?? "no node can take the pod")
     }
 
     // MARK: stop, cleanup, list
 
+    /// Deletes the Job first, orphaning its pod (so the Job controller replaces nothing, and the garbage
+    /// collector does not delete the pod with its default 30 s grace), then the pod with `grace` as its grace
+    /// period (SIGTERM, SIGKILL after it), and returns as soon as the container has terminated and its log is
+    /// whole. The pod object lingers about 10 s more while the kubelet tears down its sandbox and volumes.
     public func stop(runId: String, grace: Duration) async throws {
+        hints.setStopping(runId)
+        live.cache.start()
         let selector = KubernetesObjects.selector(runId: runId, settings: settings)
-        let job = try call(runId) { () throws(KubeAPIError) in
-            try api.get(jobsPath + "/" + KubernetesObjects.jobName(runId: runId))
+        let seconds = Int(grace.components.seconds) + (grace.components.attoseconds > 0 ? 1 : 0)
+        try call(runId) { () throws(KubeAPIError) in
+            try api.delete(jobsPath + "/" + KubernetesObjects.jobName(runId: runId), propagationPolicy: "Orphan")
         }
         let pods = try call(runId) { () throws(KubeAPIError) in try api.list(podsPath, labelSelector: selector).items }
-        let seconds = max(0, Int(grace.components.seconds))
-        // The pods go first, with the grace (SIGTERM, then SIGKILL after it); deleting the Job alone would
-        // give them the default 30 s. The Job goes with Background propagation.
         for pod in pods {
-            guard let name = pod["metadata"]?["name"]?.stringValue else { continue }
-            try evict(pod: name, graceSeconds: seconds, runId: runId)
-        }
-        try call(runId) { () throws(KubeAPIError) in
-            try api.delete(jobsPath + "/" + KubernetesObjects.jobName(runId: runId))
-        }
-        for pod in pods {
-            guard let name = pod["metadata"]?["name"]?.stringValue else { continue }
-            if let logPath = Self.logPath(of: job, pod: pod), hints.shouldCopyLog(runId) {
-                // Following the log ends when the container has exited: the file then holds all of it.
-                let fd = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-                if fd >= 0 {
-                    defer { close(fd) }
-                    try? api.stream(podsPath + "/\(name)/log?container=\(KubernetesObjects.containerName)&follow=true")
-                    { chunk in
-                        _ = write(fd, chunk.baseAddress!, chunk.count)
-                    }
-                }
+            try call(runId) { () throws(KubeAPIError) in
+                try api.delete(podsPath + "/" + Self.name(of: pod), gracePeriodSeconds: seconds)
             }
         }
-        // Once the container has exited: the pod object itself lingers ~10 s more while the kubelet tears down
-        // its sandbox and volumes, and meanwhile `observe` says `.exited` from its terminated state.
         let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: grace + .seconds(30))
+        let bound = grace + .seconds(30)
+        let deadline = clock.now.advanced(by: bound)
         while true {
-            switch try await observe(runIds: [runId])[runId] {
-            case .exited, .notFound, nil: return
-            default: break
+            let left = try await live.cache.synced().pods[runId] ?? []
+            let running = left.filter { pod in
+                guard case .exited = containerObservation(of: pod, runId: runId) else { return true }
+                return false
+            }
+            if running.isEmpty {
+                // Completes the log and remembers the end, as observe would.
+                _ = try await podObservation(runId: runId, job: nil, pods: left)
+                return
             }
             guard clock.now < deadline else {
-                throw ExecutorError(.timedOut, "Run \(runId): its pod still runs \(grace + .seconds(30)) after stop")
+                throw ExecutorError(.timedOut, "Run \(runId): its pod still runs \(bound) after stop")
             }
-            try? await Task.sleep(for: .milliseconds(100))
+            try? await Task.sleep(for: .milliseconds(20))
         }
     }
 
     public func cleanup(runId: String) async throws {
+        live.followers.stop(runId: runId)
         let selector = KubernetesObjects.selector(runId: runId, settings: settings)
         let collections = [jobsPath, podsPath, claimsPath, volumesPath]
         for collection in collections {
@@ -289,11 +357,8 @@ public struct KubernetesExecutor: Executor {
                 try api.list(collection, labelSelector: selector).items
             }
             for item in items {
-                guard let name = item["metadata"]?["name"]?.stringValue else { continue }
-                if collection == podsPath {
-                    try evict(pod: name, graceSeconds: 0, runId: runId)
-                } else {
-                    try call(runId) { () throws(KubeAPIError) in try api.delete(collection + "/" + name) }
+                try call(runId) { () throws(KubeAPIError) in
+                    try api.delete(collection + "/" + Self.name(of: item), gracePeriodSeconds: 0)
                 }
             }
         }
@@ -313,24 +378,6 @@ public struct KubernetesExecutor: Executor {
         return ids.sorted()
     }
 
-    /// Deletes a pod with a grace period of our choosing. `KubeAPI.delete` sends DeleteOptions in the body, and
-    /// the API server then ignores a `gracePeriodSeconds` query parameter; an Eviction (a create) carries its own
-    /// DeleteOptions. A pod already gone is not an error.
-    private func evict(pod name: String, graceSeconds: Int, runId: String) throws {
-        let eviction: JSONValue = .object([
-            ("apiVersion", .string("policy/v1beta1")), ("kind", .string("Eviction")),
-            ("metadata", .object([("name", .string(name)), ("namespace", .string(settings.namespace))])),
-            ("deleteOptions", .object([("gracePeriodSeconds", .number("\(graceSeconds)"))])),
-        ])
-        do {
-            _ = try api.create(podsPath + "/\(name)/eviction", eviction)
-        } catch  where error.status == 404 {
-            return
-        } catch {
-            throw Self.executorError(error, runId: runId, creating: false)
-        }
-    }
-
     private func waitUntilGone(_ collections: [String], selector: String, runId: String, within: Duration)
         async throws
     {
@@ -347,14 +394,31 @@ public struct KubernetesExecutor: Executor {
             guard clock.now < deadline else {
                 throw ExecutorError(.timedOut, "Run \(runId): \(left) objects still exist after \(within)")
             }
-            try? await Task.sleep(for: .milliseconds(100))
+            try? await Task.sleep(for: .milliseconds(250))
         }
     }
 
     // MARK: helpers
 
-    private static func runId(of object: JSONValue) -> String? {
+    static func runId(of object: JSONValue) -> String? {
         object["metadata"]?["labels"]?[KubernetesObjects.runLabel]?.stringValue
+    }
+
+    static func name(of object: JSONValue) -> String { object["metadata"]?["name"]?.stringValue ?? "" }
+
+    static func uid(of object: JSONValue) -> String? { object["metadata"]?["uid"]?.stringValue }
+
+    /// Whether a Job has run its pod to an end (`Complete` or `Failed`, or a pod counted as such).
+    static func isFinished(_ job: JSONValue) -> Bool {
+        let status = job["status"]
+        let conditions = status?["conditions"]?.arrayValue ?? []
+        if conditions.contains(where: {
+            ["Complete", "Failed"].contains($0["type"]?.stringValue ?? "") && $0["status"]?.stringValue == "True"
+        }) {
+            return true
+        }
+        return (status?["succeeded"]?.numberText).flatMap { Int($0) } ?? 0 > 0
+            || (status?["failed"]?.numberText).flatMap { Int($0) } ?? 0 > 0
     }
 
     private static func logPath(of job: JSONValue?, pod: JSONValue) -> String? {
@@ -388,7 +452,7 @@ public struct KubernetesExecutor: Executor {
         do { return try body() } catch { throw Self.executorError(error, runId: runId, creating: false) }
     }
 
-    private static func executorError(_ error: any Error, runId: String, creating: Bool) -> ExecutorError {
+    static func executorError(_ error: any Error, runId: String, creating: Bool) -> ExecutorError {
         if let error = error as? ExecutorError { return error }
         let subject = runId.isEmpty ? "" : "Run \(runId): "
         if let error = error as? KubeAPIError, creating, error.status == 422 || error.status == 400 {
@@ -403,11 +467,30 @@ public struct KubernetesExecutor: Executor {
     }
 }
 
-/// What the executor remembers between calls; losing it costs a repeated wait or copy, never a wrong answer.
+/// What the copies of one executor share; when the last copy goes, its watches and log followers end.
+private final class Live: Sendable {
+    let cache: WatchCache
+    let followers: LogFollowers
+    let hints = Hints()
+
+    init(cache: WatchCache, followers: LogFollowers) {
+        self.cache = cache
+        self.followers = followers
+    }
+
+    deinit {
+        cache.stop()
+        followers.stopAll()
+    }
+}
+
+/// What the executor remembers between calls; losing it costs a repeated wait or read, never a wrong answer.
 private final class Hints: Sendable {
     private struct State {
         var pullFailures: [String: ContinuousClock.Instant] = [:]
-        var logsCopied: Set<String> = []
+        var firstPods: [String: String] = [:]
+        var ended: [String: ExecutorObservation] = [:]
+        var stopping: Set<String> = []
     }
     private let state = Mutex(State())
 
@@ -422,15 +505,30 @@ private final class Hints: Sendable {
 
     func pullFailureEnded(_ runId: String) { state.withLock { _ = $0.pullFailures.removeValue(forKey: runId) } }
 
-    /// True the first time for a Run: the caller copies its log.
-    func shouldCopyLog(_ runId: String) -> Bool { state.withLock { $0.logsCopied.insert(runId).inserted } }
+    /// The uid of the Run's first pod: the one remembered, else `candidate` (then remembered).
+    func firstPod(_ runId: String, otherwise candidate: String?) -> String? {
+        state.withLock { state in
+            if let known = state.firstPods[runId] { return known }
+            state.firstPods[runId] = candidate
+            return candidate
+        }
+    }
 
-    func logCopyFailed(_ runId: String) { state.withLock { _ = $0.logsCopied.remove(runId) } }
+    /// The Run's end, once its log is whole: later observations repeat it whatever becomes of the pod.
+    func ended(_ runId: String) -> ExecutorObservation? { state.withLock { $0.ended[runId] } }
+
+    func setEnded(_ runId: String, _ seen: ExecutorObservation) { state.withLock { $0.ended[runId] = seen } }
+
+    func isStopping(_ runId: String) -> Bool { state.withLock { $0.stopping.contains(runId) } }
+
+    func setStopping(_ runId: String) { state.withLock { _ = $0.stopping.insert(runId) } }
 
     func forget(_ runId: String) {
         state.withLock {
             $0.pullFailures.removeValue(forKey: runId)
-            $0.logsCopied.remove(runId)
+            $0.firstPods.removeValue(forKey: runId)
+            $0.ended.removeValue(forKey: runId)
+            $0.stopping.remove(runId)
         }
     }
 }
