@@ -275,6 +275,124 @@ extension Live {
             kube.expectNothingLeft()
         }
 
+        /// `knit run show --log -f` prints a running Run's lines as the pod writes them and ends with the Run,
+        /// every line once.
+        @Test func followingTheLogShowsLinesWhileTheRunRuns() throws {
+            let kube = try KubernetesKnit.instance()
+            let knit = kube.knit
+            let key = uniqueKey("follow")
+            let lines = (1...8).map { "line-\($0)" }
+            let plan = try applyPlan(
+                knit,
+                quickstartPlanYAML(
+                    script: "for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 1; done",
+                    inputs: [("/in/x", ["\(key):in"])],
+                    log: ["\(key):log"],
+                    image: kube.image
+                )
+            )
+            _ = try pushValue(knit, "x", tags: ["\(key):in"])
+            let run = try awaitRuns(
+                knit,
+                plan: plan.planId,
+                count: 1,
+                in: ["running"],
+                timeout: 90,
+                context: kube.context()
+            )[0]
+            let follower = try knit.background(
+                knit.knitPath,
+                ["run", "show", "--log", "-f", run.runId],
+                cwd: knit.projectDirectory("alice"),
+                env: ["HOME": knit.userHome("alice")],
+                name: "follow"
+            )
+            var statusWhenSeen = ""
+            let seenEarly = eventually(timeout: 30) {
+                guard follower.stdoutText.contains("line-1\n") else { return false }
+                statusWhenSeen = (try? showRun(knit, run.runId).status) ?? "?"
+                return true
+            }
+            #expect(seenEarly, "nothing followed: \(follower.stdoutText) \(follower.stderrText)")
+            #expect(statusWhenSeen == "running", "the first line came only when the Run was \(statusWhenSeen)")
+            #expect(follower.wait(timeout: 60), "the follower did not end with the Run")
+            #expect(follower.exitStatus == 0, "\(follower.stderrText)")
+            #expect(follower.stdoutText == lines.map { $0 + "\n" }.joined(), "followed: \(follower.stdoutText)")
+            let done = try awaitRuns(knit, plan: plan.planId, count: 1, timeout: 60, context: kube.context())[0]
+            #expect(done.status == "done")
+            #expect(runLog(knit, run.runId) == lines.map { $0 + "\n" }.joined())
+            kube.expectNothingLeft()
+        }
+
+        /// A Job deleted behind Knit's back (by hand with kubectl): the Run fails with 254.
+        @Test func aJobDeletedByHandFailsTheRun254() throws {
+            let kube = try KubernetesKnit.instance()
+            let knit = kube.knit
+            let key = uniqueKey("gone")
+            let plan = try applyPlan(
+                knit,
+                quickstartPlanYAML(
+                    script: "echo waiting; sleep 120",
+                    inputs: [("/in/x", ["\(key):in"])],
+                    outputs: [("/out", ["\(key):out"])],
+                    image: kube.image
+                )
+            )
+            _ = try pushValue(knit, "x", tags: ["\(key):in"])
+            let run = try awaitRuns(
+                knit,
+                plan: plan.planId,
+                count: 1,
+                in: ["running"],
+                timeout: 90,
+                context: kube.context()
+            )[0]
+            let deleted = kube.kubectlAdmin(["delete", "job", "knit-run-\(run.runId)", "-n", kube.namespace])
+            try #require(deleted.status == 0, "kubectl delete job: \(deleted.stderr)")
+            let failed = try awaitRuns(knit, plan: plan.planId, count: 1, timeout: 90, context: kube.context())[0]
+            #expect(failed.status == "failed")
+            #expect(failed.exit?.code == 254, "\(String(describing: failed.exit))")
+            kube.expectNothingLeft()
+        }
+
+        /// A Run no node can take (more memory than the node has): it stays `starting` with the cluster's reason
+        /// in `knit run show`, and aborting it still ends it and its objects.
+        @Test func aRunNoNodeCanTakeStaysStartingWithTheReasonShown() throws {
+            let kube = try KubernetesKnit.instance()
+            let knit = kube.knit
+            let key = uniqueKey("unsched")
+            let plan = try applyPlan(
+                knit,
+                quickstartPlanYAML(
+                    script: "echo never",
+                    inputs: [("/in/x", ["\(key):in"])],
+                    outputs: [("/out", ["\(key):out"])],
+                    image: kube.image,
+                    memory: "4096Gi"
+                )
+            )
+            _ = try pushValue(knit, "x", tags: ["\(key):in"])
+            var shown: RunDetailJSON?
+            let waiting = eventually(timeout: 90) {
+                shown = findRuns(knit, plans: [plan.planId]).first
+                return shown?.status == "starting" && shown?.waitingFor?.contains("Insufficient memory") == true
+            }
+            #expect(
+                waiting,
+                "\(String(describing: shown?.status)) \(String(describing: shown?.waitingFor))\n\(kube.context())"
+            )
+            let run = try #require(shown)
+            let detailed = try showRun(knit, run.runId)
+            #expect(detailed.waitingFor?.contains("Insufficient memory") == true, "\(String(describing: detailed))")
+            let abort = knit.runKnit(["run", "stop", "--fail", run.runId])
+            try #require(abort.status == 0, "knit run stop --fail: \(abort.stderr)")
+            let ended = try awaitRuns(knit, plan: plan.planId, count: 1, timeout: 90, context: kube.context())[0]
+            #expect(ended.status == "failed")
+            #expect(ended.exit == RunExitJSON(code: 253, message: "aborted by user"))
+            #expect(ended.waitingFor == nil)
+            kube.expectNothingLeft()
+        }
+
         // MARK: - Helpers
 
         /// One plan `key:in` → `/out` (`key:out`), one pushed Data whose `v` holds `key`; its Run once finished.
