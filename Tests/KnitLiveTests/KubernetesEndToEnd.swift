@@ -347,12 +347,19 @@ extension Live {
                 timeout: 90,
                 context: kube.context()
             )[0]
-            let deleted = kube.kubectlAdmin(["delete", "job", "knit-run-\(run.runId)", "-n", kube.namespace])
+            let clock = ContinuousClock()
+            let started = clock.now
+            let deleted = kube.kubectlAdmin([
+                "delete", "job", "knit-run-\(run.runId)", "-n", kube.namespace, "--wait=false",
+            ])
             try #require(deleted.status == 0, "kubectl delete job: \(deleted.stderr)")
             let failed = try awaitRuns(knit, plan: plan.planId, count: 1, timeout: 90, context: kube.context())[0]
+            print("Job deleted by hand: delete → Run failed in \(clock.now - started)")
             #expect(failed.status == "failed")
             #expect(failed.exit?.code == 254, "\(String(describing: failed.exit))")
-            kube.expectNothingLeft()
+            // Its claims, volumes and the pod being torn down go with the Run, not at the scheduler's next sweep
+            // (every 60 s).
+            kube.expectNothingLeft(timeout: 30)
         }
 
         /// A Run no node can take (more memory than the node has): it stays `starting` with the cluster's reason
