@@ -400,6 +400,32 @@ extension Live {
             kube.expectNothingLeft()
         }
 
+        /// A scheduler whose account may not create the Run's objects (a ServiceAccount bound to no role): the
+        /// Run fails 255 [StartFailed] with the API server's refusal, naming who was refused what, and nothing of
+        /// it is left behind (it stayed `starting` for good, the refusal only in the scheduler's log, before).
+        @Test func anAccountRBACDeniesFailsTheRunWithTheRefusal() throws {
+            let kube = try KubernetesKnit.instance()
+            let knit = kube.knit
+            let made = knit.run(
+                knit.packageRoot + "/scripts/k8s-cluster",
+                ["sa-kubeconfig", kube.cluster, kube.namespace, "knit-e2e-denied"]
+            )
+            try #require(made.status == 0, "k8s-cluster sa-kubeconfig: \(made.stderr)")
+            let kubeconfig = try #require(made.stdoutText.split(separator: "\n").last.map(String.init))
+            try kube.withScheduler(kubeconfig: kubeconfig) { denied in
+                let run = try singleRun(kube, key: uniqueKey("denied"), script: "echo never")
+                let exit = String(describing: run.exit)
+                #expect(run.status == "failed", "\(exit)\n\(denied.stderrText.suffix(3000))")
+                #expect(run.exit?.code == 255, "\(exit)")
+                let message = run.exit?.message ?? ""
+                #expect(message.contains("[StartFailed]"), "\(exit)")
+                #expect(message.lowercased().contains("forbidden"), "\(exit)")
+                // The server's words: who was refused what.
+                #expect(message.contains("serviceaccount:\(kube.namespace):knit-e2e-denied\" cannot "), "\(exit)")
+            }
+            kube.expectNothingLeft()
+        }
+
         // MARK: - Helpers
 
         /// One plan `key:in` → `/out` (`key:out`), one pushed Data whose `v` holds `key`; its Run once finished.

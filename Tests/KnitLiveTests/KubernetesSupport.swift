@@ -154,6 +154,23 @@ final class KubernetesKnit: @unchecked Sendable {
         scheduler = try Self.spawn(knit, schedulerArguments)
     }
 
+    /// Stops the suite's scheduler, runs `body` with one that acts as `kubeconfig` instead (two schedulers must
+    /// never drive one store), and brings the suite's scheduler back.
+    func withScheduler(kubeconfig: String, _ body: (BackgroundProcess) throws -> Void) throws {
+        scheduler.stop(signal: SIGTERM, grace: 15)
+        var arguments = schedulerArguments
+        if let index = arguments.firstIndex(of: "--kubeconfig") { arguments[index + 1] = kubeconfig }
+        let other: BackgroundProcess
+        do { other = try Self.spawn(knit, arguments) } catch {
+            scheduler = try Self.spawn(knit, schedulerArguments)
+            throw error
+        }
+        defer { other.stop(signal: SIGTERM, grace: 15) }
+        try body(other)
+        other.stop(signal: SIGTERM, grace: 15)
+        scheduler = try Self.spawn(knit, schedulerArguments)
+    }
+
     /// The scheduler's last log lines and the cluster's view of this instance, for failure messages.
     func context(_ lines: Int = 40) -> String {
         let text = scheduler.stderrText + scheduler.stdoutText
