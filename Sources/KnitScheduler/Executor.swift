@@ -39,7 +39,8 @@ public protocol Executor: Sendable {
     /// ``ExecutorError`` with code `imageNotFound`, `invalidLaunch` or `startFailed`: nothing is left behind
     /// and the driver fails the Run with exit 255. `alreadyExists`: a worker of this Run id exists (left
     /// over from an earlier attempt); the driver cleans it up and starts once more. `commandFailed` or
-    /// `timedOut`: the runtime itself misbehaved; the Run stays `starting` and the next tick observes it.
+    /// `timedOut`: the runtime itself misbehaved, or the worker exists but does not run yet (a pod no node
+    /// can take); the Run stays `starting` and the next tick observes it.
     func start(_ launch: RunLaunch) async throws -> Void
 
     /// What the workers of several Runs are doing now; every id gets an answer (`.notFound` when it has no

@@ -324,7 +324,11 @@ struct KubernetesExecutorTests {
     @Test func theLogGrowsWhileTheRunRunsAndIsWholeWhenItEnds() async throws {
         let fixture = try Fixture()
         let runId = "log-\(UInt32.random(in: 0...UInt32.max))"
-        let launch = try fixture.launch(runId, "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.5; done")
+        // The last line has no newline: it still reaches the file once the log ends.
+        let launch = try fixture.launch(
+            runId,
+            "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.5; done; printf 'no newline'"
+        )
         try await fixture.executor.start(launch)
         #expect(try await Self.eventually(within: .seconds(20)) { Self.read(launch.logPath!).hasPrefix("line 1\n") })
         let partial = Self.read(launch.logPath!)
@@ -333,8 +337,33 @@ struct KubernetesExecutorTests {
         #expect(
             try await fixture.waitForEnd(runId) == .exited(code: 0, oomKilled: false, message: "exited with code 0")
         )
-        #expect(Self.read(launch.logPath!) == Self.tenLines)
+        #expect(Self.read(launch.logPath!) == Self.tenLines + "no newline")
         try await fixture.cleanUp(runId)
+    }
+
+    @Test func aRestartedExecutorCompletesTheLogOfARunThatEndedMeanwhile() async throws {
+        let fixture = try Fixture()
+        let runId = "ended-\(UInt32.random(in: 0...UInt32.max))"
+        let launch = try fixture.launch(runId, "for i in 1 2 3 4 5 6 7 8 9 10; do echo line $i; sleep 0.3; done")
+        try await fixture.executor.start(launch)
+        #expect(try await Self.eventually(within: .seconds(20)) { Self.read(launch.logPath!).hasPrefix("line 1\n") })
+        fixture.executor.shutdown()
+        // The Run ends while no scheduler runs.
+        #expect(
+            try await Self.eventually {
+                try Self.pods(runId).first?["status"]?["phase"]?.stringValue == "Succeeded"
+            }
+        )
+        let prefix = Self.read(launch.logPath!)
+        #expect(prefix.count < Self.tenLines.count)
+        let restarted = try Fixture.executor(instance: "knit-test", dataDirectory: fixture.dataDirectory)
+        defer { restarted.shutdown() }
+        #expect(
+            try await restarted.observe(runId: runId)
+                == .exited(code: 0, oomKilled: false, message: "exited with code 0")
+        )
+        #expect(Self.read(launch.logPath!) == Self.tenLines)
+        try await restarted.cleanup(runId: runId)
     }
 
     static let tenLines = (1...10).map { "line \($0)\n" }.joined()
