@@ -174,8 +174,12 @@ extension Live {
             )
             let toAbort = try #require(running.first { $0.inputs[0].knitId == data[0].knitId })
             let toTearOff = try #require(running.first { $0.inputs[0].knitId == data[1].knitId })
-            // `running` is the container's process having started; give the script its first lines.
-            Thread.sleep(forTimeInterval: 2)
+            // `running` is the container's process having started; the scripts' first lines are the sign they
+            // are past setting their trap.
+            let begun = eventually(timeout: 30) {
+                runLog(knit, toAbort.runId).hasPrefix("begin") && runLog(knit, toTearOff.runId).hasPrefix("begin")
+            }
+            #expect(begun, "the Runs' logs never began\n\(kube.context())")
 
             let clock = ContinuousClock()
             let started = clock.now
