@@ -48,6 +48,10 @@ const mono = (text) => h('code', {}, text);
 const dataLink = (id) => link(`#/data/${id}`, id, 'id');
 const runLink = (id) => link(`#/runs/${id}`, id, 'id');
 const planLink = (id) => link(`#/plans/${id}`, id, 'id');
+/// Who made a Data, Plan or Run (Knit's `creator`; absent from Knitfab and for the pseudo plan), linking to
+/// the list of `path` filtered by that user.
+const creatorLink = (path, name) => (name ? link(`#${path}?creator=${encodeURIComponent(name)}`, name, 'creator') : '');
+const CREATOR_FILTER = { name: 'creator', label: 'creator', placeholder: 'alice' };
 
 function tagString(t) {
   return typeof t === 'string' ? t : `${t.key}:${t.value}`;
@@ -354,7 +358,7 @@ function apiQuery(params, names, timeNames = ['since']) {
 function dataListView(params) {
   const transient = params.get('transient') || 'both';
   const panel = new Panel(
-    (signal) => getJSON('/data/', { query: apiQuery(params, ['tag', 'since', 'duration']), signal }),
+    (signal) => getJSON('/data/', { query: apiQuery(params, ['tag', 'since', 'duration', 'creator']), signal }),
     (all) => {
       let list = [...all].reverse();
       const isTransient = (d) => d.tags.some((t) => tagString(t).startsWith('knit#transient:'));
@@ -364,7 +368,7 @@ function dataListView(params) {
       return [
         h('p', { class: 'count' }, `${list.length} Data, newest first`),
         table(
-          ['knitId', 'tags', 'timestamp', 'state', 'produced by'],
+          ['knitId', 'tags', 'timestamp', 'state', 'produced by', 'creator'],
           list.map((d) => {
             const tags = d.tags.map(tagString);
             const ts = (tags.find((t) => t.startsWith('knit#timestamp:')) || '').slice('knit#timestamp:'.length);
@@ -376,6 +380,7 @@ function dataListView(params) {
               ts ? timeCell(ts) : '',
               tr ? statusBadge(tr) : '',
               up ? [link(`#/runs/${up.runId}`, planName(up.plan)), ' ', statusBadge(up.status)] : '',
+              creatorLink('/data', d.creator),
             ];
           }),
           'list data-list'
@@ -390,6 +395,7 @@ function dataListView(params) {
       { name: 'since', label: 'since', placeholder: '2024-01-31 12:00', time: true },
       { name: 'duration', label: 'duration (needs since)', placeholder: '24h' },
       { name: 'transient', label: 'transient', type: 'select', options: [['both', 'both'], ['yes', 'only transient'], ['no', 'no transient']] },
+      CREATOR_FILTER,
     ],
     params
   );
@@ -399,7 +405,7 @@ function dataListView(params) {
 function plansListView(params) {
   const panel = new Panel(
     (signal) => {
-      const q = apiQuery(params, ['image', 'in_tag', 'out_tag']);
+      const q = apiQuery(params, ['image', 'in_tag', 'out_tag', 'creator']);
       const active = params.get('active');
       if (active === 'yes') q.push(['active', 'true']);
       if (active === 'no') q.push(['active', 'false']);
@@ -410,7 +416,7 @@ function plansListView(params) {
       return [
         h('p', { class: 'count' }, `${list.length} Plans`),
         table(
-          ['planId', 'image', 'state', 'inputs', 'outputs'],
+          ['planId', 'image', 'state', 'inputs', 'outputs', 'creator'],
           list.map((p) => [
             planLink(p.planId),
             planName(p),
@@ -435,6 +441,7 @@ function plansListView(params) {
       { name: 'image', label: 'image[:tag]', placeholder: 'localhost/train' },
       { name: 'in_tag', label: 'input tags (one input has all)', type: 'lines', placeholder: 'type:dataset' },
       { name: 'out_tag', label: 'output tags (one output has all)', type: 'lines', placeholder: 'type:model' },
+      CREATOR_FILTER,
     ],
     params
   );
@@ -449,7 +456,7 @@ function runsListView(params) {
         const v = params.getAll(n).flatMap(commaList);
         if (v.length) q.push([n, v.join(',')]);
       }
-      q.push(...apiQuery(params, ['since', 'duration']));
+      q.push(...apiQuery(params, ['since', 'duration', 'creator']));
       return getJSON('/runs/', { query: q, signal });
     },
     (all) => {
@@ -458,7 +465,7 @@ function runsListView(params) {
       return [
         h('p', { class: 'count' }, `${list.length} Runs, most recently updated first`),
         table(
-          ['runId', 'status', 'plan', 'updated', 'exit', 'inputs', 'outputs'],
+          ['runId', 'status', 'plan', 'updated', 'exit', 'inputs', 'outputs', 'creator'],
           list.map((r) => [
             runLink(r.runId),
             statusBadge(r.status),
@@ -487,6 +494,7 @@ function runsListView(params) {
       { name: 'status', label: 'status', type: 'checks', options: STATUSES },
       { name: 'since', label: 'since', placeholder: '2024-01-31 12:00', time: true },
       { name: 'duration', label: 'duration (needs since)', placeholder: '1h' },
+      CREATOR_FILTER,
     ],
     params
   );
@@ -712,6 +720,7 @@ function dataDetailView(knitId) {
           ['knitId', mono(d.knitId)],
           ['tags', user.length ? tagChips(user) : h('span', { class: 'muted' }, 'none')],
           ['system tags', tagChips(system)],
+          d.creator && ['creator', creatorLink('/data', d.creator)],
           [
             'upstream',
             up && up.run
@@ -791,6 +800,7 @@ function planDetailView(planId) {
           p.resources && ['resources', Object.entries(p.resources).map(([k, v]) => `${k}=${v}`).join(', ')],
           onNode.length && ['on_node', onNode.join('; ')],
           p.service_account && ['service account', p.service_account],
+          p.creator && ['creator', creatorLink('/plans', p.creator)],
         ]),
         h('h3', {}, 'Inputs'),
         (p.inputs || []).length ? mountTable(p.inputs, 'upstream plans', 'upstreams') : h('p', { class: 'muted' }, 'None.'),
@@ -897,6 +907,7 @@ function runDetailView(runId) {
           ['updated', timeCell(r.updatedAt)],
           r.exit && ['exit', exitText(r.exit)],
           ['plan', [link(`#/plans/${r.plan.planId}`, planName(r.plan)), ' ', h('span', { class: 'muted' }, r.plan.planId)]],
+          r.creator && ['creator', creatorLink('/runs', r.creator)],
         ]),
         h('h3', {}, 'Inputs'),
         (r.inputs || []).length ? mounts(r.inputs) : h('p', { class: 'muted' }, 'None (an upload).'),

@@ -42,6 +42,9 @@ public struct APIRequest: Sendable {
     public func queryValues(_ name: String) -> [String] { query.filter { $0.name == name }.map(\.value) }
     public func queryValue(_ name: String) -> String? { query.first { $0.name == name }?.value }
     public func header(_ name: String) -> String? { headers[name.lowercased()] }
+
+    /// `creator=NAME` of the find endpoints (Knit's addition); absent or empty: anyone's.
+    var creatorFilter: String? { queryValue("creator").flatMap { $0.isEmpty ? nil : $0 } }
 }
 
 /// Decodes `%XX` escapes (and `+` when `plusIsSpace`); nil for a broken escape or invalid UTF-8.

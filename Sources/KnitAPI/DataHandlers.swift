@@ -61,8 +61,9 @@ extension KnitAPI {
     func findData(_ request: APIRequest) throws -> APIResponse {
         let tags = try request.queryValues("tag").map(parseQueryTag)
         let (since, durationMs) = try timeWindow(request)
+        let creator = request.creatorFilter
         let found = try storeCall { () throws(StoreError) in
-            try store.findData(tags: tags, since: since, durationMs: durationMs)
+            try store.findData(tags: tags, since: since, durationMs: durationMs, creator: creator)
         }
         return .json(found)
     }

@@ -192,10 +192,28 @@ public final class KnitAPI: Sendable {
     }
 
     private func authenticate(_ request: APIRequest) throws -> Caller {
-        guard let token = bearerToken(fromAuthorization: request.header("authorization")),
-            let user = store.authenticate(token: token)
-        else { throw KnitAPIError.unauthorized }
-        return Caller(name: user.name, role: user.role)
+        guard let token = bearerToken(fromAuthorization: request.header("authorization")) else {
+            throw KnitAPIError.unauthorized
+        }
+        // Told apart only for the holder of the token, who may as well learn why it stopped working.
+        switch store.check(token: token) {
+        case .valid(let user):
+            return Caller(name: user.name, role: user.role)
+        case .unknown:
+            throw KnitAPIError.unauthorized
+        case .expired(let user, let at):
+            throw KnitAPIError(
+                status: 401,
+                reason: "token expired at \(at) (user '\(user)')",
+                advice: "ask an administrator for a new token (knitadm user token \(user))"
+            )
+        case .disabled(let user):
+            throw KnitAPIError(
+                status: 401,
+                reason: "user '\(user)' is disabled",
+                advice: "ask an administrator to enable it again (knitadm user enable \(user))"
+            )
+        }
     }
 
     /// RFC 7235: a 401 names the schemes that would work. Bearer always; Basic (token as the password, as

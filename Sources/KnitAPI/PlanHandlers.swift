@@ -90,8 +90,9 @@ extension KnitAPI {
         }
         let inTags = try tags("in_tag")
         let outTags = try tags("out_tag")
+        let creator = request.creatorFilter
         let found = try storeCall { () throws(StoreError) in
-            try store.findPlans(active: active, image: image, inTags: inTags, outTags: outTags)
+            try store.findPlans(active: active, image: image, inTags: inTags, outTags: outTags, creator: creator)
         }
         return .json(found)
     }

@@ -82,7 +82,8 @@ extension KnitAPI {
     // MARK: GET /api/runs
 
     /// `plan`, `knitIdInput`, `knitIdOutput`, `status`: comma lists (a parameter may also repeat), OR within
-    /// a list and AND across; `since` (RFC 3339) and `duration` (Go syntax, needs `since`) on updatedAt.
+    /// a list and AND across; `since` (RFC 3339) and `duration` (Go syntax, needs `since`) on updatedAt;
+    /// `creator` (Knit's addition) the Run's owner.
     func findRuns(_ request: APIRequest) throws -> APIResponse {
         func list(_ name: String) -> [String] {
             request.queryValues(name).flatMap { $0.split(separator: ",") }.map { $0.trimmed() }
@@ -103,6 +104,7 @@ extension KnitAPI {
         let planIds = list("plan")
         let inputs = list("knitIdInput")
         let outputs = list("knitIdOutput")
+        let creator = request.creatorFilter
         let found = try storeCall { () throws(StoreError) in
             try store.findRuns(
                 planIds: planIds,
@@ -110,7 +112,8 @@ extension KnitAPI {
                 outputKnitIds: outputs,
                 statuses: statuses,
                 since: since,
-                durationMs: durationMs
+                durationMs: durationMs,
+                creator: creator
             )
         }
         return .json(found)

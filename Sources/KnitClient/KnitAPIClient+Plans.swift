@@ -26,18 +26,21 @@ extension KnitAPIClient {
         try planRequest("GET", "plans/\(PercentEncoding.encode(planId))/", what: "GET /plans/\(planId)")
     }
 
-    /// `GET {apiRoot}/plans/?active=…&image=…&in_tag=…&out_tag=…`; nil `active` means both.
+    /// `GET {apiRoot}/plans/?active=…&image=…&in_tag=…&out_tag=…&creator=…`; nil `active` means both.
+    /// `creator` is checked here too, so a server that ignores the parameter does not widen the answer.
     public func findPlans(
         active: Bool? = nil,
         image: String? = nil,
         inTags: [Tag] = [],
-        outTags: [Tag] = []
+        outTags: [Tag] = [],
+        creator: String? = nil
     ) throws(KnitClientError) -> [PlanReply] {
         var query: [String] = []
         if let active { query.append("active=\(active)") }
         if let image { query.append("image=" + PercentEncoding.encode(image)) }
         query += inTags.map { "in_tag=" + PercentEncoding.encode($0.description) }
         query += outTags.map { "out_tag=" + PercentEncoding.encode($0.description) }
+        if let creator { query.append("creator=" + PercentEncoding.encode(creator)) }
         let response = try sendPlan(
             HTTPRequest(
                 url: url("plans/") + Self.queryString(query),
@@ -46,7 +49,9 @@ extension KnitAPIClient {
         )
         var replies: [PlanReply] = []
         for item in try Self.jsonArray(response, what: "GET /plans") {
-            replies.append(try Self.decodePlan(item, what: "GET /plans"))
+            let reply = try Self.decodePlan(item, what: "GET /plans")
+            if let creator, reply.detail.creator != creator { continue }
+            replies.append(reply)
         }
         return replies
     }

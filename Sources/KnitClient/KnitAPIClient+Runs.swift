@@ -78,14 +78,16 @@ extension KnitAPIClient {
     }
 
     /// `GET {apiRoot}/runs/?plan=…&knitIdInput=…&knitIdOutput=…&status=…&since=…&duration=…`: each list is
-    /// sent comma-separated (OR within a list, AND across lists); `duration` needs `since`.
+    /// sent comma-separated (OR within a list, AND across lists); `duration` needs `since`. `creator` is
+    /// checked here too, so a server that ignores the parameter does not widen the answer.
     public func findRuns(
         planIds: [String] = [],
         inputKnitIds: [String] = [],
         outputKnitIds: [String] = [],
         statuses: [String] = [],
         since: KnitTime? = nil,
-        duration: String? = nil
+        duration: String? = nil,
+        creator: String? = nil
     ) throws(KnitClientError) -> [RunReply] {
         guard duration == nil || since != nil else { throw KnitClientError(.usage, "duration requires since") }
         var query: [String] = []
@@ -96,6 +98,7 @@ extension KnitAPIClient {
         }
         if let since { query.append("since=" + PercentEncoding.encode(since.description)) }
         if let duration { query.append("duration=" + PercentEncoding.encode(duration)) }
+        if let creator { query.append("creator=" + PercentEncoding.encode(creator)) }
         let response = try send(
             HTTPRequest(
                 url: url("runs/") + Self.queryString(query),
@@ -104,7 +107,9 @@ extension KnitAPIClient {
         )
         var replies: [RunReply] = []
         for item in try Self.jsonArray(response, what: "GET /runs") {
-            replies.append(try Self.decodeRun(item, what: "GET /runs"))
+            let reply = try Self.decodeRun(item, what: "GET /runs")
+            if let creator, reply.detail.creator != creator { continue }
+            replies.append(reply)
         }
         return replies
     }

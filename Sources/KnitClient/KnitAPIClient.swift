@@ -341,18 +341,21 @@ public struct KnitAPIClient: Sendable {
         return result
     }
 
-    /// `GET {apiRoot}/data/?tag=…&since=…&duration=…`, filtered by `transient` here (the server has no
-    /// such parameter). `duration` is passed through as written (Go syntax), so check it before.
+    /// `GET {apiRoot}/data/?tag=…&since=…&duration=…&creator=…`, filtered by `transient` here (the server has
+    /// no such parameter). `duration` is passed through as written (Go syntax), so check it before. `creator`
+    /// is checked here too, so a server that ignores the parameter (Knitfab) does not widen the answer.
     public func findData(
         tags: [Tag],
         since: KnitTime? = nil,
         duration: String? = nil,
-        transient: TransientFilter = .both
+        transient: TransientFilter = .both,
+        creator: String? = nil
     ) throws(KnitClientError) -> [DataReply] {
         guard duration == nil || since != nil else { throw KnitClientError(.usage, "duration requires since") }
         var query = tags.map { "tag=" + PercentEncoding.encode($0.description) }
         if let since { query.append("since=" + PercentEncoding.encode(since.description)) }
         if let duration { query.append("duration=" + PercentEncoding.encode(duration)) }
+        if let creator { query.append("creator=" + PercentEncoding.encode(creator)) }
         let response = try send(
             HTTPRequest(
                 url: url("data/") + Self.queryString(query),
@@ -362,6 +365,7 @@ public struct KnitAPIClient: Sendable {
         var replies: [DataReply] = []
         for item in try Self.jsonArray(response, what: "GET /data") {
             let reply = try Self.decodeData(item, what: "GET /data")
+            if let creator, reply.detail.creator != creator { continue }
             let isTransient = reply.detail.tags.contains { $0.key == SystemTag.transient }
             switch transient {
             case .both: replies.append(reply)

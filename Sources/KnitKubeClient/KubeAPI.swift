@@ -8,8 +8,8 @@ import Synchronization
 /// what observing its Runs costs the API server.
 public struct KubeAPI: Sendable {
     public let config: KubeConfig
-    /// Requests sent so far, by Kubernetes verb: `create`, `get`, `list`, `watch`, `update`, `delete`, and `log` (a
-    /// pod log, plain or followed).
+    /// Requests sent so far, by Kubernetes verb: `create`, `get`, `list`, `watch`, `update`, `delete`, and
+    /// `log` (a pod log, plain or followed).
     public var requestCounts: [String: Int] { counter.counts.withLock { $0 } }
     private let counter = RequestCounter()
     private let http: HTTPClient

@@ -129,21 +129,18 @@ public struct KubernetesExecutor: Executor {
             let job = Self.adjusted(objects.job, imagePullPolicy: imagePullPolicy, logPath: launch.logPath)
             try await createOrUndo(jobsPath, job, name: objects.jobName, runId: runId)
         }
-        // Returns once the process runs or has ended. A pod no node can take, or one still pulling after
-        // `startWait`, is `timedOut`: the driver then leaves the Run `starting` (not `running`, as a return
-        // would make it) and observes it on later ticks.
+        // Returns once the process runs or has ended, or after `startWait` (a pod still pulling is the driver's
+        // to observe). A pod no node can take is `timedOut` at once: the driver then leaves the Run `starting`
+        // (not `running`, as a return would make it) and observes it, with the reason, on later ticks.
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: startWait)
-        var seen: ExecutorObservation?
         while clock.now < deadline {
-            seen = try? await observe(runIds: [runId])[runId]
-            switch seen {
+            switch try? await observe(runIds: [runId])[runId] {
             case .running, .exited: return
             case .pending(let reason): throw ExecutorError(.timedOut, "Run \(runId): its pod waits: \(reason)")
             default: try? await Task.sleep(for: .milliseconds(50))
             }
         }
-        throw ExecutorError(.timedOut, "Run \(runId): its pod does not run \(startWait) after it was created")
     }
 
     /// ``createOnce(_:_:name:runId:)``, and when the server refuses the Run for good (`startFailed`: RBAC;

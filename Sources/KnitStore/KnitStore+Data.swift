@@ -234,7 +234,8 @@ extension KnitStore {
                     exit: producer.exit,
                     plan: plan.summary
                 )
-            )
+            ),
+            creator: record.creator.isEmpty ? nil : record.creator
         )
     }
 

@@ -11,8 +11,14 @@ extension KnitStore {
     /// User tags intersect the tag index (smallest list first). System tags: `knit#id` picks one Data,
     /// `knit#timestamp` matches the same instant, `knit#transient:processing|failed` filters by the
     /// producing Run's status. Contradictory or unknown system tags give an empty result, not an error.
+    /// `creator`, when given, keeps only the Data of that user (``DataDetailJSON/creator``).
     /// Ordered by timestamp (Data without one last), then knitId.
-    public func findData(tags: [Tag], since: KnitTime?, durationMs: Int64?) throws(StoreError) -> [DataDetailJSON] {
+    public func findData(
+        tags: [Tag],
+        since: KnitTime?,
+        durationMs: Int64?,
+        creator: String? = nil
+    ) throws(StoreError) -> [DataDetailJSON] {
         guard let query = Query(tags) else { return [] }
         let window: Range<Int64>? = since.map { start in
             let end = durationMs.map { start.milliseconds.addingReportingOverflow($0).partialValue } ?? Int64.max
@@ -37,6 +43,7 @@ extension KnitStore {
             out.reserveCapacity(records.count)
             for record in records {
                 if let instant = query.timestamp, record.timestampMs != instant { continue }
+                if let creator, record.creator != creator { continue }
                 let record = try resolved(txn, record)
                 let producer = record.producer!
                 switch query.transient {

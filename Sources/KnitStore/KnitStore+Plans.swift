@@ -58,7 +58,9 @@ extension KnitStore {
                     "plan.id": "\(planId)", "plan.image": "\(plan.imageReference)", "plan.runs_created": "\(created)",
                 ]
             )
-            return PlanDetailJSON(planId: planId, plan: plan, others: others)
+            var detail = PlanDetailJSON(planId: planId, plan: plan, others: others)
+            detail.creator = Self.shownCreator(record.creator)
+            return detail
         }
     }
 
@@ -71,7 +73,9 @@ extension KnitStore {
             guard let found = others.first(where: { $0.planId == planId }) else {
                 throw StoreError(.notFound, "plan \(planId) not found")
             }
-            return PlanDetailJSON(planId: planId, plan: found.plan, others: others)
+            var detail = PlanDetailJSON(planId: planId, plan: found.plan, others: others)
+            detail.creator = Self.shownCreator(try decodedPlan(txn, planId).record.creator)
+            return detail
         }
     }
 
@@ -84,13 +88,16 @@ extension KnitStore {
     ///   that Data or instant. Two values of one system key, or any other `knit#` key, match nothing.
     /// - `outTags`: some output, or the log, carries all of them; system tags match nothing.
     ///
-    /// Pseudo plans (no image, no inputs, one untagged output) appear only when no image, input or output
-    /// filter is given and `active` is not false.
+    /// - `creator`: registered by that user.
+    ///
+    /// Pseudo plans (no image, no inputs, one untagged output; nobody's) appear only when no image, input,
+    /// output or creator filter is given and `active` is not false.
     public func findPlans(
         active: Bool? = nil,
         image: String? = nil,
         inTags: [Tag] = [],
-        outTags: [Tag] = []
+        outTags: [Tag] = [],
+        creator: String? = nil
     ) throws(StoreError) -> [PlanDetailJSON] {
         guard let inQuery = InTagQuery(inTags), !outTags.contains(where: \.isSystem) else { return [] }
         let imageQuery = image.map(ImageQuery.init)
@@ -99,7 +106,7 @@ extension KnitStore {
             let plans = try allImagePlans(txn)
             let neighbourhood = PlanNeighbourhood(plans)
             var found: [PlanDetailJSON] = []
-            if active != false, image == nil, inTags.isEmpty, outTags.isEmpty {
+            if active != false, image == nil, inTags.isEmpty, outTags.isEmpty, creator == nil {
                 found.append(Self.pseudoDetail(uploadedPlan))
             }
             for entry in plans {
@@ -111,7 +118,11 @@ extension KnitStore {
                     let points = plan.outputs.map(\.tags) + (plan.log.map { [$0] } ?? [])
                     guard points.contains(where: { $0.isSuperset(of: outSet) }) else { continue }
                 }
-                found.append(PlanDetailJSON(planId: entry.planId, plan: plan, neighbourhood: neighbourhood))
+                let owner = Self.shownCreator(try decodedPlan(txn, entry.planId).record.creator)
+                if let creator, owner != creator { continue }
+                var detail = PlanDetailJSON(planId: entry.planId, plan: plan, neighbourhood: neighbourhood)
+                detail.creator = owner
+                found.append(detail)
             }
             return found.sorted { $0.planId.utf8.lexicographicallyPrecedes($1.planId.utf8) }
         }
@@ -188,7 +199,9 @@ extension KnitStore {
             try txn.put(db.plans, key: Array(planId.utf8), value: Self.encode(record))
             try then(txn)
             others[index] = IdentifiedPlan(planId: planId, plan: plan)
-            return PlanDetailJSON(planId: planId, plan: plan, others: others)
+            var detail = PlanDetailJSON(planId: planId, plan: plan, others: others)
+            detail.creator = Self.shownCreator(record.creator)
+            return detail
         }
     }
 
@@ -243,6 +256,12 @@ extension KnitStore {
         }
         plan.resources = resources
         return plan
+    }
+
+    /// A recorded creator as details show it: records from before creators were kept have none.
+    static func shownCreator(_ creator: String?) -> String? {
+        guard let creator, !creator.isEmpty else { return nil }
+        return creator
     }
 
     /// Detail of a pseudo plan: a name instead of an image, always active, one output without tags.

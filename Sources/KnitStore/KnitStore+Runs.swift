@@ -25,7 +25,8 @@ extension KnitStore {
     ///
     /// Each list is an OR (empty: no filter): `planIds` by plan, `inputKnitIds` by a Data assigned to an
     /// input, `outputKnitIds` by a Data the Run makes (outputs or log), `statuses` by status. `since` /
-    /// `durationMs` keep Runs with `since <= updatedAt < since + duration`. Upload Runs are included.
+    /// `durationMs` keep Runs with `since <= updatedAt < since + duration`, `creator` the Runs of that user.
+    /// Upload Runs are included.
     /// - Throws: `.invalid` when `statuses` holds `invalidated`.
     public func findRuns(
         planIds: [String] = [],
@@ -33,7 +34,8 @@ extension KnitStore {
         outputKnitIds: [String] = [],
         statuses: [RunStatus] = [],
         since: KnitTime? = nil,
-        durationMs: Int64? = nil
+        durationMs: Int64? = nil,
+        creator: String? = nil
     ) throws(StoreError) -> [RunDetailJSON] {
         if statuses.contains(.invalidated) {
             throw StoreError(.invalid, "status 'invalidated' cannot be searched; deleted runs are not shown")
@@ -90,6 +92,7 @@ extension KnitStore {
                 if !inputSet.isEmpty, !run.assignments.contains(where: { inputSet.contains($0.knitId) }) { continue }
                 if !outputSet.isEmpty, !run.outputs.contains(where: { outputSet.contains($0) }) { continue }
                 if let window, !window.contains(run.updatedAtMs) { continue }
+                if let creator, run.creator != creator { continue }
                 out.append((run.updatedAtMs, try runDetail(txn, run, cache)))
             }
             return out
@@ -140,6 +143,7 @@ extension KnitStore {
             },
             outputs: outputs,
             log: log,
+            creator: run.creator.isEmpty ? nil : run.creator,
             waitingFor: run.waitingFor
         )
     }

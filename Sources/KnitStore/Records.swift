@@ -98,6 +98,41 @@ struct UserRecord: Codable, Sendable {
     var name: String
     var role: Role
     var createdAtMs: Int64
+    /// Set while the user is disabled: their tokens are kept but refused.
+    var disabled: Bool?
+    /// Set when the user was deleted: their tokens are gone and the name stays reserved, so nobody new
+    /// inherits what they own.
+    var deletedAtMs: Int64?
+}
+
+/// `tokens`: SHA-256 of a token → whom it belongs to, as lines (read on every request, so not JSON, whose
+/// decoding would cost a third of a token check): `user`, `createdAtMs`, `expiresAtMs` (empty: never). Tokens
+/// issued before expiry existed hold only the user name. More fields may follow as further lines.
+struct TokenRecord: Sendable, Equatable {
+    var user: String
+    var createdAtMs: Int64?
+    var expiresAtMs: Int64?
+
+    var bytes: [UInt8] {
+        Array("\(user)\n\(createdAtMs.map(String.init) ?? "")\n\(expiresAtMs.map(String.init) ?? "")".utf8)
+    }
+
+    /// Nil when a number is malformed.
+    init?(decoding bytes: [UInt8]) {
+        let fields = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        func number(_ index: Int) -> Int64?? {
+            guard index < fields.count, !fields[index].isEmpty else { return .some(nil) }
+            return Int64(String(decoding: fields[index], as: UTF8.self)).map { .some($0) }
+        }
+        guard let created = number(1), let expires = number(2) else { return nil }
+        self.init(user: String(decoding: fields[0], as: UTF8.self), createdAtMs: created, expiresAtMs: expires)
+    }
+
+    init(user: String, createdAtMs: Int64? = nil, expiresAtMs: Int64? = nil) {
+        self.user = user
+        self.createdAtMs = createdAtMs
+        self.expiresAtMs = expiresAtMs
+    }
 }
 
 /// An authenticated user.

@@ -32,6 +32,9 @@ struct DataFind: ParsableCommand {
     )
     var transient: String = "both"
 
+    @Option(help: ArgumentHelp("Only those created by this user (Knit's addition).", valueName: "NAME"))
+    var creator: String?
+
     @Option(help: ArgumentHelp("Only Data updated at or after this time.", valueName: "TIME"))
     var since: String?
 
@@ -39,6 +42,7 @@ struct DataFind: ParsableCommand {
     var duration: String?
 
     func validate() throws {
+        if let creator, creator.isEmpty { throw ValidationError("--creator must not be empty") }
         _ = try parseTags(tags, flag: "-t", allowSystem: true)
         if TransientFilter(flag: transient) == nil {
             throw ValidationError("--transient must be one of both, yes, true, no, false (not '\(transient)')")
@@ -60,7 +64,13 @@ struct DataFind: ParsableCommand {
         let filter = TransientFilter(flag: transient) ?? .both
         try reportingErrors { () throws(KnitClientError) in
             let client = try global.apiClient()
-            let replies = try client.findData(tags: tags, since: start, duration: duration, transient: filter)
+            let replies = try client.findData(
+                tags: tags,
+                since: start,
+                duration: duration,
+                transient: filter,
+                creator: creator
+            )
             Console.output(JSONValue.array(replies.map(\.json)).rendered(indent: 4) + "\n")
         }
     }

@@ -46,6 +46,9 @@ struct PlanFind: ParsableCommand {
     )
     var outTags: [String] = []
 
+    @Option(help: ArgumentHelp("Only those created by this user (Knit's addition).", valueName: "NAME"))
+    var creator: String?
+
     /// nil for both.
     static func activeFilter(_ flag: String) -> Bool?? {
         switch flag {
@@ -63,6 +66,7 @@ struct PlanFind: ParsableCommand {
         _ = try parseTags(inTags, flag: "--in-tag", allowSystem: true)
         _ = try parseTags(outTags, flag: "--out-tag")
         if let image, image.isEmpty { throw ValidationError("--image must not be empty") }
+        if let creator, creator.isEmpty { throw ValidationError("--creator must not be empty") }
     }
 
     func run() throws {
@@ -74,7 +78,8 @@ struct PlanFind: ParsableCommand {
                 active: active,
                 image: image,
                 inTags: inTags,
-                outTags: outTags
+                outTags: outTags,
+                creator: creator
             )
             Console.output(JSONValue.array(replies.map(\.json)).rendered(indent: 4) + "\n")
         }

@@ -44,6 +44,9 @@ struct RunFind: ParsableCommand {
     )
     var statuses: [String] = []
 
+    @Option(help: ArgumentHelp("Only those created by this user (Knit's addition).", valueName: "NAME"))
+    var creator: String?
+
     @Option(help: ArgumentHelp("Only Runs updated at or after this time.", valueName: "TIME"))
     var since: String?
 
@@ -51,6 +54,7 @@ struct RunFind: ParsableCommand {
     var duration: String?
 
     func validate() throws {
+        if let creator, creator.isEmpty { throw ValidationError("--creator must not be empty") }
         for status in statuses {
             guard let known = RunStatus(rawValue: status), known != .invalidated else {
                 let names = RunStatus.allCases.filter { $0 != .invalidated }.map(\.rawValue)
@@ -82,7 +86,8 @@ struct RunFind: ParsableCommand {
                 outputKnitIds: outKnitIds,
                 statuses: statuses,
                 since: start,
-                duration: duration
+                duration: duration,
+                creator: creator
             )
             Console.output(JSONValue.array(replies.map(\.json)).rendered(indent: 4) + "\n")
         }

@@ -9,8 +9,8 @@ import KnitTestSupport
 import Testing
 
 extension KubernetesWiringTests {
-    /// A plan's `must` label the node lacks keeps the pod Pending (the Run `starting`); labelling the node lets
-    /// it run. The plan's service account is the pod's identity.
+    /// A plan's `must` label the node lacks keeps the pod Pending (the Run `starting`, the scheduler's reason
+    /// shown); labelling the node lets it run. The plan's service account is the pod's identity.
     @Test func aMustLabelKeepsThePodPendingUntilTheNodeHasItAndTheServiceAccountIsThePods() async throws {
         let cluster = try #require(KubernetesTestCluster.directory)
         let dataDirectory = try makeTemporaryDirectory(prefix: "knit-k8s-data-")
@@ -38,11 +38,17 @@ extension KubernetesWiringTests {
             onNode: [OnNodeLabel(mode: .must, key: "knit-test-pool", value: suffix)],
             serviceAccount: account
         )
-        try await executor.start(launch)
+        // A pod no node can take does not run: start says so (`timedOut`, which leaves the Run `starting`).
+        await #expect(throws: ExecutorError.self) { try await executor.start(launch) }
         defer { _ = Task { try? await executor.cleanup(runId: runId) } }
         // Give the cluster's scheduler time to try (and fail) to place it.
         try await Task.sleep(for: .seconds(5))
-        #expect(try await executor.observe(runId: runId) == .starting)
+        let waiting = try await executor.observe(runId: runId)
+        guard case .pending(let reason) = waiting else {
+            Issue.record("not pending: \(waiting)")
+            return
+        }
+        #expect(reason.hasPrefix("Unschedulable: "), "\(reason)")
         let pod = try JSONSerialization.jsonObject(
             with: Data(
                 try await Self.kubectlOK(["get", "pods", "-l", "knit.run=\(runId)", "-o", "json"]).utf8

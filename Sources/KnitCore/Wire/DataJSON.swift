@@ -43,18 +43,23 @@ public struct DataDetailJSON: Codable, Sendable, Equatable {
     public var upstream: DataUpstreamJSON
     public var downstreams: [DataDownstreamJSON]
     public var nomination: [NominationJSON]
+    /// Knit's addition: the user who uploaded the Data or owns the Plan whose Run made it (omitted when
+    /// unknown). Knitfab's CLI ignores fields it does not know.
+    public var creator: String?
     public init(
         knitId: String,
         tags: TagSet,
         upstream: DataUpstreamJSON,
         downstreams: [DataDownstreamJSON] = [],
-        nomination: [NominationJSON] = []
+        nomination: [NominationJSON] = [],
+        creator: String? = nil
     ) {
         self.knitId = knitId
         self.tags = tags
         self.upstream = upstream
         self.downstreams = downstreams
         self.nomination = nomination
+        self.creator = creator
     }
 }
 

@@ -166,6 +166,8 @@ public struct PlanDetailJSON: Codable, Sendable, Equatable {
     public var onNode: OnNodeJSON?
     public var resources: [String: String]
     public var serviceAccount: String?
+    /// Knit's addition: the user who registered the plan (omitted for pseudo plans and unknown creators).
+    public var creator: String?
 
     public init(
         planId: String,
@@ -202,6 +204,7 @@ public struct PlanDetailJSON: Codable, Sendable, Equatable {
         case onNode = "on_node"
         case resources
         case serviceAccount = "service_account"
+        case creator
     }
 
     public init(from decoder: any Decoder) throws {
@@ -219,6 +222,7 @@ public struct PlanDetailJSON: Codable, Sendable, Equatable {
         onNode = try container.decodeIfPresent(OnNodeJSON.self, forKey: .onNode)
         resources = try container.decodeIfPresent(QuantityMap.self, forKey: .resources)?.values ?? [:]
         serviceAccount = try container.decodeIfPresent(String.self, forKey: .serviceAccount)
+        creator = try container.decodeIfPresent(String.self, forKey: .creator)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -236,6 +240,7 @@ public struct PlanDetailJSON: Codable, Sendable, Equatable {
         try container.encodeIfPresent(onNode, forKey: .onNode)
         try container.encode(SortedStringMap(resources), forKey: .resources)
         try container.encodeIfPresent(serviceAccount, forKey: .serviceAccount)
+        try container.encodeIfPresent(creator, forKey: .creator)
     }
 
     /// The summary form embedded in Runs, Data and other plans' links.

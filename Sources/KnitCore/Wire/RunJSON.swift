@@ -35,6 +35,8 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
     public var inputs: [RunAssignmentJSON]
     public var outputs: [RunAssignmentJSON]
     public var log: RunLogJSON?
+    /// Knit's addition: the Run's owner, who uploaded (for an upload) or owns its Plan (omitted when unknown).
+    public var creator: String?
     /// Knit's addition: why a `starting` Run has not started yet (a pod no node can take), while it waits;
     /// omitted otherwise. Knitfab's clients ignore fields they do not know.
     public var waitingFor: String?
@@ -48,6 +50,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         inputs: [RunAssignmentJSON] = [],
         outputs: [RunAssignmentJSON] = [],
         log: RunLogJSON? = nil,
+        creator: String? = nil,
         waitingFor: String? = nil
     ) {
         self.runId = runId
@@ -58,11 +61,12 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         self.inputs = inputs
         self.outputs = outputs
         self.log = log
+        self.creator = creator
         self.waitingFor = waitingFor
     }
 
     enum CodingKeys: String, CodingKey {
-        case runId, status, updatedAt, exit, plan, inputs, outputs, log, waitingFor
+        case runId, status, updatedAt, exit, plan, inputs, outputs, log, creator, waitingFor
     }
 
     public init(from decoder: any Decoder) throws {
@@ -75,6 +79,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         inputs = try container.decodeIfPresent([RunAssignmentJSON].self, forKey: .inputs) ?? []
         outputs = try container.decodeIfPresent([RunAssignmentJSON].self, forKey: .outputs) ?? []
         log = try container.decodeIfPresent(RunLogJSON.self, forKey: .log)
+        creator = try container.decodeIfPresent(String.self, forKey: .creator)
         waitingFor = try container.decodeIfPresent(String.self, forKey: .waitingFor)
     }
 
@@ -92,6 +97,7 @@ public struct RunDetailJSON: Codable, Sendable, Equatable {
         } else {
             try container.encodeNil(forKey: .log)
         }
+        try container.encodeIfPresent(creator, forKey: .creator)
         try container.encodeIfPresent(waitingFor, forKey: .waitingFor)
     }
 
