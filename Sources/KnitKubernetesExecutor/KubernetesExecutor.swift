@@ -98,7 +98,14 @@ public struct KubernetesExecutor: Executor {
             throw ExecutorError(.invalidLaunch, "Run \(runId): \(error)")
         }
         live.cache.start()
-        let existing = try call(runId) { () throws(KubeAPIError) in try api.get(jobsPath + "/" + objects.jobName) }
+        let existing: JSONValue?
+        do {
+            existing = try api.get(jobsPath + "/" + objects.jobName)
+        } catch {
+            // An account that may not even read the Run's Job (RBAC) can never start or watch it: the Run fails
+            // with the server's words, as when a create is refused, rather than staying `starting` for good.
+            throw Self.executorError(error, runId: runId, creating: error.status == 403)
+        }
         if let existing {
             // The Run's Job is there already: a repeated start, or one after a restart. A Job still at work is
             // this Run's worker and is adopted, never created twice; a finished one is from an earlier attempt

@@ -27,8 +27,9 @@ internal import Synchronization
 /// 4. observes every `starting`/`running` Run: running → `running`; exited 0 → done (0, "");
 ///    exited N → failed (N, the executor's message, "OOMKilled: …" for an OOM kill, with 137 when
 ///    only a child was killed and the container still exited 0); no container
-///    → failed (254, "worker for the run is not found") — which is also how Runs orphaned by a
-///    crash between `starting` and the container start end;
+///    → failed (254, "worker for the run is not found"), then whatever is left of it removed (a Job deleted
+///    by hand leaves its claims and volumes) — which is also how Runs orphaned by a crash between
+///    `starting` and the container start end;
 /// 5. when step 4 finished Runs and step 3 stopped for capacity, starts again with what was freed.
 ///
 /// Finishing always comes before removing the container: a crash in between leaves an exited
@@ -372,7 +373,11 @@ public final class RunDriver: Sendable {
         case .notFound:
             logger.warning("run has no container", metadata: ["run.id": "\(run.runId)", "run.status": "\(run.status)"])
             guard settle(run.runId) != nil else { return true }
-            return !finish(run.runId, exit: Self.workerNotFoundExit, succeeded: false, &summary)
+            guard finish(run.runId, exit: Self.workerNotFoundExit, succeeded: false, &summary) else { return true }
+            // No worker is not nothing left: a Job deleted by hand leaves the Run's claims, volumes and a pod
+            // being torn down, which would otherwise wait for the next sweep.
+            await removeContainer(run.runId)
+            return false
         }
     }
 

@@ -30,13 +30,8 @@ public struct KubernetesTestCluster: SuiteTrait, TestScoping {
         testCase: Test.Case?,
         performing function: @Sendable () async throws -> Void
     ) async throws {
-        let lock = open(Self.lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lock >= 0 else { throw TestFailure("cannot open \(Self.lockPath): errno \(errno)") }
-        defer { close(lock) }
-        while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw TestFailure("cannot lock \(Self.lockPath): errno \(errno)") }
-        }
-        defer { flock(lock, LOCK_UN) }
+        let lock = try await Self.lockMachineWide(Self.lockPath)
+        defer { Self.unlock(lock) }
 
         let directory = try makeTemporaryDirectory(prefix: "knit-k8s-cluster-")
         let script = repositoryRoot + "/scripts/k8s-cluster"
@@ -62,6 +57,32 @@ public struct KubernetesTestCluster: SuiteTrait, TestScoping {
             timeout: .seconds(120)
         )
         if let failure { throw failure }
+    }
+
+    /// Takes an exclusive `flock` on `path` and answers the descriptor that holds it; while another holds it,
+    /// waits asleep rather than inside `flock`. Several suites of one test process wait here at once, more of
+    /// them than the cooperative pool has threads (one per core): waiting inside `flock` blocked every thread,
+    /// left none to the suite holding the lock, and the whole process hung.
+    public static func lockMachineWide(_ path: String) async throws -> Int32 {
+        let lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else { throw TestFailure("cannot open \(path): errno \(errno)") }
+        while flock(lock, LOCK_EX | LOCK_NB) != 0 {
+            let error = errno
+            guard error == EWOULDBLOCK || error == EINTR else {
+                close(lock)
+                throw TestFailure("cannot lock \(path): errno \(error)")
+            }
+            do { try await Task.sleep(for: .milliseconds(200)) } catch {
+                close(lock)
+                throw error
+            }
+        }
+        return lock
+    }
+
+    public static func unlock(_ lock: Int32) {
+        flock(lock, LOCK_UN)
+        close(lock)
     }
 
     public static var environment: [String] {
