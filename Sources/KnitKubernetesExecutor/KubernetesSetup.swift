@@ -26,6 +26,8 @@ public struct KubernetesSetup: Sendable {
     ///   - namespace: `--namespace`; nil takes the kubeconfig context's (or the pod's), else `default`.
     ///   - volumes: `--volumes`: `hostpath` or `nfs://SERVER/EXPORT`.
     ///   - imagePullPolicy: `--image-pull-policy`, one of ``pullPolicies``.
+    ///   - pullFailureGrace: `--pull-failure-grace`: how long a pod may fail to pull its image before its Run
+    ///     fails 255 `[ImageNotFound]` (a registry briefly away must not fail Runs).
     ///   - instance: `--instance`, the label value on every object.
     ///   - dataDirectory: the store's data directory: the host path, or what the NFS export stands for.
     ///   - registryAuthFile: `--registry-authfile`, the registry credentials kept in the pull Secret
@@ -37,6 +39,7 @@ public struct KubernetesSetup: Sendable {
         namespace: String?,
         volumes: String,
         imagePullPolicy: String,
+        pullFailureGrace: Duration = .seconds(60),
         instance: String,
         dataDirectory: String,
         registryAuthFile: String? = nil,
@@ -87,7 +90,12 @@ public struct KubernetesSetup: Sendable {
             throw KubernetesSetupError("\(error)")
         }
         do { api = try KubeAPI(config: config) } catch { throw KubernetesSetupError("\(error)") }
-        executor = KubernetesExecutor(api: api, settings: settings, imagePullPolicy: imagePullPolicy)
+        executor = KubernetesExecutor(
+            api: api,
+            settings: settings,
+            imagePullPolicy: imagePullPolicy,
+            pullFailureGrace: pullFailureGrace
+        )
         if let registryAuthFile {
             pullSecret = RegistryPullSecret(api: api, settings: settings, authFile: registryAuthFile)
         } else {

@@ -58,6 +58,11 @@ struct KnitSchedulerCommand: ParsableCommand {
     )
     var imagePullPolicy: String = "Always"
 
+    @Option(
+        help: "kubernetes: seconds a pod may fail to pull its image before its Run fails 255 [ImageNotFound]."
+    )
+    var pullFailureGrace: Int = 60
+
     @Option(help: "Instance directory (the store knitd serves). Default: $KNIT_HOME or /var/lib/knit.")
     var home: String = KnitStore.defaultHome()
 
@@ -117,6 +122,9 @@ struct KnitSchedulerCommand: ParsableCommand {
         if let cpuBudget, cpuBudget <= 0 { throw ValidationError("--cpu-budget must be positive") }
         if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
         if pullTimeout <= 0 { throw ValidationError("--pull-timeout must be positive") }
+        if pullFailureGrace < 1 || pullFailureGrace > 3600 {
+            throw ValidationError("--pull-failure-grace must be between 1 and 3600 seconds")
+        }
         if pullSecretCheckSeconds <= 0 || pullSecretCheckSeconds > 600 {
             throw ValidationError("--pull-secret-check-seconds must be between 1 and 600")
         }
@@ -131,6 +139,7 @@ struct KnitSchedulerCommand: ParsableCommand {
             let kubernetesOnly: [(String, Bool)] = [
                 ("--kubeconfig", kubeconfig != nil), ("--namespace", namespace != nil),
                 ("--volumes", volumes != "hostpath"), ("--image-pull-policy", imagePullPolicy != "Always"),
+                ("--pull-failure-grace", pullFailureGrace != 60),
             ]
             for (flag, given) in kubernetesOnly where given {
                 throw ValidationError("\(flag) needs --executor kubernetes")
@@ -201,6 +210,7 @@ struct KnitSchedulerCommand: ParsableCommand {
                     namespace: namespace,
                     volumes: volumes,
                     imagePullPolicy: imagePullPolicy,
+                    pullFailureGrace: .seconds(pullFailureGrace),
                     instance: instance,
                     dataDirectory: layout.data,
                     registryAuthFile: registryAuthfile,

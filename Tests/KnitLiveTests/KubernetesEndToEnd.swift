@@ -141,6 +141,8 @@ extension Live {
             let started = clock.now
             let run = try singleRun(kube, key: key, script: "echo never", image: missing, timeout: 180)
             print("missing image: push → failed in \(clock.now - started)")
+            // Not before the grace: a registry briefly away must not fail Runs.
+            #expect(clock.now - started >= .seconds(KubernetesKnit.pullFailureGraceSeconds))
             #expect(run.status == "failed")
             #expect(run.exit?.code == 255, "\(String(describing: run.exit))")
             #expect(run.exit?.message.hasPrefix("[ImageNotFound]") == true, "\(String(describing: run.exit))")

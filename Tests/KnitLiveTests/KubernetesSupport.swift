@@ -12,6 +12,9 @@ import Testing
 /// knit-scheduler `--executor kubernetes` with the deploy/kubernetes/ ServiceAccount's token when the
 /// repository has those manifests (else the cluster admin's certificate).
 final class KubernetesKnit: @unchecked Sendable {
+    /// The scheduler's `--pull-failure-grace`: short, so the missing-image test is not a third of the suite.
+    static let pullFailureGraceSeconds = 8
+
     // @unchecked: `scheduler` is only replaced by the one test that owns the suite at a time (serialized).
     @TaskLocal static var current: KubernetesKnit?
 
@@ -84,6 +87,8 @@ final class KubernetesKnit: @unchecked Sendable {
             "--home", knit.home, "--instance", label, "--log-level", "debug", "--cpu-budget", "64000",
             "--executor", "kubernetes", "--kubeconfig", schedulerKubeconfig, "--namespace", namespace,
             "--volumes", "hostpath", "--registry-authfile", authfile,
+            // The missing-image test waits this out; the 60 s default would be a third of the suite.
+            "--pull-failure-grace", "\(KubernetesKnit.pullFailureGraceSeconds)",
         ]
         scheduler = try Self.spawn(knit, schedulerArguments)
     }
