@@ -220,6 +220,7 @@ extension KnitStore {
         try insertRun(txn, run)
         for record in made {
             try txn.put(db.data, key: Array(record.knitId.utf8), value: record.encoded(), flags: .noOverwrite)
+            try countNewData(txn, record)
             try reindex(txn, knitId: record.knitId, from: [], to: record.userTags)
         }
         try txn.put(db.runByCombination, key: combination, value: Array(runId.utf8))

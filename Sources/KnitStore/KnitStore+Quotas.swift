@@ -5,10 +5,8 @@ internal import Logging
 // Per-user quotas: stored bytes, Data count and Runs at once. Kept in `meta` under `quota:<user>` (and
 // `quota_default` for users without their own), JSON, so a store without quotas reads exactly as before.
 //
-// Usage is not kept as a counter: it is summed from the Data records when a quota needs it, so it can never
-// drift from what is stored (deletes, retries, crashes and restores all count right by construction). The
-// cost is one pass over `data` per upload of a user who has a bytes or Data quota; users without one pay
-// nothing.
+// Bytes and Data count come from the usage each writer of `data` keeps per user (KnitStore+Usage.swift), so a
+// check reads one entry, not every Data record.
 
 extension KnitStore {
     /// Sets the limits of `user` (nil: the default for users without limits of their own). Each given field
@@ -74,13 +72,11 @@ extension KnitStore {
                 rows[name] = UserUsage(user: name)
                 return true
             }
-            try txn.forEach(db.data) { _, value in
-                let record = try DataRecord(decoding: value)
-                var usage = row(record.creator)
-                usage.bytes += record.sizeBytes ?? 0
-                usage.data += 1
-                rows[record.creator] = usage
-                return true
+            for (name, kept) in try allKeptUsage(txn) {
+                var usage = row(name)
+                usage.bytes = kept.bytes
+                usage.data = kept.data
+                rows[name] = usage
             }
             try txn.forEach(db.plans) { _, value in
                 let plan = try Self.decode(PlanRecord.self, value)
@@ -117,17 +113,8 @@ extension KnitStore {
     /// Bytes and Data `user` holds: every Data record they created, uploads and Run outputs in progress
     /// included (those count as Data, and as the bytes they have so far: none until they finish).
     func storedUsage(_ txn: borrowing LMDBTransaction, user: String) throws -> (bytes: Int64, data: Int64) {
-        var bytes: Int64 = 0
-        var data: Int64 = 0
-        try txn.forEach(db.data) { _, value in
-            let record = try DataRecord(decoding: value)
-            if record.creator == user {
-                bytes += record.sizeBytes ?? 0
-                data += 1
-            }
-            return true
-        }
-        return (bytes, data)
+        let kept = try keptUsage(txn, user: user)
+        return (kept.bytes, kept.data)
     }
 
     /// Refuses a new Data of `user` when it would exceed their Data count or when their stored bytes are
