@@ -234,7 +234,9 @@ extension KnitStore {
     }
 
     /// Whether this code can open (after migrating) a store of schema `version`.
-    static func knownSchema(_ version: String) -> Bool { Int(version).map { (1...currentSchema).contains($0) } ?? false }
+    static func knownSchema(_ version: String) -> Bool {
+        Int(version).map { (1...currentSchema).contains($0) } ?? false
+    }
 
     /// Restores the backup in `directory` into `home`, which no process may have open (knitd, the scheduler,
     /// knitadm). Every Data directory is copied and checked against its fingerprint, and the snapshot is opened

@@ -284,6 +284,7 @@ extension KnitStore {
         try txn.put(db.runs, key: id, value: run.encoded(), flags: .noOverwrite)
         try txn.put(db.runsByPlan, key: Array(run.planId.utf8), value: id)
         try txn.put(db.runsByStatus, key: Array(run.status.rawValue.utf8), value: id)
+        try countRun(txn, run, from: nil, to: run.status)
     }
 
     /// Moves the plan's waiting Runs to deactivated (or back) after the plan was (de)activated.

@@ -5,8 +5,8 @@ internal import Logging
 // Per-user quotas: stored bytes, Data count and Runs at once. Kept in `meta` under `quota:<user>` (and
 // `quota_default` for users without their own), JSON, so a store without quotas reads exactly as before.
 //
-// Bytes and Data count come from the usage each writer of `data` keeps per user (KnitStore+Usage.swift), so a
-// check reads one entry, not every Data record.
+// Bytes, Data, plans and Runs by status come from the usage every writer keeps per user (KnitStore+Usage.swift),
+// so a check reads one entry and the report one per user, not every record.
 
 extension KnitStore {
     /// Sets the limits of `user` (nil: the default for users without limits of their own). Each given field
@@ -76,23 +76,9 @@ extension KnitStore {
                 var usage = row(name)
                 usage.bytes = kept.bytes
                 usage.data = kept.data
+                usage.plans = kept.plans
+                usage.runs = kept.runs
                 rows[name] = usage
-            }
-            try txn.forEach(db.plans) { _, value in
-                let plan = try Self.decode(PlanRecord.self, value)
-                guard plan.pseudoName == nil, let creator = plan.creator else { return true }
-                var usage = row(creator)
-                usage.plans += 1
-                rows[creator] = usage
-                return true
-            }
-            try txn.forEach(db.runs) { _, value in
-                let run = try RunRecord(decoding: value)
-                guard run.planId != uploadedPlan.planId, run.status != .invalidated else { return true }
-                var usage = row(run.creator)
-                usage.runs[run.status.rawValue, default: 0] += 1
-                rows[run.creator] = usage
-                return true
             }
             for name in Array(rows.keys) { rows[name]?.quota = try effectiveQuota(txn, user: name) }
             return rows.values.sorted { $0.user < $1.user }

@@ -195,6 +195,7 @@ extension KnitStore {
         }
         try txn.delete(db.openUploads, key: id)
         try txn.delete(db.runs, key: id)
+        try countRun(txn, run, from: run.status, to: nil)
     }
 
 }

@@ -199,7 +199,7 @@ public final class KnitStore: Sendable {
                     }
                     for from in stored..<currentSchema {
                         let started = FileSystem.nowMilliseconds()
-                        try migrate(txn, db: db, from: from)
+                        try migrate(txn, db: db, from: from, uploadedPlanId: plan.planId)
                         logger.info(
                             "migrated store schema",
                             metadata: [
@@ -232,11 +232,16 @@ public final class KnitStore: Sendable {
     /// Moves a store of schema `from` to `from + 1`, inside the opening write transaction: every opener
     /// (knitd, the scheduler, knitadm) may be the first to open an older store after an upgrade, and LMDB's single
     /// writer makes exactly one of them migrate while the others wait and then see the new version.
-    private static func migrate(_ txn: borrowing LMDBTransaction, db: Databases, from: Int) throws {
+    private static func migrate(
+        _ txn: borrowing LMDBTransaction,
+        db: Databases,
+        from: Int,
+        uploadedPlanId: String
+    ) throws {
         switch from {
         case 1:
-            // Schema 1 summed usage from `data` on every check; schema 2 keeps it. One pass builds it.
-            try replaceUsage(txn, db: db, with: recountUsage(txn, db: db))
+            // Schema 1 summed usage from the records on every check; schema 2 keeps it. One pass builds it.
+            try replaceUsage(txn, db: db, with: recountUsage(txn, db: db, uploadedPlanId: uploadedPlanId))
         default:
             throw StoreError(.corrupted, "store: no migration from schema version \(from)")
         }

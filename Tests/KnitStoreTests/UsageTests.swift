@@ -13,7 +13,8 @@ import Testing
 // Kept usage (bytes and Data count per user, adjusted by every writer of `data`) against a full recount of the
 // Data records; the schema 1 → 2 migration that builds it for older stores; fsck's check and repair of it.
 
-/// Bytes and Data count per creator, summed here from every Data record, independently of the store's own recount.
+/// Bytes and Data count per creator, image plans per creator and Runs of them by status, summed here from every
+/// record, independently of the store's own recount.
 private func recount(_ store: KnitStore) throws -> [String: KeptUsage] {
     try store.read("test recount") { txn in
         var counted: [String: KeptUsage] = [:]
@@ -23,6 +24,22 @@ private func recount(_ store: KnitStore) throws -> [String: KeptUsage] {
             counted[record.creator, default: KeptUsage()].bytes += record.sizeBytes ?? 0
             return true
         }
+        var imagePlans: Set<String> = []
+        try txn.forEach(store.db.plans) { _, value in
+            let plan = try KnitStore.decode(PlanRecord.self, value)
+            if let creator = plan.creator, plan.pseudoName == nil {
+                counted[creator, default: KeptUsage()].plans += 1
+                imagePlans.insert(plan.planId)
+            }
+            return true
+        }
+        try txn.forEach(store.db.runs) { _, value in
+            let run = try RunRecord(decoding: value)
+            if imagePlans.contains(run.planId), run.status != .invalidated {
+                counted[run.creator, default: KeptUsage()].runs[run.status.rawValue, default: 0] += 1
+            }
+            return true
+        }
         return counted
     }
 }
@@ -30,8 +47,8 @@ private func recount(_ store: KnitStore) throws -> [String: KeptUsage] {
 /// What the usage report shows per user, users holding nothing left out (as the recount leaves them out).
 private func reported(_ store: KnitStore) throws -> [String: KeptUsage] {
     var shown: [String: KeptUsage] = [:]
-    for row in try store.usageReport() where row.bytes != 0 || row.data != 0 {
-        shown[row.user] = KeptUsage(bytes: row.bytes, data: row.data)
+    for row in try store.usageReport() where row.bytes != 0 || row.data != 0 || row.plans != 0 || !row.runs.isEmpty {
+        shown[row.user] = KeptUsage(bytes: row.bytes, data: row.data, plans: row.plans, runs: row.runs)
     }
     return shown
 }
@@ -64,8 +81,9 @@ private struct SeededGenerator: RandomNumberGenerator {
 
 @Suite struct UsageTests {
     /// Random sequences of uploads (finished, abandoned, left open), Runs started and finished, retries, deletes,
-    /// tag changes that start Runs, and start-up recovery, over three users who own plans and uploads: after
-    /// every step the kept usage, the usage report and fsck's check agree with a full recount.
+    /// tag changes that start Runs, plan (de)activation and start-up recovery, over three users who own plans and
+    /// uploads: after every step the kept usage (bytes, Data, plans, Runs by status), the usage report and fsck's
+    /// check agree with a full recount.
     @Test(arguments: [1, 2, 3, 4] as [UInt64])
     func keptUsageEqualsARecountAfterEveryStep(seed: UInt64) throws {
         let dir = TemporaryDirectory()
@@ -108,7 +126,9 @@ private struct SeededGenerator: RandomNumberGenerator {
                 open.append(try store.beginUpload(creator: users.randomElement(using: &random)!))
             case 38..<44:
                 action = "abandon"
-                if !open.isEmpty { store.abandonUpload(open.remove(at: Int.random(in: 0..<open.count, using: &random))) }
+                if !open.isEmpty {
+                    store.abandonUpload(open.remove(at: Int.random(in: 0..<open.count, using: &random)))
+                }
             case 44..<62:
                 action = "run"
                 let startable = try store.runsToStart(limit: 100)
@@ -122,7 +142,9 @@ private struct SeededGenerator: RandomNumberGenerator {
                 }
             case 62..<74:
                 action = "retry"
-                let ended = try store.findRuns(planIds: [planA, planB]).filter { ["done", "failed"].contains($0.status) }
+                let ended = try store.findRuns(planIds: [planA, planB]).filter {
+                    ["done", "failed"].contains($0.status)
+                }
                 if let run = ended.randomElement(using: &random) {
                     // Refused while a live Run consumes an output: the refusal must leave usage alone too.
                     _ = try? store.retryRun(runId: run.runId)
@@ -131,7 +153,13 @@ private struct SeededGenerator: RandomNumberGenerator {
                 action = "rm"
                 let runs = try store.findRuns(planIds: [planA, planB]).map(\.runId) + uploadRuns
                 if let runId = runs.randomElement(using: &random) { _ = try? store.removeRun(runId: runId) }
-            case 86..<96:
+            case 86..<90:
+                action = "active"
+                _ = try store.setPlanActive(
+                    planId: Bool.random(using: &random) ? planA : planB,
+                    active: Bool.random(using: &random)
+                )
+            case 90..<96:
                 action = "tag"
                 if let knitId = uploadedData.randomElement(using: &random) {
                     _ = try? store.updateTags(knitId: knitId, change: TagChangeJSON(add: [tag("stage:x")]))
@@ -150,7 +178,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         }
         // The sequence did exercise what it claims to (no branch only ever found nothing to do).
         #expect(try store.findRuns(planIds: [planB]).isEmpty == false, "seed \(seed): no Run of B was ever made")
-        #expect(steps.keys.count >= 7, "seed \(seed): \(steps)")
+        #expect(steps.keys.count >= 8, "seed \(seed): \(steps)")
     }
 
     /// A store written in schema 1 (no kept usage) is migrated when opened: the kept usage then equals the
@@ -165,11 +193,16 @@ private struct SeededGenerator: RandomNumberGenerator {
                 planSpec(inputs: [["stage:x"]], outputs: [["stage:y"]], log: ["type:log"]),
                 creator: "bob"
             )
-            for creator in ["alice", "alice", "bob", "carol"] { _ = try upload(store, tags: ["stage:x"], creator: creator) }
+            for creator in ["alice", "alice", "bob", "carol"] {
+                _ = try upload(store, tags: ["stage:x"], creator: creator)
+            }
             _ = try store.beginUpload(creator: "carol")  // an upload in progress counts as a Data
             expected = try recount(store)
             #expect(expected["alice"] == KeptUsage(bytes: 10, data: 2))
-            #expect(expected["bob"] == KeptUsage(bytes: 5, data: 1 + 4 * 2), "bob's plan made 4 outputs and 4 logs")
+            #expect(
+                expected["bob"] == KeptUsage(bytes: 5, data: 1 + 4 * 2, plans: 1, runs: ["waiting": 4]),
+                "bob's plan has 4 Runs waiting, with 4 outputs and 4 logs"
+            )
             #expect(expected["carol"] == KeptUsage(bytes: 5, data: 2))
             try rewindToSchema1(store)
             #expect(try store.read("kept") { txn in try store.allKeptUsage(txn) }.isEmpty)
@@ -184,7 +217,10 @@ private struct SeededGenerator: RandomNumberGenerator {
         try store.setQuota(user: "alice", data: .limit(2))
         let refused = #expect(throws: StoreError.self) { try store.beginUpload(creator: "alice") }
         #expect(refused?.code == .quotaExceeded)
-        #expect(refused?.message.contains("holds 2 Data of a data quota of 2 Data") == true, "\(String(describing: refused))")
+        #expect(
+            refused?.message.contains("holds 2 Data of a data quota of 2 Data") == true,
+            "\(String(describing: refused))"
+        )
     }
 
     /// A store of a schema newer than this code knows is refused, naming both versions, and left unchanged.
@@ -219,7 +255,10 @@ private struct SeededGenerator: RandomNumberGenerator {
         for (program, arguments) in [
             ("knitd", ["--socket", dir.file("knitd.sock")]), ("knit-scheduler", []), ("knitadm", ["usage"]),
         ] {
-            let result = runProcess(["/usr/bin/timeout", "60", bin + "/" + program, "--home", dir.path] + arguments, input: "")
+            let result = runProcess(
+                ["/usr/bin/timeout", "60", bin + "/" + program, "--home", dir.path] + arguments,
+                input: ""
+            )
             #expect(result.status != 0 && result.status != 124, "\(program) exited \(result.status): \(result.output)")
             #expect(
                 result.output.contains("store schema version 3 is newer than this \(program) knows (2)"),
