@@ -292,6 +292,40 @@ private struct SeededGenerator: RandomNumberGenerator {
         #expect(version == Array("2".utf8), "knitadm left the store migrated")
     }
 
+    /// `knitadm fsck` reports a drifted entry (exit 2, JSON naming the user and both figures), `--repair`
+    /// rewrites it, and the next fsck is clean.
+    @Test(.enabled(if: getenv("KNIT_BIN_DIR") != nil, "needs the built binaries (KNIT_BIN_DIR)"))
+    func knitadmFsckReportsAndRepairsDriftedUsage() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let store = try openStore(dir.path)
+            _ = try upload(store, tags: [], creator: "alice")
+            try store.write("corrupt") { txn in
+                try txn.put(
+                    store.db.usage,
+                    key: Array("alice".utf8),
+                    value: KnitStore.encode(KeptUsage(bytes: 9, data: 4))
+                )
+            }
+            store.close()
+        }
+        let knitadm = String(cString: getenv("KNIT_BIN_DIR")!) + "/knitadm"
+        let found = runProcess([knitadm, "--home", dir.path, "fsck"], input: "")
+        #expect(found.status == 2, "\(found.output)")
+        let compact = found.output.filter { !$0.isWhitespace }
+        #expect(compact.contains("\"countedBytes\":5,\"countedData\":1"), "\(found.output)")
+        #expect(compact.contains("\"keptBytes\":9,\"keptData\":4"), "\(found.output)")
+        #expect(compact.contains("\"user\":\"alice\""), "\(found.output)")
+        let again = runProcess([knitadm, "--home", dir.path, "fsck"], input: "")
+        #expect(again.status == 2, "fsck without --repair changes nothing: \(again.output)")
+        let repaired = runProcess([knitadm, "--home", dir.path, "fsck", "--repair"], input: "")
+        #expect(repaired.output.filter { !$0.isWhitespace }.contains("\"usageRewritten\":true"), "\(repaired.output)")
+        let clean = runProcess([knitadm, "--home", dir.path, "fsck"], input: "")
+        #expect(clean.status == 0, "\(clean.output)")
+        let usage = runProcess([knitadm, "--home", dir.path, "usage"], input: "")
+        #expect(usage.output.filter { !$0.isWhitespace }.contains("\"bytes\":5,\"data\":1"), "\(usage.output)")
+    }
+
     /// fsck's check reports a kept entry that drifted (and one for a user who holds nothing), and the repair
     /// rewrites them from the recount.
     @Test func aCorruptedEntryIsReportedAndRepaired() throws {
