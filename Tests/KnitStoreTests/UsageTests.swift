@@ -1,3 +1,4 @@
+import Foundation
 import KnitCore
 import KnitLMDB
 import KnitSystem
@@ -221,6 +222,37 @@ private struct SeededGenerator: RandomNumberGenerator {
             refused?.message.contains("holds 2 Data of a data quota of 2 Data") == true,
             "\(String(describing: refused))"
         )
+    }
+
+    /// A backup of a schema 1 store (snapshot and manifest both saying 1) is restored as it is and migrated at the
+    /// next open; one of a newer schema is refused before the home is touched.
+    @Test func aSchema1BackupIsRestoredAndMigratedAndANewerOneRefused() throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir.file("home"))
+        _ = try upload(store, tags: [], creator: "alice")
+        _ = try upload(store, tags: [], creator: "bob")
+        let expected = try recount(store)
+        try rewindToSchema1(store)
+        _ = try store.backup(to: dir.file("backup"))
+        store.close()
+        func setManifestSchema(_ version: String) throws {
+            var manifest = try #require(try KnitStore.readManifest(dir.file("backup")))
+            manifest.schemaVersion = version
+            writeFile(dir.file("backup/manifest.json"), bytes: Array(try JSONEncoder().encode(manifest)))
+        }
+        try setManifestSchema("1")
+        _ = try KnitStore.restore(from: dir.file("backup"), into: dir.file("target"))
+        let restored = try openStore(dir.file("target"))
+        #expect(try restored.read("kept") { txn in try restored.allKeptUsage(txn) } == expected)
+        restored.close()
+
+        try setManifestSchema("3")
+        let refused = #expect(throws: StoreError.self) {
+            try KnitStore.restore(from: dir.file("backup"), into: dir.file("other"))
+        }
+        #expect(refused?.code == .schemaMismatch)
+        #expect(refused?.message.contains("schema 3; this knitadm restores format 1, schema 1 to 2") == true)
+        #expect(!pathExists(dir.file("other/db")))
     }
 
     /// A store of a schema newer than this code knows is refused, naming both versions, and left unchanged.
