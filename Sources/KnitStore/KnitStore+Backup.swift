@@ -233,6 +233,11 @@ extension KnitStore {
         )
     }
 
+    /// Whether this code can open (after migrating) a store of schema `version`.
+    static func knownSchema(_ version: String) -> Bool {
+        Int(version).map { (1...currentSchema).contains($0) } ?? false
+    }
+
     /// Restores the backup in `directory` into `home`, which no process may have open (knitd, the scheduler,
     /// knitadm). Every Data directory is copied and checked against its fingerprint, and the snapshot is opened
     /// and its schema checked, before the home is touched; the home's previous `db/`, `data/` and `staging/`
@@ -241,11 +246,12 @@ extension KnitStore {
         guard let manifest = try readManifest(directory) else {
             throw StoreError(.notFound, "\(directory) holds no complete backup (no \(manifestName))")
         }
-        guard manifest.format == BackupManifest.currentFormat, manifest.schemaVersion == schemaVersion else {
+        // An older schema is restored as it is and migrated by the first open, like the store it was taken of.
+        guard manifest.format == BackupManifest.currentFormat, knownSchema(manifest.schemaVersion) else {
             throw StoreError(
                 .schemaMismatch,
                 "backup \(manifest.id) has format \(manifest.format), schema \(manifest.schemaVersion); "
-                    + "this knitadm restores format \(BackupManifest.currentFormat), schema \(schemaVersion)"
+                    + "this knitadm restores format \(BackupManifest.currentFormat), schema 1 to \(schemaVersion)"
             )
         }
         try FileSystem.makeDirectory(home)
@@ -431,8 +437,11 @@ extension KnitStore {
             let openUploads = try env.openDatabase(name: "open_uploads")
             return try env.read { txn in
                 let version = try txn.get(meta, key: schemaKey).map { String(decoding: $0, as: UTF8.self) }
-                guard version == schemaVersion else {
-                    throw StoreError(.schemaMismatch, "snapshot schema \(version ?? "none") is not \(schemaVersion)")
+                guard let version, knownSchema(version) else {
+                    throw StoreError(
+                        .schemaMismatch,
+                        "snapshot schema \(version ?? "none") is not one of 1 to \(schemaVersion)"
+                    )
                 }
                 var uploading: Set<String> = []
                 try txn.forEach(openUploads) { _, value in

@@ -28,6 +28,10 @@ public struct ConsistencyReport: Codable, Sendable, Equatable {
     public var pendingGarbage: [String] = []
     /// Orphan directories `--repair` deleted.
     public var removedDirectories: [String] = []
+    /// Users whose kept usage differs from a recount of their Data records (``KnitStore/checkUsage(repair:)``).
+    public var usageMismatches: [UsageMismatch] = []
+    /// Whether `--repair` rewrote the kept usage from the recount.
+    public var usageRewritten = false
     public var dataRecords = 0
     public var directories = 0
 }

@@ -121,6 +121,7 @@ extension KnitStore {
         }
         if let old, old.status != run.status { run.waitingFor = nil }
         try txn.put(db.runs, key: id, value: run.encoded())
+        try countRun(txn, run, from: old?.status, to: run.status)
         if let old {
             if old.status != run.status {
                 try txn.delete(db.runsByStatus, key: Array(old.status.rawValue.utf8), value: id)

@@ -43,6 +43,7 @@ extension KnitStore {
             }
             let record = PlanRecord(planId: planId, plan: plan, creator: creator, createdAtMs: now)
             try txn.put(db.plans, key: Array(planId.utf8), value: Self.encode(record))
+            try countNewPlan(txn, record)
             try txn.put(db.planByHash, key: hash, value: Array(planId.utf8))
             for input in plan.inputs {
                 guard let tag = try leastUsedInputTag(txn, input.userTags) else { continue }

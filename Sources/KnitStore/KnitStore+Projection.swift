@@ -220,6 +220,7 @@ extension KnitStore {
         try insertRun(txn, run)
         for record in made {
             try txn.put(db.data, key: Array(record.knitId.utf8), value: record.encoded(), flags: .noOverwrite)
+            try countNewData(txn, record)
             try reindex(txn, knitId: record.knitId, from: [], to: record.userTags)
         }
         try txn.put(db.runByCombination, key: combination, value: Array(runId.utf8))
@@ -283,6 +284,7 @@ extension KnitStore {
         try txn.put(db.runs, key: id, value: run.encoded(), flags: .noOverwrite)
         try txn.put(db.runsByPlan, key: Array(run.planId.utf8), value: id)
         try txn.put(db.runsByStatus, key: Array(run.status.rawValue.utf8), value: id)
+        try countRun(txn, run, from: nil, to: run.status)
     }
 
     /// Moves the plan's waiting Runs to deactivated (or back) after the plan was (de)activated.

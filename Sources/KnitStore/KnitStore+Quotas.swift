@@ -5,10 +5,8 @@ internal import Logging
 // Per-user quotas: stored bytes, Data count and Runs at once. Kept in `meta` under `quota:<user>` (and
 // `quota_default` for users without their own), JSON, so a store without quotas reads exactly as before.
 //
-// Usage is not kept as a counter: it is summed from the Data records when a quota needs it, so it can never
-// drift from what is stored (deletes, retries, crashes and restores all count right by construction). The
-// cost is one pass over `data` per upload of a user who has a bytes or Data quota; users without one pay
-// nothing.
+// Bytes, Data, plans and Runs by status come from the usage every writer keeps per user (KnitStore+Usage.swift),
+// so a check reads one entry and the report one per user, not every record.
 
 extension KnitStore {
     /// Sets the limits of `user` (nil: the default for users without limits of their own). Each given field
@@ -74,29 +72,13 @@ extension KnitStore {
                 rows[name] = UserUsage(user: name)
                 return true
             }
-            try txn.forEach(db.data) { _, value in
-                let record = try DataRecord(decoding: value)
-                var usage = row(record.creator)
-                usage.bytes += record.sizeBytes ?? 0
-                usage.data += 1
-                rows[record.creator] = usage
-                return true
-            }
-            try txn.forEach(db.plans) { _, value in
-                let plan = try Self.decode(PlanRecord.self, value)
-                guard plan.pseudoName == nil, let creator = plan.creator else { return true }
-                var usage = row(creator)
-                usage.plans += 1
-                rows[creator] = usage
-                return true
-            }
-            try txn.forEach(db.runs) { _, value in
-                let run = try RunRecord(decoding: value)
-                guard run.planId != uploadedPlan.planId, run.status != .invalidated else { return true }
-                var usage = row(run.creator)
-                usage.runs[run.status.rawValue, default: 0] += 1
-                rows[run.creator] = usage
-                return true
+            for (name, kept) in try allKeptUsage(txn) {
+                var usage = row(name)
+                usage.bytes = kept.bytes
+                usage.data = kept.data
+                usage.plans = kept.plans
+                usage.runs = kept.runs
+                rows[name] = usage
             }
             for name in Array(rows.keys) { rows[name]?.quota = try effectiveQuota(txn, user: name) }
             return rows.values.sorted { $0.user < $1.user }
@@ -117,17 +99,8 @@ extension KnitStore {
     /// Bytes and Data `user` holds: every Data record they created, uploads and Run outputs in progress
     /// included (those count as Data, and as the bytes they have so far: none until they finish).
     func storedUsage(_ txn: borrowing LMDBTransaction, user: String) throws -> (bytes: Int64, data: Int64) {
-        var bytes: Int64 = 0
-        var data: Int64 = 0
-        try txn.forEach(db.data) { _, value in
-            let record = try DataRecord(decoding: value)
-            if record.creator == user {
-                bytes += record.sizeBytes ?? 0
-                data += 1
-            }
-            return true
-        }
-        return (bytes, data)
+        let kept = try keptUsage(txn, user: user)
+        return (kept.bytes, kept.data)
     }
 
     /// Refuses a new Data of `user` when it would exceed their Data count or when their stored bytes are

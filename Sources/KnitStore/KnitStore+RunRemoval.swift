@@ -49,6 +49,7 @@ extension KnitStore {
             run.logKnitId = made.last(where: \.isLog)?.knitId
             for record in made {
                 try txn.put(db.data, key: Array(record.knitId.utf8), value: record.encoded(), flags: .noOverwrite)
+                try countNewData(txn, record)
                 try reindex(txn, knitId: record.knitId, from: [], to: record.userTags)
             }
             try putRun(txn, run)
@@ -157,6 +158,7 @@ extension KnitStore {
             guard let record = try dataRecord(txn, key) else { continue }
             try reindex(txn, knitId: knitId, from: record.userTags, to: [])
             try txn.delete(db.data, key: key)
+            try uncountData(txn, record)
             try dropDownloadDigests(txn, knitId: knitId)
         }
     }
@@ -193,6 +195,7 @@ extension KnitStore {
         }
         try txn.delete(db.openUploads, key: id)
         try txn.delete(db.runs, key: id)
+        try countRun(txn, run, from: run.status, to: nil)
     }
 
 }

@@ -41,6 +41,7 @@ extension KnitStore {
                 )
                 try insertRun(txn, run)
                 try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded(), flags: .noOverwrite)
+                try countNewData(txn, data)
                 try txn.put(db.openUploads, key: Array(runId.utf8), value: Array(knitId.utf8))
                 return bytesLeft
             }
@@ -85,6 +86,7 @@ extension KnitStore {
                     throw StoreError(.conflict, "upload \(ticket.knitId) is no longer in progress")
                 }
                 try admitPublish(txn, user: record.creator, sizeBytes: sizeBytes)
+                try addUsage(txn, user: record.creator, data: 0, bytes: sizeBytes - (record.sizeBytes ?? 0))
                 run.status = .done
                 run.updatedAtMs = now
                 record.timestampMs = now
@@ -212,6 +214,7 @@ extension KnitStore {
         if let record = try dataRecord(txn, dataKey) {
             try reindex(txn, knitId: knitId, from: record.userTags, to: [])
             try txn.delete(db.data, key: dataKey)
+            try uncountData(txn, record)
         }
         let id = Array(runId.utf8)
         if let run = try txn.withValue(
@@ -264,6 +267,7 @@ extension KnitStore {
                     )
                     try insertRun(txn, run)
                     try txn.put(db.data, key: Array(knitId.utf8), value: data.encoded())
+                    try countNewData(txn, data)
                     try reindex(txn, knitId: knitId, from: [], to: tags)
                 }
             }

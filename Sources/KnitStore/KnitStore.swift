@@ -18,8 +18,11 @@ public import Logging
 /// Every public method is one LMDB read or write transaction (plus file moves around it), so each
 /// call is atomic. Methods block; call them off the cooperative thread pool.
 public final class KnitStore: Sendable {
-    /// Schema version this code reads and writes.
-    public static let schemaVersion = "1"
+    /// Schema version this code reads and writes. Older stores are migrated forward when opened (see
+    /// `migrate`); a newer one is refused.
+    public static let schemaVersion = "\(currentSchema)"
+    /// ``schemaVersion`` as a number. 2: per-user usage kept in `usage`.
+    static let currentSchema = 2
 
     /// The instance directory when none is given: `$KNIT_HOME` (unless empty), else `/var/lib/knit`.
     public static func defaultHome() -> String {
@@ -81,6 +84,9 @@ public final class KnitStore: Sendable {
         /// knitId → runId of Data whose records are dropped and whose directories are still to be deleted
         /// (written in the dropping transaction, removed once the directory is gone).
         let garbage: LMDBDatabase
+        /// User name → ``KeptUsage`` (JSON): bytes and count of the Data they created, kept by every writer of
+        /// `data` (schema 2).
+        let usage: LMDBDatabase
     }
 
     /// Opens the store under `home`, creating it when new.
@@ -134,7 +140,8 @@ public final class KnitStore: Sendable {
                 untaggedInputPlans: try env.openDatabase(name: "untagged_input_plans"),
                 imageOwners: try env.openDatabase(name: "image_owners"),
                 downloadDigests: try env.openDatabase(name: "download_digests"),
-                garbage: try env.openDatabase(name: "garbage")
+                garbage: try env.openDatabase(name: "garbage"),
+                usage: try env.openDatabase(name: "usage")
             )
         } catch {
             env.close()
@@ -172,10 +179,14 @@ public final class KnitStore: Sendable {
             return try env.write { txn throws -> PlanRecord in
                 if let version = try txn.get(db.meta, key: schemaKey) {
                     let text = String(decoding: version, as: UTF8.self)
-                    guard text == schemaVersion else {
+                    guard let stored = Int(text), stored >= 1 else {
+                        throw StoreError(.corrupted, "store: schema version '\(text)' is not a version")
+                    }
+                    guard stored <= currentSchema else {
                         throw StoreError(
                             .schemaMismatch,
-                            "store schema version \(text) is not supported by this knitd (knows \(schemaVersion))"
+                            "store schema version \(stored) is newer than this \(programName()) knows "
+                                + "(\(currentSchema)); run the release that wrote it, or a newer one"
                         )
                     }
                     guard let planId = try txn.get(db.meta, key: uploadedPlanKey),
@@ -185,6 +196,20 @@ public final class KnitStore: Sendable {
                     }
                     if try txn.get(db.meta, key: runIndexesKey) == nil {
                         try backfillRunIndexes(txn, db: db)
+                    }
+                    for from in stored..<currentSchema {
+                        let started = FileSystem.nowMilliseconds()
+                        try migrate(txn, db: db, from: from, uploadedPlanId: plan.planId)
+                        logger.info(
+                            "migrated store schema",
+                            metadata: [
+                                "store.schema_from": "\(from)", "store.schema_to": "\(from + 1)",
+                                "store.duration_ms": "\(FileSystem.nowMilliseconds() - started)",
+                            ]
+                        )
+                    }
+                    if stored < currentSchema {
+                        try txn.put(db.meta, key: schemaKey, value: Array(schemaVersion.utf8))
                     }
                     return plan
                 }
@@ -202,6 +227,31 @@ public final class KnitStore: Sendable {
         } catch {
             throw StoreError.from(error, operation: "open")
         }
+    }
+
+    /// Moves a store of schema `from` to `from + 1`, inside the opening write transaction: every opener
+    /// (knitd, the scheduler, knitadm) may be the first to open an older store after an upgrade, and LMDB's single
+    /// writer makes exactly one of them migrate while the others wait and then see the new version.
+    private static func migrate(
+        _ txn: borrowing LMDBTransaction,
+        db: Databases,
+        from: Int,
+        uploadedPlanId: String
+    ) throws {
+        switch from {
+        case 1:
+            // Schema 1 summed usage from the records on every check; schema 2 keeps it. One pass builds it.
+            try replaceUsage(txn, db: db, with: recountUsage(txn, db: db, uploadedPlanId: uploadedPlanId))
+        default:
+            throw StoreError(.corrupted, "store: no migration from schema version \(from)")
+        }
+    }
+
+    /// The running program's name for messages (`knitd`, `knitadm`, `knit-scheduler`).
+    static func programName() -> String {
+        let path = CommandLine.arguments.first ?? "knit"
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        return name.isEmpty ? "program" : name
     }
 
     /// Fills `runs_by_plan`, `runs_by_status` and `untagged_input_plans` for records written before they

@@ -57,21 +57,32 @@ struct Fsck: ParsableCommand {
         abstract: "Compare Data records with Data directories; print a JSON report, exit 2 when problems were found.",
         discussion: """
             Reports Data of ended Runs whose directory is gone and directories under data/ that no record (or \
-            pending deletion) explains. --repair deletes the latter (through the store's garbage list, like a \
-            deleted Data); it never changes a record: a Data without its directory is for an admin to restore \
-            from a backup, or to retry or delete its Run.
+            pending deletion) explains, and users whose kept usage (bytes, Data count) differs from a recount of \
+            their Data records. --repair deletes the directories (through the store's garbage list, like a \
+            deleted Data) and rewrites the kept usage from the recount; it never changes a Data or Run record: a \
+            Data without its directory is for an admin to restore from a backup, or to retry or delete its Run.
             """
     )
     @ParentCommand var root: Knitadm
     var home: HomeOption { root.home }
-    @Flag(help: "Delete directories without records.")
+    @Flag(help: "Delete directories without records and rewrite kept usage that differs from a recount.")
     var repair = false
 
     func run() throws {
         let store = try home.openStore()
         defer { store.close() }
         var report = try fail { () throws(StoreError) in try store.checkConsistency() }
-        let found = report.recordsWithoutDirectory.count + report.directoriesWithoutRecord.count
+        report.usageMismatches = try fail { () throws(StoreError) in try store.checkUsage(repair: false) }
+        let found =
+            report.recordsWithoutDirectory.count + report.directoriesWithoutRecord.count
+            + report.usageMismatches.count
+        if repair, !report.usageMismatches.isEmpty {
+            // Recounted again inside the rewriting transaction, so uploads since the check are not lost.
+            report.usageMismatches = try audited("fsck --repair usage") { () throws(StoreError) in
+                try store.checkUsage(repair: true)
+            }
+            report.usageRewritten = true
+        }
         if repair, !report.directoriesWithoutRecord.isEmpty {
             let orphans = report.directoriesWithoutRecord
             report.removedDirectories = try audited("fsck --repair") { () throws(StoreError) in
