@@ -246,7 +246,7 @@ struct KnitSchedulerCommand: ParsableCommand {
         driverConfiguration.storageDirectory = layout.data
         driverConfiguration.capacity = capacity
         let driver = RunDriver(
-            ledger: StoreLedger(store: store),
+            ledger: store,
             executor: runExecutor,
             configuration: driverConfiguration,
             logger: logger

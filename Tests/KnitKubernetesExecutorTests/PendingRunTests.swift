@@ -9,23 +9,6 @@ import KnitTestSupport
 import Logging
 import Testing
 
-/// The store as the driver's ledger, as knit-scheduler's own adapter does it.
-private struct StoreLedger: RunLedger {
-    let store: KnitStore
-
-    func readyToStart(limit: Int) throws -> [ScheduledRun] { try store.runsToStart(limit: limit) }
-    func markStarting(runId: String) throws -> Bool { try store.markStarting(runId: runId) }
-    func markRunning(runId: String) throws -> Bool { try store.markRunning(runId: runId) }
-    func runsInFlight() throws -> [RunInFlight] { try store.runsInFlight() }
-    func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool {
-        try store.finishRun(runId: runId, exit: exit, succeeded: succeeded)
-    }
-    func outputs(runId: String) throws -> RunOutputs? { try store.runOutputs(runId: runId) }
-    func markWaiting(runId: String, reason: String?) throws -> Bool {
-        try store.markWaiting(runId: runId, reason: reason)
-    }
-}
-
 // In the executor's suite, not a suite of its own: each suite with the cluster trait waits for the machine's
 // cluster lock on a thread of the test process, and a third waiting suite would take every thread of a
 // two-core machine's pool from the one that holds the lock.
@@ -66,7 +49,7 @@ extension KubernetesExecutorTests {
         )
         defer { executor.shutdown() }
         let driver = RunDriver(
-            ledger: StoreLedger(store: store),
+            ledger: store,
             executor: executor,
             configuration: .init(capacity: Capacity(cpuMillis: 128_000, memoryBytes: 64 << 30))
         )
