@@ -1,6 +1,11 @@
 public import KnitCore
 internal import KnitLMDB
+internal import KnitSystem
 internal import Logging
+
+#if canImport(Glibc)
+    internal import Glibc
+#endif
 
 // The store side of the Run lifecycle: what the scheduler reads to start containers, the
 // status changes it makes, the user's stop requests (abort, tear-off) and the one transaction that ends a
@@ -268,6 +273,9 @@ extension KnitStore {
     @discardableResult
     public func finishRun(runId: String, exit: RunExitJSON, succeeded: Bool) throws(StoreError) -> Bool {
         let now = clock()
+        // Measured before the write transaction: the worker has ended, so its directories no longer change, and
+        // walking a large output must not hold every other writer up.
+        let sizes = try outputSizes(runId: runId)
         let finished: RunStatus? = try write("finish run") { txn -> RunStatus? in
             guard var run = try existingRun(txn, runId) else { return nil }
             switch run.status {
@@ -280,7 +288,7 @@ extension KnitStore {
             }
             if run.exit == nil { run.exit = exit }
             run.updatedAtMs = now
-            try finish(txn, &run, succeeded: run.status == .completing, now: now, cache: PlanCache())
+            try finish(txn, &run, succeeded: run.status == .completing, now: now, cache: PlanCache(), sizes: sizes)
             return run.status
         }
         guard let finished else { return false }
@@ -291,14 +299,45 @@ extension KnitStore {
         return true
     }
 
-    /// completing → done or aborting → failed for `run` (its exit already set), timestamps on its Data,
-    /// and for done the nomination of each of them (creating downstream Runs).
+    /// The bytes of the regular files in each output's and the log's directory of a Run, by knitId: what the
+    /// Run wrote, counted as an upload's Data are (links not followed). Empty for an unknown Run.
+    private func outputSizes(runId: String) throws(StoreError) -> [String: Int64] {
+        let knitIds = try read("run outputs") { txn -> [String] in try existingRun(txn, runId)?.outputs ?? [] }
+        var sizes: [String: Int64] = [:]
+        for knitId in knitIds { sizes[knitId] = Self.regularFileBytes(under: dataDirectory(knitId: knitId)) }
+        return sizes
+    }
+
+    /// Sum of the sizes of the regular files under `path`; what cannot be read (gone, not a directory) counts 0.
+    static func regularFileBytes(under path: String) -> Int64 {
+        var total: Int64 = 0
+        var pending: [[UInt8]] = [Array(path.utf8)]
+        while let directory = pending.popLast() {
+            guard let names = try? directoryEntries(String(decoding: directory, as: UTF8.self)) else { continue }
+            for name in names {
+                let child = directory + [0x2F] + name
+                var info = stat()
+                guard withCName(child, { lstat($0, &info) }) == 0 else { continue }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: pending.append(child)
+                case S_IFREG: total += Int64(info.st_size)
+                default: break
+                }
+            }
+        }
+        return total
+    }
+
+    /// completing → done or aborting → failed for `run` (its exit already set), timestamps on its Data (and
+    /// their sizes, `sizes` by knitId, kept in the owner's usage), and for done the nomination of each of them
+    /// (creating downstream Runs).
     private func finish(
         _ txn: borrowing LMDBTransaction,
         _ run: inout RunRecord,
         succeeded: Bool,
         now: Int64,
-        cache: PlanCache
+        cache: PlanCache,
+        sizes: [String: Int64] = [:]
     ) throws {
         let next: RunStatus = succeeded ? .done : .failed
         guard run.status.canTransition(to: next) else {
@@ -318,6 +357,10 @@ extension KnitStore {
                 throw StoreError(.corrupted, "store: data \(knitId) of run \(run.runId) is missing")
             }
             record.timestampMs = now
+            if let size = sizes[knitId], size != record.sizeBytes {
+                try addUsage(txn, user: record.creator, data: 0, bytes: size - (record.sizeBytes ?? 0))
+                record.sizeBytes = size
+            }
             try txn.put(db.data, key: key, value: record.encoded())
             made.append(record)
         }

@@ -1,3 +1,4 @@
+import Glibc
 import KnitCore
 import KnitStore
 import KnitSystem
@@ -118,6 +119,41 @@ import Testing
         let refused = #expect(throws: StoreError.self) { try store.beginUpload(creator: "bob") }
         #expect(refused?.code == .quotaExceeded)
         #expect(try store.usageReport().first { $0.user == "bob" }?.quota == Quota(data: 2))
+    }
+
+    /// A finished Run's outputs and log weigh what the Run wrote (regular files; links and directories nothing),
+    /// in the plan owner's usage, so their later uploads meet the bytes quota. Before, outputs counted 0 bytes.
+    @Test func runOutputsWeighWhatTheRunWroteInThePlanOwnersUsage() throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir.path)
+        defer { store.close() }
+        _ = try store.addUser(name: "bob", role: .user)
+        _ = try store.registerPlan(
+            planSpec(inputs: [["k:1"]], outputs: [["out:1"]], log: ["type:log"]),
+            creator: "bob"
+        )
+        _ = try upload(store, tags: ["k:1"], creator: "bob")
+        let bytesBefore = try #require(try store.usageReport().first { $0.user == "bob" }).bytes
+
+        let run = try #require(try store.runsToStart(limit: 1).first)
+        #expect(try store.markStarting(runId: run.runId))
+        let output = try #require(run.outputs.first).hostPath
+        #expect(mkdir(output + "/nested", 0o755) == 0)
+        writeFile(output + "/a.bin", bytes: [UInt8](repeating: 7, count: 1000))
+        writeFile(output + "/nested/b.txt", "0123456789")
+        #expect(symlink("a.bin", output + "/link") == 0)
+        let log = try #require(run.logPath)
+        writeFile(log, "hello\n")
+        #expect(try store.finishRun(runId: run.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true))
+
+        let bob = try #require(try store.usageReport().first { $0.user == "bob" })
+        #expect(bob.bytes - bytesBefore == 1000 + 10 + 6)
+        try store.setQuota(user: "bob", bytes: .limit(bob.bytes))
+        let refused = #expect(throws: StoreError.self) {
+            let ticket = try store.beginUpload(creator: "bob")
+            _ = try store.finishUpload(ticket, tags: [], sizeBytes: 1)
+        }
+        #expect(refused?.code == .quotaExceeded)
     }
 
     @Test func theSchedulerSeesNoMoreOfAUsersRunsThanTheRunsQuota() throws {
