@@ -94,7 +94,8 @@ public struct KubernetesSetup: Sendable {
             api: api,
             settings: settings,
             imagePullPolicy: imagePullPolicy,
-            pullFailureGrace: pullFailureGrace
+            pullFailureGrace: pullFailureGrace,
+            startWait: .zero
         )
         if let registryAuthFile {
             pullSecret = RegistryPullSecret(api: api, settings: settings, authFile: registryAuthFile)

@@ -69,10 +69,18 @@ public protocol Executor: Sendable {
     /// cluster's node placement and pod identity). False (the default) for a local runtime: the driver then
     /// logs that the plan's settings were ignored.
     var honoursPlacement: Bool { get }
+
+    /// Whether ``start(_:)`` returns once the worker is created, before its process runs (a cluster's Job,
+    /// whose pod the cluster schedules, pulls and starts in its own time). The driver then keeps the Run
+    /// `starting` and marks it `running` when ``observe(runIds:)`` first says so, and goes on starting the next
+    /// Runs meanwhile instead of waiting for each. False (the default): start returns once the process runs.
+    var startsBeforeRunning: Bool { get }
 }
 
 extension Executor {
     public var honoursPlacement: Bool { false }
+
+    public var startsBeforeRunning: Bool { false }
 
     /// Executors that do not fetch images: every image is as ready as it will ever be.
     public func prepare(image: String) async -> ImagePreparation { .ready }

@@ -416,6 +416,12 @@ public final class RunDriver: Sendable {
             }
             guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else { continue }
             switch await startContainer(run, &summary) {
+            case .running where executor.startsBeforeRunning:
+                // Created; observing marks it running. Its capacity is held from now on.
+                summary.started.append(run.runId)
+                held = held + run.demand
+                started = started + run.demand
+                summary.inFlight += 1
             case .running:
                 if !executor.honoursPlacement, !run.placementSettings.isEmpty {
                     logger.info(
