@@ -29,7 +29,8 @@ public protocol Executor: Sendable {
     func prepare(image: String) async -> ImagePreparation
 
     /// Creates and starts the Run's worker, detached, and returns once its process runs (or has already
-    /// finished); it does not wait for it to exit. The ledger has marked the Run `starting` and created its
+    /// finished; or, for an executor that ``startsBeforeRunning``, once the worker exists); it does not wait
+    /// for it to exit. The ledger has marked the Run `starting` and created its
     /// output directories (empty) and its log's directory. From the start on, the process's stdout and
     /// stderr are appended to ``RunLaunch/logPath`` as they are written, and the file holds all of them by
     /// the time ``observe(runIds:)`` reports `.exited` (an executor whose runtime keeps logs elsewhere
