@@ -8,7 +8,7 @@ build_products knitd knitadm knit knit-scheduler
 build_bench_helper
 mkdir -p "$BENCH_DIR/out"
 export KNIT_BENCH_NO_BUILD=1
-for bench in startup query transfer pipeline plans graphs; do
+for bench in startup query transfer pipeline plans graphs kubernetes; do
     log "== $bench.sh"
     "$BENCH_DIR/$bench.sh" 2>"$BENCH_DIR/out/$bench.log" | tee "$BENCH_DIR/out/$bench.txt"
 done
