@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds once (release, scratch .build-bench), then runs every benchmark in turn and keeps each
-# script's full output in bench/out/ (git-ignored). About 6-8 minutes on 2 cores.
+# script's full output in bench/out/ (git-ignored). About 30 minutes on 2 cores (kubernetes.sh needs root).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
