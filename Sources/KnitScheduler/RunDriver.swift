@@ -291,8 +291,16 @@ public final class RunDriver: Sendable {
             }
             // A torn-off Run keeps what it wrote, and an aborted one keeps it until it is retried or deleted:
             // both are checked like any other. The exit is the one the user's request recorded.
-            guard settle(run.runId) != nil else { continue }
-            guard finish(run.runId, exit: request.exit, succeeded: request.kind == .tearOff, &summary) else { continue }
+            guard let settled = settle(run.runId) else { continue }
+            guard
+                finish(
+                    run.runId,
+                    exit: request.exit,
+                    succeeded: request.kind == .tearOff,
+                    writtenBytes: settled.writtenBytes,
+                    &summary
+                )
+            else { continue }
             finished.insert(run.runId)
             await removeContainer(run.runId)
         }
@@ -367,13 +375,29 @@ public final class RunDriver: Sendable {
             if succeeded, let problem = settled.problem {
                 exit = problem
             }
-            guard finish(run.runId, exit: exit, succeeded: exit == Self.succeededExit, &summary) else { return true }
+            guard
+                finish(
+                    run.runId,
+                    exit: exit,
+                    succeeded: exit == Self.succeededExit,
+                    writtenBytes: settled.writtenBytes,
+                    &summary
+                )
+            else { return true }
             await removeContainer(run.runId)
             return false
         case .notFound:
             logger.warning("run has no container", metadata: ["run.id": "\(run.runId)", "run.status": "\(run.status)"])
-            guard settle(run.runId) != nil else { return true }
-            guard finish(run.runId, exit: Self.workerNotFoundExit, succeeded: false, &summary) else { return true }
+            guard let settled = settle(run.runId) else { return true }
+            guard
+                finish(
+                    run.runId,
+                    exit: Self.workerNotFoundExit,
+                    succeeded: false,
+                    writtenBytes: settled.writtenBytes,
+                    &summary
+                )
+            else { return true }
             // No worker is not nothing left: a Job deleted by hand leaves the Run's claims, volumes and a pod
             // being torn down, which would otherwise wait for the next sweep.
             await removeContainer(run.runId)
@@ -503,6 +527,8 @@ public final class RunDriver: Sendable {
     private struct Settlement {
         /// Why a Run that exited 0 must fail after all; nil when its outputs are sound.
         var problem: RunExitJSON?
+        /// What the Run wrote into each output and its log, by knitId (regular files, links not followed).
+        var writtenBytes: [String: Int64] = [:]
     }
 
     /// Checks and cleans what an ended Run wrote, before the ledger finishes it: whether the store's disk
@@ -516,7 +542,7 @@ public final class RunDriver: Sendable {
         var lines: [String] = []
         var directories = outputs.outputs.map { (host: $0.hostPath, shown: $0.containerPath, knitId: $0.knitId) }
         if let logPath = outputs.logPath, let slash = logPath.lastIndex(of: "/"), slash != logPath.startIndex {
-            directories.append((host: String(logPath[..<slash]), shown: "(log)", knitId: "(log)"))
+            directories.append((host: String(logPath[..<slash]), shown: "(log)", knitId: outputs.logKnitId ?? "(log)"))
         }
         let sawFullDisk = state.withLock { $0.sawFullDisk.contains(runId) }
         if sawFullDisk || directories.contains(where: { Self.diskIsFull(at: $0.host) }) {
@@ -528,6 +554,7 @@ public final class RunDriver: Sendable {
         var problems: [String] = []
         for directory in directories {
             let report = sanitizer.sanitize(directory: directory.host, shownAs: directory.shown)
+            settlement.writtenBytes[directory.knitId, default: 0] += report.regularFileBytes
             lines += report.changes.map(\.description)
             problems += report.problems
             if !report.changes.isEmpty {
@@ -550,7 +577,11 @@ public final class RunDriver: Sendable {
                 )
             }
         }
-        if let logPath = outputs.logPath, !lines.isEmpty { Self.append(lines, toLog: logPath) }
+        if let logPath = outputs.logPath, !lines.isEmpty {
+            let appended = Self.append(lines, toLog: logPath)
+            // Measured before these lines went in; they are the Run's log as much as what it printed.
+            if let logKnitId = outputs.logKnitId { settlement.writtenBytes[logKnitId, default: 0] += Int64(appended) }
+        }
         return settlement
     }
 
@@ -584,18 +615,20 @@ public final class RunDriver: Sendable {
     }
 
     /// Appends `lines` to the Run's log file, never through a symlink; failures (a full disk) are ignored,
-    /// the scheduler's own log has the same facts.
-    static func append(_ lines: [String], toLog path: String) {
+    /// the scheduler's own log has the same facts. Returns how many bytes went in.
+    @discardableResult
+    static func append(_ lines: [String], toLog path: String) -> Int {
         let fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return }
+        guard fd >= 0 else { return 0 }
         defer { close(fd) }
         let text = Array(lines.map { $0 + "\n" }.joined().utf8)
         var offset = 0
         while offset < text.count {
             let written = text.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if written <= 0 { return }
+            if written <= 0 { return offset }
             offset += written
         }
+        return offset
     }
 
     // MARK: - Helpers
@@ -603,9 +636,17 @@ public final class RunDriver: Sendable {
     /// Finishes a Run in the ledger. Returns true when the ledger finished it (now or earlier);
     /// false when the ledger call failed, so the next tick tries again.
     @discardableResult
-    private func finish(_ runId: String, exit: RunExitJSON, succeeded: Bool, _ summary: inout TickSummary) -> Bool {
-        guard let changed = ledgerCall("finish", { try ledger.finish(runId: runId, exit: exit, succeeded: succeeded) })
-        else { return false }
+    private func finish(
+        _ runId: String,
+        exit: RunExitJSON,
+        succeeded: Bool,
+        writtenBytes: [String: Int64] = [:],
+        _ summary: inout TickSummary
+    ) -> Bool {
+        let finished = ledgerCall("finish") {
+            try ledger.finish(runId: runId, exit: exit, succeeded: succeeded, writtenBytes: writtenBytes)
+        }
+        guard let changed = finished else { return false }
         // A retried Run comes back with the same id: it starts with a clean slate.
         state.withLock {
             _ = $0.sawFullDisk.remove(runId)
