@@ -1,5 +1,5 @@
-import KnitArchive
 import Foundation
+import KnitArchive
 import KnitCore
 import KnitStore
 import Testing
