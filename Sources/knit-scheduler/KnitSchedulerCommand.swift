@@ -72,6 +72,14 @@ struct KnitSchedulerCommand: ParsableCommand {
     @Option(help: "Path of the podman binary. Default: found on PATH.")
     var podman: String?
 
+    @Option(
+        help: """
+            podman's cgroup manager for Runs: cgroupfs (hosts without systemd) or systemd (installer/knit-up \
+            chooses it when systemd runs the machine).
+            """
+    )
+    var cgroupManager: String = "cgroupfs"
+
     @Option(help: "Label value telling this installation's containers apart from others on the host.")
     var instance: String = "knit"
 
@@ -122,6 +130,9 @@ struct KnitSchedulerCommand: ParsableCommand {
         if let cpuBudget, cpuBudget <= 0 { throw ValidationError("--cpu-budget must be positive") }
         if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
         if pullTimeout <= 0 { throw ValidationError("--pull-timeout must be positive") }
+        guard ["cgroupfs", "systemd"].contains(cgroupManager) else {
+            throw ValidationError("--cgroup-manager must be cgroupfs or systemd, not '\(cgroupManager)'")
+        }
         if pullFailureGrace < 1 || pullFailureGrace > 3600 {
             throw ValidationError("--pull-failure-grace must be between 1 and 3600 seconds")
         }
@@ -145,7 +156,10 @@ struct KnitSchedulerCommand: ParsableCommand {
                 throw ValidationError("\(flag) needs --executor kubernetes")
             }
         case .kubernetes:
-            let podmanOnly = [("--podman", podman != nil), ("--containers-conf", containersConf != nil)]
+            let podmanOnly = [
+                ("--podman", podman != nil), ("--containers-conf", containersConf != nil),
+                ("--cgroup-manager", cgroupManager != "cgroupfs"),
+            ]
             for (flag, given) in podmanOnly where given {
                 throw ValidationError("\(flag) needs --executor podman")
             }
@@ -188,6 +202,7 @@ struct KnitSchedulerCommand: ParsableCommand {
                 configuration: .init(
                     podmanPath: podmanPath,
                     containersConf: containersConf,
+                    cgroupManager: cgroupManager,
                     instance: instance,
                     runDirectory: layout.executor,
                     registryAuthFile: registryAuthfile,
