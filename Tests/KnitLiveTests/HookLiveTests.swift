@@ -8,8 +8,9 @@ import Testing
     import Glibc
 #endif
 
-/// A hook receiver: POST /before answers the status in the file given as the third argument (200 without it) and, with 200, `{"knitfabExtension":{"env":{"HOOK_VAR":…,"HOOK_ORDER":…}}}` for a Run about to
-/// start; POST /after answers 200. Every request is appended to the file given as the first argument as one JSON
+/// A hook receiver: POST /before and /before2 answer the status in the file given as the third argument (200
+/// without it) and, with 200, for a Run about to start, `{"knitfabExtension":{"env":{…}}}`: HOOK_VAR and
+/// HOOK_ORDER=first from /before, HOOK_ORDER=second from /before2; POST /after answers 200. Every request is appended to the file given as the first argument as one JSON
 /// line (path, X-Knit-Event-Id, the Run's id and status from the body). The second argument is the port (0: any).
 private let receiverScript = #"""
     import json, os, sys
@@ -27,13 +28,15 @@ private let receiverScript = #"""
             with open(journal, "a") as out:
                 out.write(json.dumps(entry) + "\n")
             status, answer = 200, b"{}"
-            if self.path == "/before":
+            if self.path in ("/before", "/before2"):
                 try:
                     status = int(open(control).read())
                 except FileNotFoundError:
                     pass
                 if status == 200 and run["status"] in ("waiting", "ready"):
-                    env = {"HOOK_VAR": "from-hook", "HOOK_ORDER": "second"}
+                    env = {"HOOK_VAR": "from-hook", "HOOK_ORDER": "first"}
+                    if self.path == "/before2":
+                        env = {"HOOK_ORDER": "second"}
                     answer = json.dumps({"knitfabExtension": {"env": env}}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -112,7 +115,7 @@ extension Live {
             try """
             hooks:
               lifecycle-hooks:
-                before: ["\(before.base)/before"]
+                before: ["\(before.base)/before", "\(before.base)/before2"]
                 after: ["\(after.base)/after"]
             """.write(toFile: hooksFile, atomically: true, encoding: .utf8)
             try setBeforeStatus(500)
@@ -140,13 +143,17 @@ extension Live {
             #expect(try showRun(knit, run1.runId).status == "waiting")
             #expect(after.received().isEmpty)
 
-            // 2xx: it starts (with the hook's environment), runs and ends; every change is reported after it.
+            // 2xx: it starts (with both hooks' environment, the later one winning), runs and ends; every change is
+            // reported after it.
             try setBeforeStatus(200)
             run1 = try #require(try awaitRuns(knit, plan: plan.planId, count: 1, context: scheduler.logTail()).first)
             #expect(run1.status == "done", "\(String(describing: run1.exit))")
             #expect(try pullText(knit, run1.outputs[0].knitId) == "from-hook second\n")
             #expect(run1.inputs[0].knitId == first.knitId)
-            let gates = before.received().filter { $0.run == run1.runId }
+            let gates = before.received().filter { $0.run == run1.runId && $0.path == "/before" }
+            // The second hook is asked only once the first said yes (never while it answered 500).
+            let second = before.received().filter { $0.path == "/before2" }
+            #expect(second.map(\.status) == ["waiting", "starting", "running"])
             // Each pre-change status once it passed (the refused ones before it were `waiting` too).
             #expect(Array(gates.map(\.status).drop { $0 == "waiting" }) == ["starting", "running"])
             #expect(gates.allSatisfy { $0.type == "application/json" && $0.event == nil })
