@@ -8,8 +8,8 @@ import Testing
     import Glibc
 #endif
 
-/// A hook receiver: POST /before and /before2 answer the status in the file given as the third argument (200
-/// without it) and, with 200, for a Run about to start, `{"knitfabExtension":{"env":{…}}}`: HOOK_VAR and
+/// A hook receiver: POST /before and /before2 answer the status in the file named by the third argument and the
+/// Run's status (`CONTROL-running`), else in the file CONTROL itself (200 without either) and, with 200, for a Run about to start, `{"knitfabExtension":{"env":{…}}}`: HOOK_VAR and
 /// HOOK_ORDER=first from /before, HOOK_ORDER=second from /before2; POST /after answers 200. Every request is appended to the file given as the first argument as one JSON
 /// line (path, X-Knit-Event-Id, the Run's id and status from the body). The second argument is the port (0: any).
 private let receiverScript = #"""
@@ -29,10 +29,10 @@ private let receiverScript = #"""
                 out.write(json.dumps(entry) + "\n")
             status, answer = 200, b"{}"
             if self.path in ("/before", "/before2"):
-                try:
-                    status = int(open(control).read())
-                except FileNotFoundError:
-                    pass
+                for path in (control + "-" + run["status"], control):
+                    if os.path.exists(path):
+                        status = int(open(path).read())
+                        break
                 if status == 200 and run["status"] in ("waiting", "ready"):
                     env = {"HOOK_VAR": "from-hook", "HOOK_ORDER": "first"}
                     if self.path == "/before2":
@@ -223,6 +223,64 @@ extension Live {
                 after.received().filter { $0.run == runs[0].runId }.map(\.status) == lifecycle + lifecycle
             }
             #expect(again, "\(after.received().filter { $0.run == runs[0].runId }.map(\.status))")
+        }
+
+        /// A before hook refusing starting → running, then one refusing the end: the Run stays where it is (its
+        /// container having ended) and says why, and moves on once the hook answers 2xx.
+        @Test func refusedLaterChangesHoldTheRunWhereItIs() throws {
+            let knit = try LiveKnit.instance()
+            let scratch = try makeScratchDirectory(knit, "hooks-later")
+            let before = try Receiver(scratch, "before")
+            defer { before.stop() }
+            let after = try Receiver(scratch, "after")
+            defer { after.stop() }
+            let hooksFile = scratch + "/hooks.yaml"
+            try "before: [\"\(before.base)/before\"]\nafter: [\"\(after.base)/after\"]\n"
+                .write(toFile: hooksFile, atomically: true, encoding: .utf8)
+            let scheduler = try LiveScheduler(knit, arguments: ["--hooks", hooksFile])
+            defer { scheduler.stop() }
+            let key = uniqueKey("hooklater")
+            let plan = try applyPlan(
+                knit,
+                quickstartPlanYAML(
+                    script: "sleep 1; echo ok > /out/y/v",
+                    inputs: [("/in/x", ["\(key):in"])],
+                    outputs: [("/out/y", ["\(key):out"])]
+                )
+            )
+            func held(_ status: String, _ runId: String) -> Bool {
+                let run = try? showRun(knit, runId)
+                return run?.status == status && run?.waitingFor?.contains("answered 500") == true
+            }
+
+            for refused in ["starting", "running"] {
+                let control = before.control + "-" + refused
+                try "500".write(toFile: control, atomically: true, encoding: .utf8)
+                let data = try pushValue(knit, refused, tags: ["\(key):in"])
+                var runId = ""
+                let started = eventually(timeout: 20) {
+                    let runs = findRuns(knit, plans: [plan.planId])
+                    runId = runs.first { $0.inputs[0].knitId == data.knitId }?.runId ?? ""
+                    return !runId.isEmpty && held(refused, runId)
+                }
+                #expect(started, "\(refused): \(String(describing: try? showRun(knit, runId)))\n\(scheduler.logTail())")
+                // The container ends meanwhile; the Run still waits for the hook.
+                let exited = eventually(timeout: 20) { scheduler.containers(status: "exited").count == 1 }
+                #expect(exited, "\(scheduler.containers())")
+                Thread.sleep(forTimeInterval: 1)
+                #expect(held(refused, runId), "\(String(describing: try? showRun(knit, runId)))")
+                #expect(!after.received().contains { $0.run == runId && ["done", "failed"].contains($0.status) })
+
+                try FileManager.default.removeItem(atPath: control)
+                let done = eventually(timeout: 20) { (try? showRun(knit, runId))?.status == "done" }
+                #expect(done, "\(String(describing: try? showRun(knit, runId)))\n\(scheduler.logTail())")
+                #expect(try showRun(knit, runId).waitingFor == nil)
+                let delivered = eventually(timeout: 15) {
+                    after.received().contains { $0.run == runId && $0.status == "done" }
+                }
+                #expect(delivered)
+                #expect(try pullText(knit, try showRun(knit, runId).outputs[0].knitId) == "ok\n")
+            }
         }
 
         /// A hooks file that is not usable stops the scheduler at start with the file, line and column.
