@@ -43,6 +43,12 @@ internal import Synchronization
 /// `InvalidLaunch` (e.g. an output directory that is not empty). A runtime that misbehaves (podman
 /// failing, timing out) fails no Run: the Run stays `starting` and the next tick observes what is there.
 ///
+/// With ``RunHooks`` (lifecycle before hooks), each change the driver makes — to `starting`, to `running`, the end
+/// — is asked about first, with the Run as it is; a refusal leaves the Run where it is (its container, if any,
+/// untouched), shown on the Run and asked about again after a back-off, and the hooks' environment for the change
+/// to `starting` reaches the container through ``RunLaunch/environment``. The after hooks are the ledger's: it
+/// records them with each change.
+///
 /// Concurrency: a driver does all of its work on one thread of its own (a task executor that ``tick()``,
 /// ``run(wakeup:until:)`` and ``start(wakeup:)`` switch to), one tick at a time. Its ledger calls (LMDB
 /// transactions), the wake-up wait, output checks and disk checks block that thread and nothing else;
@@ -139,7 +145,7 @@ public final class RunDriver: Sendable {
         /// Whether the last look found the disk full (one log line per episode, not one per tick).
         var diskWasFull = false
         /// Runs a before hook refused: why (recorded on the Run once), and when to ask again. A restart forgets it
-        /// and asks at once.
+        /// and asks at once. The entry of a Run the API ends while it is held stays until the restart (a few bytes).
         var held: [String: Hold] = [:]
     }
     private struct Hold {
