@@ -157,7 +157,7 @@ public final class HTTPRunHooks: RunHooks {
                 return .refused(reason: "lifecycle hook \(url) answered \(response.status)")
             }
             guard next == .starting else { continue }
-            switch Self.environment(in: response) {
+            switch Self.environment(contentType: response.headers["Content-Type"], body: response.body) {
             case .success(let found): environment.merge(found) { _, later in later }
             case .failure(let problem): return .refused(reason: "lifecycle hook \(url): \(problem.description)")
             }
@@ -198,9 +198,9 @@ public final class HTTPRunHooks: RunHooks {
 
     /// `{"knitfabExtension":{"env":{"NAME":"value"}}}` of a JSON answer; empty for any other answer. A name
     /// that is not a shell variable name, or a value that is not a string, is a problem.
-    static func environment(in response: HTTPResponse) -> Result<[String: String], EnvironmentProblem> {
-        let type = response.headers["Content-Type"]?.lowercased() ?? ""
-        guard type.hasPrefix("application/json"), let json = JSONValue.parse(response.body),
+    static func environment(contentType: String?, body: [UInt8]) -> Result<[String: String], EnvironmentProblem> {
+        let type = contentType?.lowercased() ?? ""
+        guard type.hasPrefix("application/json"), let json = JSONValue.parse(body),
             let env = json["knitfabExtension"]?["env"]
         else { return .success([:]) }
         guard case .object(let members) = env else {

@@ -51,6 +51,31 @@ import Testing
         #expect(error?.description.hasPrefix(message) == true, "\(String(describing: error))")
     }
 
+    /// Knitfab's env answer; anything that is not JSON or has no such member gives nothing; a name or value the
+    /// container cannot take is a problem (the change is then refused), not silently dropped.
+    @Test func theEnvironmentOfAnAnswer() {
+        func env(_ type: String?, _ text: String) -> Result<[String: String], HTTPRunHooks.EnvironmentProblem> {
+            HTTPRunHooks.environment(contentType: type, body: Array(text.utf8))
+        }
+        let answer = #"{"knitfabExtension":{"env":{"A":"1","B_2":"x y"}},"other":3}"#
+        #expect((try? env("application/json; charset=utf-8", answer).get()) == ["A": "1", "B_2": "x y"])
+        #expect((try? env("text/plain", answer).get()) == [:])
+        #expect((try? env(nil, answer).get()) == [:])
+        #expect((try? env("application/json", "{}").get()) == [:])
+        #expect((try? env("application/json", "not json").get()) == [:])
+        for (bad, problem) in [
+            (#"{"knitfabExtension":{"env":{"A-B":"1"}}}"#, "environment variable name \"A-B\" is not usable"),
+            (#"{"knitfabExtension":{"env":{"A":1}}}"#, "environment variable A is not a string"),
+            (#"{"knitfabExtension":{"env":["A"]}}"#, "knitfabExtension.env is not an object"),
+        ] {
+            guard case .failure(let error) = env("application/json", bad) else {
+                Issue.record("accepted \(bad)")
+                continue
+            }
+            #expect(error.description == problem)
+        }
+    }
+
     @Test func environmentNamesAreShellNames() {
         for good in ["A", "_x", "HOOK_VAR_2"] { #expect(HTTPRunHooks.isVariableName(good), "\(good)") }
         for bad in ["", "2X", "A-B", "A=B", "Ä", "A B"] { #expect(!HTTPRunHooks.isVariableName(bad), "\(bad)") }
