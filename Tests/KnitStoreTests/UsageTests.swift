@@ -212,7 +212,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         let store = try openStore(dir.path)
         defer { store.close() }
         let version = try store.read("version") { txn in try txn.get(store.db.meta, key: KnitStore.schemaKey) }
-        #expect(version.map { String(decoding: $0, as: UTF8.self) } == "2")
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == KnitStore.schemaVersion)
         #expect(try store.read("kept") { txn in try store.allKeptUsage(txn) } == expected)
         #expect(try reported(store) == expected)
         try store.setQuota(user: "alice", data: .limit(2))
@@ -246,12 +246,16 @@ private struct SeededGenerator: RandomNumberGenerator {
         #expect(try restored.read("kept") { txn in try restored.allKeptUsage(txn) } == expected)
         restored.close()
 
-        try setManifestSchema("3")
+        try setManifestSchema("\(KnitStore.currentSchema + 1)")
         let refused = #expect(throws: StoreError.self) {
             try KnitStore.restore(from: dir.file("backup"), into: dir.file("other"))
         }
         #expect(refused?.code == .schemaMismatch)
-        #expect(refused?.message.contains("schema 3; this knitadm restores format 1, schema 1 to 2") == true)
+        #expect(
+            refused?.message.contains(
+                "schema \(KnitStore.currentSchema + 1); this knitadm restores format 1, schema 1 to \(KnitStore.schemaVersion)"
+            ) == true
+        )
         #expect(!pathExists(dir.file("other/db")))
     }
 
@@ -261,14 +265,19 @@ private struct SeededGenerator: RandomNumberGenerator {
         do {
             let store = try openStore(dir.path)
             try store.write("forge") { txn in
-                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: Array("3".utf8))
+                let newer = Array("\(KnitStore.currentSchema + 1)".utf8)
+                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: newer)
             }
             store.close()
         }
         let error = #expect(throws: StoreError.self) { try openStore(dir.path) }
         #expect(error?.code == .schemaMismatch)
-        #expect(error?.message.contains("store schema version 3 is newer than this ") == true)
-        #expect(error?.message.contains("knows (2)") == true, "\(String(describing: error?.message))")
+        let newer = KnitStore.currentSchema + 1
+        #expect(error?.message.contains("store schema version \(newer) is newer than this ") == true)
+        #expect(
+            error?.message.contains("knows (\(KnitStore.schemaVersion))") == true,
+            "\(String(describing: error?.message))"
+        )
     }
 
     /// knitd, the scheduler and knitadm each refuse a store of a newer schema at start, naming both versions,
@@ -279,7 +288,8 @@ private struct SeededGenerator: RandomNumberGenerator {
         do {
             let store = try openStore(dir.path)
             try store.write("forge") { txn in
-                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: Array("3".utf8))
+                let newer = Array("\(KnitStore.currentSchema + 1)".utf8)
+                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: newer)
             }
             store.close()
         }
@@ -293,7 +303,10 @@ private struct SeededGenerator: RandomNumberGenerator {
             )
             #expect(result.status != 0 && result.status != 124, "\(program) exited \(result.status): \(result.output)")
             #expect(
-                result.output.contains("store schema version 3 is newer than this \(program) knows (2)"),
+                result.output.contains(
+                    "store schema version \(KnitStore.currentSchema + 1) is newer than this \(program) knows "
+                        + "(\(KnitStore.schemaVersion))"
+                ),
                 "\(program): \(result.output)"
             )
         }
@@ -321,7 +334,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         defer { env.close() }
         let meta = try env.openDatabase(name: "meta")
         let version = try env.read { txn in try txn.get(meta, key: Array("schema_version".utf8)) }
-        #expect(version == Array("2".utf8), "knitadm left the store migrated")
+        #expect(version == Array(KnitStore.schemaVersion.utf8), "knitadm left the store migrated")
     }
 
     /// `knitadm fsck` reports a drifted entry (exit 2, JSON naming the user and both figures), `--repair`
