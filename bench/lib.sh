@@ -47,8 +47,9 @@ free_port() {
 }
 
 # start_instance ROOT : a Knit home under ROOT/home with TLS, user "bench" and its handout, knitd and
-# nginx (rendered from nginx/knit.conf.template, plus two comparison locations: `= /static200` and
-# `/static/` aliased to ROOT/static/). Sets PORT, API, TOKEN, KNITD_PID, NGINX_PID.
+# nginx (rendered from nginx/knit.conf.template, plus three comparison locations: `= /static200`,
+# `/static/` aliased to ROOT/static/, and `= /ceiling`, FastCGI to ROOT/ceiling.sock, where bench/query.sh
+# starts its minimal C responder). Sets PORT, API, TOKEN, KNITD_PID, NGINX_PID.
 # Call init_instance first when the store must be filled before knitd opens it.
 init_instance() {
     local root=$1
@@ -72,7 +73,8 @@ start_instance() {
     STARTED_PIDS+=("$KNITD_PID")
 
     local extra="        location = /static200 { default_type application/json; return 200 '{}'; }\n"
-    extra+="        location /static/ { alias $root/static/; }\n\n"
+    extra+="        location /static/ { alias $root/static/; }\n"
+    extra+="        location = /ceiling { fastcgi_pass unix:$root/ceiling.sock; }\n\n"
     sed -e "s|@USER@|root root|g" -e "s|@PIDFILE@|$root/nginx/nginx.pid|g" -e "s|@LOGDIR@|$root/log|g" \
         -e "s|@TEMPDIR@|$root/nginx/tmp|g" -e "s|@LISTEN@|127.0.0.1:$PORT|g" \
         -e "s|@SERVER_NAMES@|127.0.0.1 localhost|g" -e "s|@CERT@|$root/tls/server.crt|g" \

@@ -70,13 +70,15 @@ public final class KnitAPI: Sendable {
         let started = APIMetrics.now()
         var routeIndex: Int?
         let metrics = self.metrics
-        var response = answer(request, routeIndex: &routeIndex) { buffer in
+        let requestID = request.requestID ?? "\(requestCounter.next())"
+        var response = answer(request, id: requestID, routeIndex: &routeIndex) { buffer in
             let count = try readBody(buffer)
             metrics.received(count)
             return count
         }
         let slot = metrics.slot(method: request.method, route: routeIndex)
         metrics.record(slot: slot, status: response.status, nanoseconds: APIMetrics.now() &- started)
+        response.headers.append(("X-Request-Id", requestID))
         switch response.body {
         case .empty: break
         case .bytes(let bytes): metrics.sent(bytes.count)
@@ -91,9 +93,14 @@ public final class KnitAPI: Sendable {
         return response
     }
 
-    private func answer(_ request: APIRequest, routeIndex: inout Int?, readBody: BodyReader) -> APIResponse {
+    private func answer(
+        _ request: APIRequest,
+        id: String,
+        routeIndex: inout Int?,
+        readBody: BodyReader
+    ) -> APIResponse {
         var logger = self.logger
-        logger[metadataKey: "request.id"] = "\(requestCounter.next())"
+        logger[metadataKey: "request.id"] = "\(id)"
         logger[metadataKey: "request.method"] = "\(request.method)"
         // A client may put its token in the path by mistake (`/api/knit_…`); the log must never hold one.
         logger[metadataKey: "request.path"] = "\(redactingTokens(request.path))"

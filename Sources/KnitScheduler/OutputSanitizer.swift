@@ -85,6 +85,9 @@ public struct OutputSanitizer: Sendable {
         public var chowned = 0
         /// Failures; when not empty, some entry may not be clean.
         public var problems: [String] = []
+        /// Sum of the sizes of the regular files seen (links not followed): what the tree weighs in its owner's
+        /// usage, measured on the walk that checks it so the store need not walk it again.
+        public var regularFileBytes: Int64 = 0
 
         public init() {}
     }
@@ -186,6 +189,7 @@ public struct OutputSanitizer: Sendable {
                     )
                 )
             case S_IFREG:
+                report.regularFileBytes += Int64(info.st_size)
                 fixFile(in: fd, name: name, info: info, shown: shown, report: &report)
             case S_IFLNK:
                 links[Self.join([], components)] = readLink(in: fd, name: name)

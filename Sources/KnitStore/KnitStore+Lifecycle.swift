@@ -77,7 +77,7 @@ extension KnitStore {
                 return nil
             }
             let logPath = run.logKnitId.map { layout.logFile(logKnitId: $0) }
-            return RunOutputs(outputs: outputMounts(run, plan), logPath: logPath)
+            return RunOutputs(outputs: outputMounts(run, plan), logPath: logPath, logKnitId: run.logKnitId)
         }
     }
 
@@ -160,6 +160,22 @@ extension KnitStore {
         }
     }
 
+    /// Records why a lifecycle before hook keeps a `waiting`, `ready`, `starting` or `running` Run where it is
+    /// (nil: no longer); shown as the Run's `waitingFor` until the Run changes status, as ``markWaiting(runId:reason:)``.
+    /// - Returns: false, changing nothing, when the Run is in none of those statuses.
+    @discardableResult
+    public func markHeld(runId: String, reason: String?) throws(StoreError) -> Bool {
+        try write("mark held") { txn -> Bool in
+            let held: Set<RunStatus> = [.waiting, .ready, .starting, .running]
+            guard var run = try existingRun(txn, runId), held.contains(run.status) else { return false }
+            if run.waitingFor != reason {
+                run.waitingFor = reason
+                try putRun(txn, run)
+            }
+            return true
+        }
+    }
+
     /// starting (or ready) → running, once the container runs.
     /// - Returns: false, changing nothing, when the Run is no longer starting (a user stopped it).
     @discardableResult
@@ -173,16 +189,22 @@ extension KnitStore {
         let now = clock()
         let directories: [String]? = try write(operation) { txn -> [String]? in
             guard var run = try existingRun(txn, runId), allowed.contains(run.status) else { return nil }
+            // The Run after each change, for the after hooks: waiting → starting is two of them, as in Knitfab.
+            var states: [RunRecord] = []
             if run.status == .waiting, next != .ready {
                 precondition(RunStatus.waiting.canTransition(to: .ready), "waiting → ready")
                 run.status = .ready
+                run.updatedAtMs = now
+                states.append(run)
             }
             guard run.status.canTransition(to: next) else { return nil }
             if run.status != next {
                 run.status = next
                 run.updatedAtMs = now
                 try putRun(txn, run)
+                states.append(run)
             }
+            try recordLifecycleEvents(txn, states, cache: PlanCache())
             return next == .running ? [] : run.outputs.map { dataDirectory(knitId: $0) }
         }
         guard let directories else { return false }
@@ -268,27 +290,44 @@ extension KnitStore {
     /// every output's and the log's `knit#timestamp` set to now; a done Run's outputs and log are nominated,
     /// so the next Runs of a chain exist when this returns. A completing Run (torn off) always ends done and
     /// an aborting one always failed, whatever `succeeded` says: those are the only ways out of them.
+    /// `writtenBytes`, by knitId of an output or the log, is what the Run wrote there (regular files, as the
+    /// scheduler's check of the outputs measured them): it becomes the Data's size and moves the plan owner's
+    /// usage, so Runs meet the bytes quota as uploads do. A Data missing from it keeps its size.
     /// - Returns: false, changing nothing, when the Run is not in ready, starting, running, completing or
     ///   aborting (finished already, never started, deleted or unknown): a Run finishes at most once.
     @discardableResult
-    public func finishRun(runId: String, exit: RunExitJSON, succeeded: Bool) throws(StoreError) -> Bool {
+    public func finishRun(
+        runId: String,
+        exit: RunExitJSON,
+        succeeded: Bool,
+        writtenBytes: [String: Int64] = [:]
+    ) throws(StoreError) -> Bool {
         let now = clock()
-        // Measured before the write transaction: the worker has ended, so its directories no longer change, and
-        // walking a large output must not hold every other writer up.
-        let sizes = try outputSizes(runId: runId)
         let finished: RunStatus? = try write("finish run") { txn -> RunStatus? in
             guard var run = try existingRun(txn, runId) else { return nil }
+            var states: [RunRecord] = []
+            if run.exit == nil { run.exit = exit }
+            run.updatedAtMs = now
             switch run.status {
             case .ready, .starting, .running:
                 let via: RunStatus = succeeded ? .completing : .aborting
                 precondition(run.status.canTransition(to: via), "\(run.status) → \(via)")
                 run.status = via
+                states.append(run)
             case .completing, .aborting: break
             default: return nil
             }
-            if run.exit == nil { run.exit = exit }
-            run.updatedAtMs = now
-            try finish(txn, &run, succeeded: run.status == .completing, now: now, cache: PlanCache(), sizes: sizes)
+            let cache = PlanCache()
+            try finish(
+                txn,
+                &run,
+                succeeded: run.status == .completing,
+                now: now,
+                cache: cache,
+                sizes: writtenBytes
+            )
+            states.append(run)
+            try recordLifecycleEvents(txn, states, cache: cache)
             return run.status
         }
         guard let finished else { return false }
@@ -297,35 +336,6 @@ extension KnitStore {
             metadata: ["run.id": "\(runId)", "run.status": "\(finished)", "run.exit": "\(exit.code)"]
         )
         return true
-    }
-
-    /// The bytes of the regular files in each output's and the log's directory of a Run, by knitId: what the
-    /// Run wrote, counted as an upload's Data are (links not followed). Empty for an unknown Run.
-    private func outputSizes(runId: String) throws(StoreError) -> [String: Int64] {
-        let knitIds = try read("run outputs") { txn -> [String] in try existingRun(txn, runId)?.outputs ?? [] }
-        var sizes: [String: Int64] = [:]
-        for knitId in knitIds { sizes[knitId] = Self.regularFileBytes(under: dataDirectory(knitId: knitId)) }
-        return sizes
-    }
-
-    /// Sum of the sizes of the regular files under `path`; what cannot be read (gone, not a directory) counts 0.
-    static func regularFileBytes(under path: String) -> Int64 {
-        var total: Int64 = 0
-        var pending: [[UInt8]] = [Array(path.utf8)]
-        while let directory = pending.popLast() {
-            guard let names = try? directoryEntries(String(decoding: directory, as: UTF8.self)) else { continue }
-            for name in names {
-                let child = directory + [0x2F] + name
-                var info = stat()
-                guard withCName(child, { lstat($0, &info) }) == 0 else { continue }
-                switch info.st_mode & S_IFMT {
-                case S_IFDIR: pending.append(child)
-                case S_IFREG: total += Int64(info.st_size)
-                default: break
-                }
-            }
-        }
-        return total
     }
 
     /// completing → done or aborting → failed for `run` (its exit already set), timestamps on its Data (and

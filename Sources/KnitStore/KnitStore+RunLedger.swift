@@ -5,8 +5,10 @@ public import KnitCore
 extension KnitStore: RunLedger {
     public func readyToStart(limit: Int) throws -> [ScheduledRun] { try runsToStart(limit: limit) }
 
-    public func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool {
-        try finishRun(runId: runId, exit: exit, succeeded: succeeded)
+    public func finish(runId: String, exit: RunExitJSON, succeeded: Bool, writtenBytes: [String: Int64]) throws
+        -> Bool
+    {
+        try finishRun(runId: runId, exit: exit, succeeded: succeeded, writtenBytes: writtenBytes)
     }
 
     public func outputs(runId: String) throws -> RunOutputs? { try runOutputs(runId: runId) }

@@ -21,8 +21,8 @@ public final class KnitStore: Sendable {
     /// Schema version this code reads and writes. Older stores are migrated forward when opened (see
     /// `migrate`); a newer one is refused.
     public static let schemaVersion = "\(currentSchema)"
-    /// ``schemaVersion`` as a number. 2: per-user usage kept in `usage`.
-    static let currentSchema = 2
+    /// ``schemaVersion`` as a number. 2: per-user usage kept in `usage`. 3: the lifecycle hooks' `hook_outbox`.
+    static let currentSchema = 3
 
     /// The instance directory when none is given: `$KNIT_HOME` (unless empty), else `/var/lib/knit`.
     public static func defaultHome() -> String {
@@ -46,6 +46,8 @@ public final class KnitStore: Sendable {
     let uploadedPlan: PlanRecord
     /// Plan records already decoded and validated (see ``PlanMemo``).
     let planMemo = PlanMemo()
+    /// Where the scheduler's status changes are reported (``recordLifecycleEvents(for:)``).
+    let hookTargets = LifecycleHookTargets()
     /// Held shared while this store is open, exclusively while it migrates (``OpenersLock``).
     let openers: OpenersLock
 
@@ -89,6 +91,8 @@ public final class KnitStore: Sendable {
         /// User name → ``KeptUsage`` (JSON): bytes and count of the Data they created, kept by every writer of
         /// `data` (schema 2).
         let usage: LMDBDatabase
+        /// Sequence (8 bytes, big-endian) → one after-hook delivery still owed (schema 3, KnitStore+Hooks).
+        let hookOutbox: LMDBDatabase
     }
 
     /// Opens the store under `home`, creating it when new.
@@ -151,7 +155,8 @@ public final class KnitStore: Sendable {
                 imageOwners: try env.openDatabase(name: "image_owners"),
                 downloadDigests: try env.openDatabase(name: "download_digests"),
                 garbage: try env.openDatabase(name: "garbage"),
-                usage: try env.openDatabase(name: "usage")
+                usage: try env.openDatabase(name: "usage"),
+                hookOutbox: try env.openDatabase(name: "hook_outbox")
             )
         } catch {
             env.close()
@@ -322,6 +327,13 @@ public final class KnitStore: Sendable {
         case 1:
             // Schema 1 summed usage from the records on every check; schema 2 keeps it. One pass builds it.
             try replaceUsage(txn, db: db, with: recountUsage(txn, db: db, uploadedPlanId: uploadedPlanId))
+        case 2:
+            // Schema 3 adds `hook_outbox`, opened (created) above and empty: no Run changed with hooks yet. The
+            // version still moves, so that a release without a hook sender refuses the store rather than
+            // leaving deliveries in it that nobody sends.
+            guard try txn.count(db.hookOutbox) == 0 else {
+                throw StoreError(.corrupted, "store: schema 2 with a non-empty hook_outbox")
+            }
         default:
             throw StoreError(.corrupted, "store: no migration from schema version \(from)")
         }

@@ -201,7 +201,8 @@ func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
     let uri = parameters["REQUEST_URI"] ?? parameters["DOCUMENT_URI"] ?? "/"
 
     let response: APIResponse
-    if let apiRequest = APIRequest(method: method, uri: uri, headers: headers) {
+    if var apiRequest = APIRequest(method: method, uri: uri, headers: headers) {
+        apiRequest.requestID = parameters["REQUEST_ID"]
         response = api.handle(apiRequest) { buffer in try request.read(into: buffer) }
     } else {
         response = APIResponse(

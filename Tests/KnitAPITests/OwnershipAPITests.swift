@@ -11,12 +11,14 @@ import Testing
 // plans and what those Runs made), an admin anything, a reader nothing; every change and every refusal
 // leaves an audit line naming the caller.
 
-private let planSpec = """
+let ownershipPlanSpec = """
     {"image":"repo/train:v1","inputs":[{"path":"/in","tags":["own:data"]}],
      "outputs":[{"path":"/out","tags":["own:model"]}],"log":{"tags":["own:log"]}}
     """
 
-private struct Fixture {
+/// alice's things on a fresh server: an upload, a plan taking it and that plan's finished Run. The access matrix
+/// (AccessMatrixTests) uses it too.
+struct OwnershipFixture {
     let harness: APIHarness
     let upload: DataDetailJSON
     let uploadRunId: String
@@ -37,7 +39,7 @@ private struct Fixture {
             "/api/plans/",
             as: "alice",
             headers: ["content-type": "application/json"],
-            body: Array(planSpec.utf8)
+            body: Array(ownershipPlanSpec.utf8)
         )
         try #require(registered.status == 200)
         planId = try #require(try json(registered)["planId"]?.stringValue)
@@ -81,7 +83,7 @@ private struct Fixture {
     /// F7: carol deleted alice's Data (204) and retried alice's Run; now every such change is 403 with the
     /// owner named, and nothing of alice's changed.
     @Test func anotherUserCannotChangeOrDestroyWhatIsNotTheirs() throws {
-        let fixture = try Fixture()
+        let fixture = try OwnershipFixture()
         let before = try fixture.harness.store.dataDetail(knitId: fixture.upload.knitId)
         let planBefore = try fixture.harness.store.planDetail(planId: fixture.planId)
         for change in fixture.changes {
@@ -106,7 +108,7 @@ private struct Fixture {
     }
 
     @Test func theOwnerAndAnAdminMay() throws {
-        let fixture = try Fixture()
+        let fixture = try OwnershipFixture()
         let tagged = fixture.request(
             ("PUT", "/api/data/\(fixture.upload.knitId)/", #"{"add":["by:alice"]}"#),
             as: "alice"
@@ -137,7 +139,7 @@ private struct Fixture {
 
     /// Every change and every refusal is logged with who did it and on what; reads are not.
     @Test func changesAndRefusalsLeaveAuditLines() throws {
-        let fixture = try Fixture()
+        let fixture = try OwnershipFixture()
         let refused = fixture.request(("DELETE", "/api/runs/\(fixture.uploadRunId)", ""), as: "carol")
         #expect(refused.status == 403)
         let deleted = fixture.harness.request("DELETE", "/api/runs/\(fixture.uploadRunId)", as: "root")

@@ -12,6 +12,8 @@ final class InMemoryLedger: RunLedger {
         var status: RunStatus
         var exit: RunExitJSON?
         var finishCount = 0
+        /// What the driver said the Run wrote, by knitId, when it finished it.
+        var writtenBytes: [String: Int64] = [:]
         /// As the store keeps it: set while `starting`, cleared by any change of status.
         var waitingFor: String?
         var waitingWrites = 0
@@ -140,11 +142,15 @@ final class InMemoryLedger: RunLedger {
 
     func outputs(runId: String) throws -> RunOutputs? {
         state.withLock { state in
-            state.entries[runId].map { RunOutputs(outputs: $0.run.outputs, logPath: $0.run.logPath) }
+            state.entries[runId].map { entry in
+                // As in the store's layout, the log file sits in its Data's directory: `…/<logKnitId>/log`.
+                let logKnitId = entry.run.logPath.flatMap { $0.split(separator: "/").dropLast().last.map(String.init) }
+                return RunOutputs(outputs: entry.run.outputs, logPath: entry.run.logPath, logKnitId: logKnitId)
+            }
         }
     }
 
-    func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool {
+    func finish(runId: String, exit: RunExitJSON, succeeded: Bool, writtenBytes: [String: Int64]) throws -> Bool {
         noteCaller()
         return state.withLock { state in
             guard let entry = state.entries[runId] else { return false }
@@ -155,6 +161,7 @@ final class InMemoryLedger: RunLedger {
             state.entries[runId]?.status = succeeded ? .done : .failed
             state.entries[runId]?.exit = exit
             state.entries[runId]?.finishCount += 1
+            state.entries[runId]?.writtenBytes = writtenBytes
             state.entries[runId]?.waitingFor = nil
             return true
         }

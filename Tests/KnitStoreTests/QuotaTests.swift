@@ -1,4 +1,3 @@
-import Glibc
 import KnitCore
 import KnitStore
 import KnitSystem
@@ -121,8 +120,8 @@ import Testing
         #expect(try store.usageReport().first { $0.user == "bob" }?.quota == Quota(data: 2))
     }
 
-    /// A finished Run's outputs and log weigh what the Run wrote (regular files; links and directories nothing),
-    /// in the plan owner's usage, so their later uploads meet the bytes quota. Before, outputs counted 0 bytes.
+    /// A finished Run's outputs and log weigh what the scheduler measured the Run wrote, in the plan owner's usage,
+    /// so their later uploads meet the bytes quota. Before, outputs counted 0 bytes.
     @Test func runOutputsWeighWhatTheRunWroteInThePlanOwnersUsage() throws {
         let dir = TemporaryDirectory()
         let store = try openStore(dir.path)
@@ -137,17 +136,20 @@ import Testing
 
         let run = try #require(try store.runsToStart(limit: 1).first)
         #expect(try store.markStarting(runId: run.runId))
-        let output = try #require(run.outputs.first).hostPath
-        #expect(mkdir(output + "/nested", 0o755) == 0)
-        writeFile(output + "/a.bin", bytes: [UInt8](repeating: 7, count: 1000))
-        writeFile(output + "/nested/b.txt", "0123456789")
-        #expect(symlink("a.bin", output + "/link") == 0)
-        let log = try #require(run.logPath)
-        writeFile(log, "hello\n")
-        #expect(try store.finishRun(runId: run.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true))
+        let output = try #require(run.outputs.first).knitId
+        let log = try #require(try store.runOutputs(runId: run.runId)?.logKnitId)
+        #expect(try store.runOutputs(runId: run.runId)?.logPath == store.logFilePath(logKnitId: log))
+        #expect(
+            try store.finishRun(
+                runId: run.runId,
+                exit: RunExitJSON(code: 0, message: ""),
+                succeeded: true,
+                writtenBytes: [output: 1010, log: 6]
+            )
+        )
 
         let bob = try #require(try store.usageReport().first { $0.user == "bob" })
-        #expect(bob.bytes - bytesBefore == 1000 + 10 + 6)
+        #expect(bob.bytes - bytesBefore == 1010 + 6)
         try store.setQuota(user: "bob", bytes: .limit(bob.bytes))
         let refused = #expect(throws: StoreError.self) {
             let ticket = try store.beginUpload(creator: "bob")

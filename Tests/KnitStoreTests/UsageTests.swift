@@ -213,7 +213,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         let store = try openStore(dir.path)
         defer { store.close() }
         let version = try store.read("version") { txn in try txn.get(store.db.meta, key: KnitStore.schemaKey) }
-        #expect(version.map { String(decoding: $0, as: UTF8.self) } == "2")
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == KnitStore.schemaVersion)
         #expect(try store.read("kept") { txn in try store.allKeptUsage(txn) } == expected)
         #expect(try reported(store) == expected)
         try store.setQuota(user: "alice", data: .limit(2))
@@ -247,12 +247,16 @@ private struct SeededGenerator: RandomNumberGenerator {
         #expect(try restored.read("kept") { txn in try restored.allKeptUsage(txn) } == expected)
         restored.close()
 
-        try setManifestSchema("3")
+        try setManifestSchema("\(KnitStore.currentSchema + 1)")
         let refused = #expect(throws: StoreError.self) {
             try KnitStore.restore(from: dir.file("backup"), into: dir.file("other"))
         }
         #expect(refused?.code == .schemaMismatch)
-        #expect(refused?.message.contains("schema 3; this knitadm restores format 1, schema 1 to 2") == true)
+        #expect(
+            refused?.message.contains(
+                "schema \(KnitStore.currentSchema + 1); this knitadm restores format 1, schema 1 to \(KnitStore.schemaVersion)"
+            ) == true
+        )
         #expect(!pathExists(dir.file("other/db")))
     }
 
@@ -262,14 +266,19 @@ private struct SeededGenerator: RandomNumberGenerator {
         do {
             let store = try openStore(dir.path)
             try store.write("forge") { txn in
-                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: Array("3".utf8))
+                let newer = Array("\(KnitStore.currentSchema + 1)".utf8)
+                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: newer)
             }
             store.close()
         }
         let error = #expect(throws: StoreError.self) { try openStore(dir.path) }
         #expect(error?.code == .schemaMismatch)
-        #expect(error?.message.contains("store schema version 3 is newer than this ") == true)
-        #expect(error?.message.contains("knows (2)") == true, "\(String(describing: error?.message))")
+        let newer = KnitStore.currentSchema + 1
+        #expect(error?.message.contains("store schema version \(newer) is newer than this ") == true)
+        #expect(
+            error?.message.contains("knows (\(KnitStore.schemaVersion))") == true,
+            "\(String(describing: error?.message))"
+        )
     }
 
     /// knitd, the scheduler and knitadm each refuse a store of a newer schema at start, naming both versions,
@@ -280,7 +289,8 @@ private struct SeededGenerator: RandomNumberGenerator {
         do {
             let store = try openStore(dir.path)
             try store.write("forge") { txn in
-                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: Array("3".utf8))
+                let newer = Array("\(KnitStore.currentSchema + 1)".utf8)
+                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: newer)
             }
             store.close()
         }
@@ -294,7 +304,10 @@ private struct SeededGenerator: RandomNumberGenerator {
             )
             #expect(result.status != 0 && result.status != 124, "\(program) exited \(result.status): \(result.output)")
             #expect(
-                result.output.contains("store schema version 3 is newer than this \(program) knows (2)"),
+                result.output.contains(
+                    "store schema version \(KnitStore.currentSchema + 1) is newer than this \(program) knows "
+                        + "(\(KnitStore.schemaVersion))"
+                ),
                 "\(program): \(result.output)"
             )
         }
@@ -312,7 +325,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         let refused = #expect(throws: StoreError.self) { try openStore(dir.path) }
         #expect(refused?.code == .schemaMismatch)
         #expect(
-            refused?.message.contains("must be migrated to 2, and other programs") == true,
+            refused?.message.contains("must be migrated to \(KnitStore.currentSchema), and other programs") == true,
             "\(String(describing: refused))"
         )
         let version = try running.read("version") { txn in try txn.get(running.db.meta, key: KnitStore.schemaKey) }
@@ -352,7 +365,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         let migrated = try await opening.value
         defer { migrated.close() }
         let version = try migrated.read("version") { txn in try txn.get(migrated.db.meta, key: KnitStore.schemaKey) }
-        #expect(version.map { String(decoding: $0, as: UTF8.self) } == "2")
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == KnitStore.schemaVersion)
         #expect(try migrated.read("kept") { txn in try migrated.allKeptUsage(txn) } == expected)
         // Current schema: a second opener beside the first one neither waits nor refuses.
         let beside = try openStore(dir.path)
@@ -380,7 +393,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         defer { env.close() }
         let meta = try env.openDatabase(name: "meta")
         let version = try env.read { txn in try txn.get(meta, key: Array("schema_version".utf8)) }
-        #expect(version == Array("2".utf8), "knitadm left the store migrated")
+        #expect(version == Array(KnitStore.schemaVersion.utf8), "knitadm left the store migrated")
     }
 
     /// `knitadm fsck` reports a drifted entry (exit 2, JSON naming the user and both figures), `--repair`

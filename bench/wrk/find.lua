@@ -1,6 +1,7 @@
 -- wrk script for bench/query.sh. KNIT_BENCH_PATH=api asks GET /api/data?tag=shard:<random>;
 -- KNIT_BENCH_PATH=static asks nginx's /static200; KNIT_BENCH_PATH=health asks knitd's /api/health (FastCGI
--- round trip without a store query or JSON of Data). All carry the same Authorization header.
+-- round trip without a store query or JSON of Data); KNIT_BENCH_PATH=ceiling asks /ceiling, the minimal C
+-- FastCGI responder (bench/ceiling), with a query string like the API's. All carry the same Authorization header.
 local token = os.getenv("KNIT_BENCH_TOKEN") or ""
 local shards = tonumber(os.getenv("KNIT_BENCH_SHARDS") or "100000")
 local kind = os.getenv("KNIT_BENCH_PATH") or "api"
@@ -21,6 +22,8 @@ function request()
         return wrk.format("GET", "/static200", headers)
     elseif kind == "health" then
         return wrk.format("GET", "/api/health", headers)
+    elseif kind == "ceiling" then
+        return wrk.format("GET", "/ceiling?tag=shard%3A" .. math.random(0, shards - 1), headers)
     end
     return wrk.format("GET", "/api/data?tag=shard%3A" .. math.random(0, shards - 1), headers)
 end

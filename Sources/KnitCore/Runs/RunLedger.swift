@@ -4,7 +4,7 @@
 /// thread, one at a time, and knitd may change the same Runs in between (abort, tear-off, plan deactivation).
 ///
 /// The driver moves a Run ready → starting → running and then straight to done/failed through
-/// ``finish(runId:exit:succeeded:)``; it never leaves a Run in `completing` or `aborting`. So a
+/// ``finish(runId:exit:succeeded:writtenBytes:)``; it never leaves a Run in `completing` or `aborting`. So a
 /// Run in one of those two states was put there by a user (tear-off or abort) and carries its
 /// ``RunInFlight/stopRequest``.
 public protocol RunLedger: Sendable {
@@ -33,9 +33,11 @@ public protocol RunLedger: Sendable {
 
     /// Ends a Run in one transaction: records `exit`, writes `knit#timestamp` on its outputs and
     /// log, sets `done` (succeeded) or `failed`, and nominates the outputs of a done Run (which
-    /// creates the next Runs of a chain). Returns false, changing nothing, when the Run is not in
-    /// flight any more (finished already, or deleted): finishing happens at most once.
-    func finish(runId: String, exit: RunExitJSON, succeeded: Bool) throws -> Bool
+    /// creates the next Runs of a chain). `writtenBytes`, by knitId of an output or the log, is what the
+    /// Run wrote there (regular files, measured by the driver's check of the outputs); the ledger records it
+    /// as those Data's sizes in the plan owner's usage. Returns false, changing nothing, when the Run is not
+    /// in flight any more (finished already, or deleted): finishing happens at most once.
+    func finish(runId: String, exit: RunExitJSON, succeeded: Bool, writtenBytes: [String: Int64]) throws -> Bool
 
     /// Where a Run's container wrote: its output directories and log file. The driver checks and cleans
     /// them (its output sanitiser) before it finishes the Run. Nil for a Run the ledger does not know.
@@ -45,9 +47,17 @@ public protocol RunLedger: Sendable {
     /// nil when it no longer waits; the store shows it on the Run until its status changes. Returns false
     /// when the Run is not `starting`.
     func markWaiting(runId: String, reason: String?) throws -> Bool
+
+    /// Records why a lifecycle before hook keeps a `waiting`, `ready`, `starting` or `running` Run where it is
+    /// (nil: no longer); the store shows it as the Run's `waitingFor` until the Run's status changes. Returns
+    /// false when the Run is in none of those statuses.
+    func markHeld(runId: String, reason: String?) throws -> Bool
 }
 
 extension RunLedger {
     /// A ledger that cannot show why a Run waits keeps it `starting` all the same.
     public func markWaiting(runId: String, reason: String?) throws -> Bool { false }
+
+    /// A ledger that cannot show why a hook holds a Run back holds it all the same.
+    public func markHeld(runId: String, reason: String?) throws -> Bool { false }
 }

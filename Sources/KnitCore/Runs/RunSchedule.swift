@@ -148,9 +148,12 @@ public struct RunOutputs: Sendable, Equatable {
     public var outputs: [RunMount]
     /// Host path of the log file; nil when the plan has no log.
     public var logPath: String?
+    /// The log's Data, whose directory holds ``logPath``; nil when the plan has no log.
+    public var logKnitId: String?
 
-    public init(outputs: [RunMount], logPath: String? = nil) {
+    public init(outputs: [RunMount], logPath: String? = nil, logKnitId: String? = nil) {
         self.outputs = outputs
         self.logPath = logPath
+        self.logKnitId = logKnitId
     }
 }
