@@ -1,6 +1,7 @@
 import KnitArchive
 import KnitCore
 import KnitStore
+import KnitSystem
 import Logging
 import Synchronization
 
@@ -230,7 +231,8 @@ public final class KnitAPI: Sendable {
             HealthJSON(
                 status: "ok",
                 version: Self.version,
-                formats: ServedFormat.preferenceOrder.map(\.contentType)
+                formats: ServedFormat.preferenceOrder.map(\.contentType),
+                build: BuildIdentity.current
             )
         )
     }
@@ -296,6 +298,9 @@ public struct HealthJSON: Codable, Sendable, Equatable {
     public var status: String
     public var version: String
     public var formats: [String]
+    /// The server binary's GNU build id (hex), so an upgrade can be seen to have taken effect; absent when the
+    /// binary has none. Additive: older clients ignore it.
+    public var build: String?
 }
 
 /// Numbers requests for log correlation.

@@ -3,6 +3,7 @@ import KnitCore
 import KnitLMDB
 import KnitSystem
 import KnitTestSupport
+import Synchronization
 import Testing
 
 @testable import KnitStore
@@ -311,6 +312,64 @@ private struct SeededGenerator: RandomNumberGenerator {
             )
         }
         #expect(!pathExists(dir.file("knitd.sock")), "knitd never listened")
+    }
+
+    /// A program of the previous release still has the store open (here: another opener, holding it since before
+    /// the store said schema 1): a new opener must not migrate under it, and says what to stop.
+    @Test func anOlderStoreOpenElsewhereIsRefusedNotMigrated() throws {
+        let dir = TemporaryDirectory()
+        let running = try openStore(dir.path)
+        defer { running.close() }
+        _ = try upload(running, tags: [], creator: "alice")
+        try rewindToSchema1(running)
+        let refused = #expect(throws: StoreError.self) { try openStore(dir.path) }
+        #expect(refused?.code == .schemaMismatch)
+        #expect(
+            refused?.message.contains("must be migrated to \(KnitStore.currentSchema), and other programs") == true,
+            "\(String(describing: refused))"
+        )
+        let version = try running.read("version") { txn in try txn.get(running.db.meta, key: KnitStore.schemaKey) }
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == "1", "nothing migrated")
+        #expect(try running.read("kept") { txn in try running.allKeptUsage(txn) }.isEmpty)
+    }
+
+    /// knitd taking over from its predecessor (`beforeWaitingToMigrate`) waits until the predecessor closed the
+    /// store, then migrates; an opener of the current schema opens beside others at once.
+    @Test func aWaitingOpenerMigratesOnlyOnceTheOthersClosedTheStore() async throws {
+        let dir = TemporaryDirectory()
+        let running = try openStore(dir.path)
+        _ = try upload(running, tags: [], creator: "alice")
+        let expected = try recount(running)
+        try rewindToSchema1(running)
+        final class Flag: Sendable { let raised = Atomic<Bool>(false) }
+        let waiting = Flag()
+        let path = dir.path
+        let opening = Task.detached { () throws -> KnitStore in
+            try KnitStore(
+                home: path,
+                logger: quietLogger,
+                mapSize: 64 << 20,
+                beforeWaitingToMigrate: { waiting.raised.store(true, ordering: .relaxed) }
+            )
+        }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while !waiting.raised.load(ordering: .relaxed), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let announced = waiting.raised.load(ordering: .relaxed)
+        #expect(announced, "the opener announced its wait")
+        try await Task.sleep(for: .milliseconds(300))
+        let stillOld = try running.read("version") { txn in try txn.get(running.db.meta, key: KnitStore.schemaKey) }
+        #expect(stillOld.map { String(decoding: $0, as: UTF8.self) } == "1", "no migration while the other is open")
+        running.close()
+        let migrated = try await opening.value
+        defer { migrated.close() }
+        let version = try migrated.read("version") { txn in try txn.get(migrated.db.meta, key: KnitStore.schemaKey) }
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == KnitStore.schemaVersion)
+        #expect(try migrated.read("kept") { txn in try migrated.allKeptUsage(txn) } == expected)
+        // Current schema: a second opener beside the first one neither waits nor refuses.
+        let beside = try openStore(dir.path)
+        beside.close()
     }
 
     /// `knitadm usage` on a schema 1 store migrates it and shows the recounted usage.
