@@ -23,7 +23,8 @@ extension KnitStore {
     /// Runs that may start, oldest first, at most `limit`: `ready` Runs (they were waiting before any
     /// waiting Run is now), then `waiting` Runs, each group by (updatedAt, runId). Only image plans. Runs of
     /// a user with a Runs quota are listed only while fewer than that many of their Runs are in flight,
-    /// counting the ones listed before them.
+    /// counting the ones listed before them; Runs of a user at or over their bytes quota are not listed (their
+    /// outputs would only add to it) until they free bytes or the quota is raised.
     public func runsToStart(limit: Int) throws(StoreError) -> [ScheduledRun] {
         guard limit > 0 else { return [] }
         return try read("runs to start") { txn in
@@ -42,7 +43,8 @@ extension KnitStore {
                 for run in runs {
                     guard found.count < limit else { return found }
                     guard let plan = try cache.plan(self, txn, run.planId) else { continue }
-                    // A user at their Runs quota keeps theirs waiting; the Runs of others behind them go.
+                    // A user at their Runs quota, or over their bytes quota, keeps theirs waiting; the Runs of others
+                    // behind them go.
                     guard try !plan.active || slots.take(run.creator, self, txn) else { continue }
                     found.append(scheduledRun(run, plan))
                 }

@@ -151,10 +151,14 @@ extension KnitStore {
     }
 }
 
-/// Who may start how many more Runs during one read of the startable Runs.
+/// Who may start how many more Runs during one read of the startable Runs: a user at their Runs limit, or at or
+/// over their bytes quota (a Run's outputs would only add to it), starts none.
 struct RunSlots {
     var inFlight: [String: Int64] = [:]
+    /// Each user's Runs limit (nil: none), once read.
     var limits: [String: Int64?] = [:]
+    /// Users at or over their bytes quota.
+    var blocked: Set<String> = []
 
     /// Takes a slot of `user` when they have one left.
     mutating func take(
@@ -166,9 +170,12 @@ struct RunSlots {
         if let known = limits[user] {
             limit = known
         } else {
-            limit = try store.effectiveQuota(txn, user: user).runs
+            let quota = try store.effectiveQuota(txn, user: user)
+            if let bytes = quota.bytes, try store.storedUsage(txn, user: user).bytes >= bytes { blocked.insert(user) }
+            limit = quota.runs
             limits[user] = limit
         }
+        if blocked.contains(user) { return false }
         let used = inFlight[user, default: 0]
         if let limit, used >= limit { return false }
         inFlight[user] = used + 1
