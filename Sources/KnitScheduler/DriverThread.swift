@@ -78,3 +78,23 @@ final class Semaphore: @unchecked Sendable {
         while sem_wait(handle) != 0 && errno == EINTR {}
     }
 }
+
+/// A loop started on a ``DriverThread`` (the run driver's, the hook sender's): the daemon asks it to stop and waits
+/// for it from its own thread, which waits for signals.
+public final class ThreadLoop: Sendable {
+    private let stopFlag = Atomic<Bool>(false)
+    private let finished = Semaphore()
+
+    init() {}
+
+    var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
+
+    /// Said by the loop itself as its last act.
+    func markFinished() { finished.signal() }
+
+    /// Asks the loop to end once its step in progress is done.
+    public func stop() { stopFlag.store(true, ordering: .relaxed) }
+
+    /// Blocks the calling thread until the loop has ended.
+    public func join() { finished.wait() }
+}

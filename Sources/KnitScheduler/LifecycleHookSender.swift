@@ -67,26 +67,13 @@ public final class LifecycleHookSender: Sendable {
         let running = Running()
         Task(executorPreference: thread) {
             self.loop { running.stopRequested }
-            running.finished.signal()
+            running.markFinished()
         }
         return running
     }
 
-    /// A sender started by ``start()``.
-    public final class Running: Sendable {
-        private let stopFlag = Atomic<Bool>(false)
-        fileprivate let finished = Semaphore()
-
-        fileprivate init() {}
-
-        fileprivate var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
-
-        /// Asks the sender to end after the POST in progress.
-        public func stop() { stopFlag.store(true, ordering: .relaxed) }
-
-        /// Blocks the calling thread until the sender has ended.
-        public func join() { finished.wait() }
-    }
+    /// A sender started by ``start()``: ends after the POST in progress.
+    public typealias Running = ThreadLoop
 
     private struct Backoff {
         var until: ContinuousClock.Instant

@@ -267,7 +267,7 @@ public final class RunDriver: Sendable {
         let lent = Lent(wakeup)
         Task(executorPreference: thread) {
             await self.run(wakeup: lent.take()) { running.stopRequested }
-            running.finished.signal()
+            running.markFinished()
         }
         return running
     }
@@ -281,21 +281,9 @@ public final class RunDriver: Sendable {
         func take() -> Value? { value.withLock { $0.take() } }
     }
 
-    /// A driver loop started by ``start(wakeup:)``.
-    public final class Running: Sendable {
-        private let stopFlag = Atomic<Bool>(false)
-        fileprivate let finished = Semaphore()
-
-        fileprivate init() {}
-
-        fileprivate var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
-
-        /// Asks the loop to end once the tick in progress is done (within 100 ms when it waits).
-        public func stop() { stopFlag.store(true, ordering: .relaxed) }
-
-        /// Blocks the calling thread until the loop has ended.
-        public func join() { finished.wait() }
-    }
+    /// A driver loop started by ``start(wakeup:)``: ends once the tick in progress is done (within 100 ms when it
+    /// waits).
+    public typealias Running = ThreadLoop
 
     // MARK: - Steps
 
