@@ -159,63 +159,33 @@ import Testing
     }
 
     @Test func theSchedulerSeesNoMoreOfAUsersRunsThanTheRunsQuota() throws {
-        let dir = TemporaryDirectory()
-        let store = try openStore(dir.path)
-        defer { store.close() }
-        _ = try store.addUser(name: "alice", role: .user)
-        _ = try store.addUser(name: "bob", role: .user)
-        let alicePlan = try store.registerPlan(planSpec(inputs: [["k:a"]], outputs: [["o:a"]]), creator: "alice").planId
-        let bobPlan = try store.registerPlan(
-            planSpec(image: "repo/b:v1", inputs: [["k:b"]], outputs: [["o:b"]]),
-            creator: "bob"
-        ).planId
-        for _ in 0..<3 { _ = try upload(store, tags: ["k:a"]) }
-        _ = try upload(store, tags: ["k:b"])
+        let queue = try TwoUsersQueue()
+        let store = queue.store
         try store.setQuota(user: "alice", runs: .limit(2))
 
-        func startable() throws -> [String: Int] {
-            try store.runsToStart(limit: 10).reduce(into: [:]) {
-                $0[$1.planId == alicePlan ? "alice" : "bob", default: 0] += 1
-            }
-        }
-        #expect(try startable() == ["alice": 2, "bob": 1])
-        let first = try store.runsToStart(limit: 10).first { $0.planId == alicePlan }!
-        #expect(try store.markStarting(runId: first.runId))
-        #expect(try startable() == ["alice": 1, "bob": 1], "one of alice's two slots is taken")
-        let second = try store.runsToStart(limit: 10).first { $0.planId == alicePlan }!
-        #expect(try store.markStarting(runId: second.runId))
-        #expect(try startable() == ["bob": 1], "alice's third Run waits; bob's does not")
+        #expect(try queue.startable() == ["alice": 2, "bob": 1])
+        let first = try queue.startAlicesNext()
+        #expect(try queue.startable() == ["alice": 1, "bob": 1], "one of alice's two slots is taken")
+        _ = try queue.startAlicesNext()
+        #expect(try queue.startable() == ["bob": 1], "alice's third Run waits; bob's does not")
 
         #expect(try store.finishRun(runId: first.runId, exit: RunExitJSON(code: 0, message: ""), succeeded: true))
-        #expect(try startable() == ["alice": 1, "bob": 1])
-        #expect(try store.findRuns(planIds: [alicePlan]).filter { $0.status == "waiting" }.count == 1)
-        #expect(try store.findRuns(planIds: [bobPlan]).count == 1)
+        #expect(try queue.startable() == ["alice": 1, "bob": 1])
+        #expect(try store.findRuns(planIds: [queue.alicePlan]).filter { $0.status == "waiting" }.count == 1)
+        #expect(try store.findRuns(planIds: [queue.bobPlan]).count == 1)
     }
 
     /// Once a Run's outputs take its owner to their bytes quota, their other Runs stay waiting (the outputs would
     /// only add to it), while other users' Runs go; raising the quota lets them start. Before, every Run kept
     /// starting, so the overshoot had no bound.
     @Test func runsOfAUserAtTheirBytesQuotaWaitOthersGo() throws {
-        let dir = TemporaryDirectory()
-        let store = try openStore(dir.path)
-        defer { store.close() }
-        _ = try store.addUser(name: "alice", role: .user)
-        _ = try store.addUser(name: "bob", role: .user)
-        let alicePlan = try store.registerPlan(planSpec(inputs: [["k:a"]], outputs: [["o:a"]]), creator: "alice").planId
-        _ = try store.registerPlan(planSpec(image: "repo/b:v1", inputs: [["k:b"]], outputs: [["o:b"]]), creator: "bob")
-        for _ in 0..<3 { _ = try upload(store, tags: ["k:a"]) }
-        _ = try upload(store, tags: ["k:b"])
+        let queue = try TwoUsersQueue()
+        let store = queue.store
         let aliceUsage = try #require(try store.usageReport().first { $0.user == "alice" }).bytes
         try store.setQuota(user: "alice", bytes: .limit(aliceUsage + 100))
 
-        func startable() throws -> [String: Int] {
-            try store.runsToStart(limit: 10).reduce(into: [:]) {
-                $0[$1.planId == alicePlan ? "alice" : "bob", default: 0] += 1
-            }
-        }
-        #expect(try startable() == ["alice": 3, "bob": 1])
-        let first = try #require(try store.runsToStart(limit: 10).first { $0.planId == alicePlan })
-        #expect(try store.markStarting(runId: first.runId))
+        #expect(try queue.startable() == ["alice": 3, "bob": 1])
+        let first = try queue.startAlicesNext()
         let output = try #require(first.outputs.first).knitId
         #expect(
             try store.finishRun(
@@ -225,8 +195,45 @@ import Testing
                 writtenBytes: [output: 100]
             )
         )
-        #expect(try startable() == ["bob": 1], "alice is at her bytes quota: her two other Runs wait")
+        #expect(try queue.startable() == ["bob": 1], "alice is at her bytes quota: her two other Runs wait")
         try store.setQuota(user: "alice", bytes: .limit(aliceUsage + 1000))
-        #expect(try startable() == ["alice": 2, "bob": 1])
+        #expect(try queue.startable() == ["alice": 2, "bob": 1])
+    }
+}
+
+/// alice's plan with three Runs waiting and bob's with one, for what the scheduler may start of each.
+private final class TwoUsersQueue {
+    private let directory = TemporaryDirectory()
+    let store: KnitStore
+    let alicePlan: String
+    let bobPlan: String
+
+    init() throws {
+        store = try openStore(directory.path)
+        _ = try store.addUser(name: "alice", role: .user)
+        _ = try store.addUser(name: "bob", role: .user)
+        alicePlan = try store.registerPlan(planSpec(inputs: [["k:a"]], outputs: [["o:a"]]), creator: "alice").planId
+        bobPlan = try store.registerPlan(
+            planSpec(image: "repo/b:v1", inputs: [["k:b"]], outputs: [["o:b"]]),
+            creator: "bob"
+        ).planId
+        for _ in 0..<3 { _ = try upload(store, tags: ["k:a"]) }
+        _ = try upload(store, tags: ["k:b"])
+    }
+
+    deinit { store.close() }
+
+    /// How many Runs of each user the scheduler would be handed now.
+    func startable() throws -> [String: Int] {
+        try store.runsToStart(limit: 10).reduce(into: [:]) {
+            $0[$1.planId == alicePlan ? "alice" : "bob", default: 0] += 1
+        }
+    }
+
+    /// Marks the first of alice's startable Runs starting.
+    func startAlicesNext() throws -> ScheduledRun {
+        let run = try #require(try store.runsToStart(limit: 10).first { $0.planId == alicePlan })
+        #expect(try store.markStarting(runId: run.runId))
+        return run
     }
 }
