@@ -105,6 +105,39 @@ struct UserRecord: Codable, Sendable {
     var deletedAtMs: Int64?
 }
 
+extension UserRecord {
+    /// Decodes the JSON of a user record without Foundation: every request checks its token, and
+    /// JSONDecoder was two thirds of that check. Nil for any text other than what ``KnitStore/encode(_:)``
+    /// writes for a user record (a field of another type, a repeated field, a number that is no Int64); the
+    /// caller then asks JSONDecoder, which stays the judge. Unknown fields are skipped, as JSONDecoder does.
+    init?(json bytes: UnsafeRawBufferPointer) {
+        guard case .object(let members)? = JSONValue.parse(bytes) else { return nil }
+        var name: String?
+        var role: Role?
+        var createdAtMs: Int64?
+        var disabled: Bool?
+        var deletedAtMs: Int64?
+        var seen = Set<String>()
+        for (key, value) in members {
+            guard seen.insert(key).inserted else { return nil }
+            switch (key, value) {
+            case ("name", .string(let text)): name = text
+            case ("role", .string(let text)): role = Role(rawValue: text)
+            case ("createdAtMs", .number(let text)): createdAtMs = Int64(text)
+            case ("disabled", .bool(let flag)): disabled = flag
+            case ("deletedAtMs", .number(let text)):
+                guard let instant = Int64(text) else { return nil }
+                deletedAtMs = instant
+            case ("disabled", .null), ("deletedAtMs", .null): break
+            case ("name", _), ("role", _), ("createdAtMs", _), ("disabled", _), ("deletedAtMs", _): return nil
+            default: break
+            }
+        }
+        guard let name, let role, let createdAtMs else { return nil }
+        self.init(name: name, role: role, createdAtMs: createdAtMs, disabled: disabled, deletedAtMs: deletedAtMs)
+    }
+}
+
 /// `tokens`: SHA-256 of a token → whom it belongs to, as lines (read on every request, so not JSON, whose
 /// decoding would cost a third of a token check): `user`, `createdAtMs`, `expiresAtMs` (empty: never). Tokens
 /// issued before expiry existed hold only the user name. More fields may follow as further lines.
