@@ -40,18 +40,26 @@ import Testing
         #expect(checked == 4 * 3 * 6 * 3 * 3)
     }
 
-    @Test func otherSpellingsAreReadAsJSONDecoderReadsThem() throws {
+    /// Spellings JSONDecoder reads that Knit never writes: the hand decoder either reads them exactly as
+    /// JSONDecoder does or leaves them to it, never reads them otherwise.
+    @Test func otherSpellingsAreReadAsJSONDecoderReadsThemOrLeftToIt() throws {
         let texts = [
+            #"{"role":"admin","createdAtMs":7,"name":"alice","disabled":null}"#,
+            #"{"name":"bob","role":"reader","createdAtMs":-3,"deletedAtMs":null}"#,
+            #"{"name":"café","role":"user","createdAtMs":-0,"disabled":false,"deletedAtMs":4}"#,
             #"{"role":"admin","createdAtMs":7,"name":"al\u0069ce","extra":[1,{"x":null}],"disabled":null}"#,
             #" { "name" : "bob" , "role" : "reader" , "createdAtMs" : -3 , "deletedAtMs" : null } "#,
             #"{"name":"caf\u00e9\"","role":"user","createdAtMs":12,"disabled":false,"deletedAtMs":4}"#,
         ]
+        var read = 0
         for text in texts {
             let bytes = Array(text.utf8)
             let expected = try #require(try KnitStore.decode(UserRecord.self, bytes))
-            let decoded = try #require(Self.fast(bytes), "\(text)")
+            guard let decoded = Self.fast(bytes) else { continue }
             #expect(Self.same(decoded, expected), "\(text)")
+            read += 1
         }
+        #expect(read == 3, "the first three are in the compact form the hand decoder reads")
     }
 
     /// Anything else is left to JSONDecoder (nil here), whose verdict the token check then takes.
@@ -66,6 +74,11 @@ import Testing
             #"{"name":"a","name":"b","role":"user","createdAtMs":1}"#,
             #"{"name":"a","role":"user","createdAtMs":1,"disabled":"yes"}"#,
             #"{"name":"a","role":"user","createdAtMs":1,"deletedAtMs":true}"#,
+            #"{"name":"a","role":"user","createdAtMs":01}"#,
+            #"{"name":"a\n","role":"user","createdAtMs":1}"#,
+            #"{"name":"a","role":"user","createdAtMs":1,"other":1}"#,
+            #"{"name":"a","role":"user","createdAtMs":1} "#,
+            #"{"name":"a","role":"user","createdAtMs":-9223372036854775809}"#,
             #"["a"]"#, "", "{", "null",
         ]
         for text in texts {
