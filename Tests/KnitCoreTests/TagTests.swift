@@ -25,6 +25,26 @@ import Testing
         #expect(throws: TagError.self) { try KnitCore.Tag(parsing: long) }
     }
 
+    /// The control-character check compares scalar values; it must refuse exactly what Unicode's tables call
+    /// a control (general category Cc), in the key and in the value.
+    @Test func refusesExactlyTheControlCharacters() {
+        var refused = 0
+        for value in UInt32(0)...0xFFFF {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            let isControl = scalar.properties.generalCategory == .control
+            for text in ["k:a\(scalar)b", "a\(scalar)b:v"] {
+                do {
+                    _ = try KnitCore.Tag(parsing: text)
+                    #expect(!isControl, "U+\(String(value, radix: 16)) accepted in \(text.debugDescription)")
+                } catch {
+                    #expect(isControl, "U+\(String(value, radix: 16)) refused: \(error)")
+                    refused += 1
+                }
+            }
+        }
+        #expect(refused == 2 * 65)
+    }
+
     @Test func caseSensitiveAndSystemKeys() throws {
         #expect(try KnitCore.Tag(parsing: "A:b") != KnitCore.Tag(parsing: "a:b"))
         #expect(try KnitCore.Tag(parsing: "knit#id:x").isSystem)
