@@ -7,6 +7,7 @@ import Testing
         ("key:value", "key", "value"),
         ("many:colon:in:tag", "many", "colon:in:tag"),
         ("  spaced key :  spaced value  ", "spaced key", "spaced value"),
+        ("\u{3000}全角 key\u{3000}:\u{A0}v e\u{301}\n", "全角 key", "v e\u{301}"),
         ("empty:", "empty", ""),
         ("description: 2 layer CNN + 2 layer Affine", "description", "2 layer CNN + 2 layer Affine"),
         ("データ:値", "データ", "値"),
