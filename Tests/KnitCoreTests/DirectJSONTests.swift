@@ -1,5 +1,6 @@
-@testable import KnitCore
 import Testing
+
+@testable import KnitCore
 
 /// The hand-written writers of a tag query's answer must give exactly the bytes of the Codable path
 /// (Knitfab's CLI and existing clients read them): compared over many varied values, every optional both

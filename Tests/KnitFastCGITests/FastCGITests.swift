@@ -135,10 +135,11 @@ struct FastCGITests {
         try client.sendBody([])
         let seen = await outcome(of: "headers")
         #expect(
-            seen == [
-                "=empty name", "authorization=Bearer a=b=c", "content-type=application/json", "empty=",
-                "x-forwarded-for=10.0.0.1", "ÉtÉ-x=kept as sent",
-            ].joined(separator: "\n")
+            seen
+                == [
+                    "=empty name", "authorization=Bearer a=b=c", "content-type=application/json", "empty=",
+                    "x-forwarded-for=10.0.0.1", "ÉtÉ-x=kept as sent",
+                ].joined(separator: "\n")
         )
         _ = try client.readResponse()
     }

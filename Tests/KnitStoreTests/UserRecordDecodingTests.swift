@@ -25,7 +25,11 @@ import Testing
                     for disabled in [nil, true, false] as [Bool?] {
                         for deleted in [nil, 0, 1_733_400_999_999] as [Int64?] {
                             let record = UserRecord(
-                                name: name, role: role, createdAtMs: created, disabled: disabled, deletedAtMs: deleted
+                                name: name,
+                                role: role,
+                                createdAtMs: created,
+                                disabled: disabled,
+                                deletedAtMs: deleted
                             )
                             let bytes = try KnitStore.encode(record)
                             let expected = try #require(try KnitStore.decode(UserRecord.self, bytes))
