@@ -104,7 +104,9 @@ let package = Package(
         ),
         .target(
             name: "KnitScheduler",
-            dependencies: ["KnitCore", "KnitSystem", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "KnitCore", "KnitSystem", "KnitHTTP", "KnitYAML", .product(name: "Logging", package: "swift-log"),
+            ],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),

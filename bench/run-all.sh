@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds once (release, scratch .build-bench), then runs every benchmark in turn and keeps each
-# script's full output in bench/out/ (git-ignored). About 30 minutes on 2 cores (kubernetes.sh needs root).
+# script's full output in bench/out/ (git-ignored). About 35 minutes on 2 cores (kubernetes.sh needs root;
+# peer-knitfab.sh runs PostgreSQL as the postgres user and measures 10^4 and 10^5 Data, 10^6 only on request).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -8,7 +9,7 @@ build_products knitd knitadm knit knit-scheduler
 build_bench_helper
 mkdir -p "$BENCH_DIR/out"
 export KNIT_BENCH_NO_BUILD=1
-for bench in startup query transfer pipeline plans graphs kubernetes; do
+for bench in startup query transfer pipeline plans graphs peer-knitfab kubernetes; do
     log "== $bench.sh"
     "$BENCH_DIR/$bench.sh" 2>"$BENCH_DIR/out/$bench.log" | tee "$BENCH_DIR/out/$bench.txt"
 done

@@ -13,6 +13,20 @@ public struct APIRequest: Sendable {
     public var query: [(name: String, value: String)]
     /// Header values by lower-case name.
     public var headers: [String: String]
+    /// The front end's id for this request (nginx's `$request_id`, FastCGI parameter `REQUEST_ID`): knitd logs
+    /// it as `request.id` and answers it as `X-Request-Id`, so one id finds a request in nginx's access log,
+    /// knitd's log (the journal under systemd) and the client's view. Nil without one, or when it is not a
+    /// short token of letters, digits and `-` (it goes into every log line as is).
+    public var requestID: String? {
+        didSet {
+            if let id = requestID, !Self.isPlausibleRequestID(id) { requestID = nil }
+        }
+    }
+
+    static func isPlausibleRequestID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64
+            && id.utf8.allSatisfy { $0 == UInt8(ascii: "-") || ($0 < 128 && isalnumASCII($0)) }
+    }
 
     public init(method: String, path: String, query: [(name: String, value: String)], headers: [String: String]) {
         self.method = method
@@ -45,6 +59,11 @@ public struct APIRequest: Sendable {
 
     /// `creator=NAME` of the find endpoints (Knit's addition); absent or empty: anyone's.
     var creatorFilter: String? { queryValue("creator").flatMap { $0.isEmpty ? nil : $0 } }
+}
+
+private func isalnumASCII(_ byte: UInt8) -> Bool {
+    (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z"))
+        || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
 }
 
 /// Decodes `%XX` escapes (and `+` when `plusIsSpace`); nil for a broken escape or invalid UTF-8.

@@ -1,6 +1,7 @@
 import KnitArchive
 import KnitCore
 import KnitStore
+import KnitSystem
 import Logging
 import Synchronization
 
@@ -69,13 +70,15 @@ public final class KnitAPI: Sendable {
         let started = APIMetrics.now()
         var routeIndex: Int?
         let metrics = self.metrics
-        var response = answer(request, routeIndex: &routeIndex) { buffer in
+        let requestID = request.requestID ?? "\(requestCounter.next())"
+        var response = answer(request, id: requestID, routeIndex: &routeIndex) { buffer in
             let count = try readBody(buffer)
             metrics.received(count)
             return count
         }
         let slot = metrics.slot(method: request.method, route: routeIndex)
         metrics.record(slot: slot, status: response.status, nanoseconds: APIMetrics.now() &- started)
+        response.headers.append(("X-Request-Id", requestID))
         switch response.body {
         case .empty: break
         case .bytes(let bytes): metrics.sent(bytes.count)
@@ -90,12 +93,17 @@ public final class KnitAPI: Sendable {
         return response
     }
 
-    private func answer(_ request: APIRequest, routeIndex: inout Int?, readBody: BodyReader) -> APIResponse {
+    private func answer(
+        _ request: APIRequest,
+        id: String,
+        routeIndex: inout Int?,
+        readBody: BodyReader
+    ) -> APIResponse {
         var logger = self.logger
         // Set in one assignment: swift-log's stream handler renders all its metadata again on every change
         // (three renderings per request were 3 % of knitd's CPU).
         var metadata = logger.handler.metadata
-        metadata["request.id"] = "\(requestCounter.next())"
+        metadata["request.id"] = "\(id)"
         metadata["request.method"] = "\(request.method)"
         // A client may put its token in the path by mistake (`/api/knit_…`); the log must never hold one.
         metadata["request.path"] = "\(redactingTokens(request.path))"
@@ -227,7 +235,8 @@ public final class KnitAPI: Sendable {
             HealthJSON(
                 status: "ok",
                 version: Self.version,
-                formats: ServedFormat.preferenceOrder.map(\.contentType)
+                formats: ServedFormat.preferenceOrder.map(\.contentType),
+                build: BuildIdentity.current
             )
         )
     }
@@ -293,6 +302,9 @@ public struct HealthJSON: Codable, Sendable, Equatable {
     public var status: String
     public var version: String
     public var formats: [String]
+    /// The server binary's GNU build id (hex), so an upgrade can be seen to have taken effect; absent when the
+    /// binary has none. Additive: older clients ignore it.
+    public var build: String?
 }
 
 /// Numbers requests for log correlation.

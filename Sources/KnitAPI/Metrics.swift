@@ -264,6 +264,8 @@ struct MetricsExposition {
         out.sample("knit_lmdb_readers", store.readersInUse)
         out.family("knit_lmdb_max_readers", "gauge", "LMDB reader slots there are.")
         out.sample("knit_lmdb_max_readers", store.maxReaders)
+        out.family("knit_hook_outbox_events", "gauge", "Lifecycle after-hook deliveries not yet answered 2xx.")
+        out.sample("knit_hook_outbox_events", store.hookOutbox)
         return out.text
     }
 }

@@ -254,7 +254,7 @@ public struct KubernetesExecutor: Executor {
         let replaced = ordered.count > 1
         let deleted = pod["metadata"]?["deletionTimestamp"] != nil
         if (replaced || deleted) && !stopping { return .notFound }
-        let seen = containerObservation(of: pod, runId: runId)
+        let seen = containerObservation(of: pod, runId: runId, killedByUs: stopping || deleted)
         let logPath = Self.logPath(of: job, pod: pod)
         switch seen {
         case .running:
@@ -269,7 +269,8 @@ public struct KubernetesExecutor: Executor {
         return seen
     }
 
-    private func containerObservation(of pod: JSONValue, runId: String) -> ExecutorObservation {
+    /// `killedByUs`: the pod is being stopped or deleted, so a SIGKILL is that and not the memory limit.
+    private func containerObservation(of pod: JSONValue, runId: String, killedByUs: Bool) -> ExecutorObservation {
         let statuses = pod["status"]?["containerStatuses"]?.arrayValue ?? []
         guard let status = statuses.first(where: { $0["name"]?.stringValue == KubernetesObjects.containerName })
         else { return Self.unschedulable(pod).map { .pending(reason: $0) } ?? .starting }
@@ -278,10 +279,23 @@ public struct KubernetesExecutor: Executor {
             hints.pullFailureEnded(runId)
             let code = Int32(terminated["exitCode"]?.numberText ?? "") ?? 255
             let reason = terminated["reason"]?.stringValue ?? ""
+            let limit = pod["spec"]?["containers"]?.arrayValue?.first?["resources"]?["limits"]?["memory"]?.stringValue
+            let text = limit.map { " of \($0) bytes" } ?? ""
             if reason == "OOMKilled" {
-                let limit = pod["spec"]?["containers"]?.arrayValue?.first?["resources"]?["limits"]?["memory"]
-                let text = limit?.stringValue.map { " of \($0) bytes" } ?? ""
                 return .exited(code: code, oomKilled: true, message: "OOMKilled: exceeded its memory limit\(text)")
+            }
+            // The pod's memory cgroup has the same limit as its one container and also holds the pause container,
+            // so the kernel may kill at the pod's level first; containerd watches only the container's cgroup and
+            // then reports a plain "Error" with 137 (seen on Kubernetes 1.20 once the pause binary's pages were
+            // charged to the pod). Nothing else SIGKILLs a Run's container without saying so (a stop is Knit's
+            // own, an eviction has its reason), so a SIGKILL under a memory limit is taken for what it nearly
+            // always is.
+            if reason == "Error", code == 137, !killedByUs, let limit {
+                return .exited(
+                    code: code,
+                    oomKilled: true,
+                    message: "OOMKilled: killed (SIGKILL) at its pod's memory limit of \(limit) bytes"
+                )
             }
             let detail = terminated["message"]?.stringValue.map { ": \($0)" } ?? ""
             return .exited(code: code, oomKilled: false, message: "exited with code \(code)" + detail)
@@ -337,7 +351,7 @@ public struct KubernetesExecutor: Executor {
         while true {
             let left = try await live.cache.synced().pods[runId] ?? []
             let running = left.filter { pod in
-                guard case .exited = containerObservation(of: pod, runId: runId) else { return true }
+                guard case .exited = containerObservation(of: pod, runId: runId, killedByUs: true) else { return true }
                 return false
             }
             if running.isEmpty {

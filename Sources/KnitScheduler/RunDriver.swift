@@ -43,6 +43,12 @@ internal import Synchronization
 /// `InvalidLaunch` (e.g. an output directory that is not empty). A runtime that misbehaves (podman
 /// failing, timing out) fails no Run: the Run stays `starting` and the next tick observes what is there.
 ///
+/// With ``RunHooks`` (lifecycle before hooks), each change the driver makes — to `starting`, to `running`, the end
+/// — is asked about first, with the Run as it is; a refusal leaves the Run where it is (its container, if any,
+/// untouched), shown on the Run and asked about again after a back-off, and the hooks' environment for the change
+/// to `starting` reaches the container through ``RunLaunch/environment``. The after hooks are the ledger's: it
+/// records them with each change.
+///
 /// Concurrency: a driver does all of its work on one thread of its own (a task executor that ``tick()``,
 /// ``run(wakeup:until:)`` and ``start(wakeup:)`` switch to), one tick at a time. Its ledger calls (LMDB
 /// transactions), the wake-up wait, output checks and disk checks block that thread and nothing else;
@@ -105,6 +111,8 @@ public final class RunDriver: Sendable {
         public var waitingForCapacity = false
         /// Some ready Run waits for its image to be fetched.
         public var waitingForImages = false
+        /// A lifecycle before hook held some Run back; it is asked again soon.
+        public var heldByHooks = false
 
         public init() {}
     }
@@ -124,6 +132,7 @@ public final class RunDriver: Sendable {
     public let configuration: Configuration
     private let ledger: any RunLedger
     private let executor: any Executor
+    private let hooks: (any RunHooks)?
     private let logger: Logger
     private struct State {
         var ticking = false
@@ -135,7 +144,17 @@ public final class RunDriver: Sendable {
         var waitingFor: [String: String] = [:]
         /// Whether the last look found the disk full (one log line per episode, not one per tick).
         var diskWasFull = false
+        /// Runs a before hook refused: why (recorded on the Run once), and when to ask again. A restart forgets it
+        /// and asks at once. The entry of a Run the API ends while it is held stays until the restart (a few bytes).
+        var held: [String: Hold] = [:]
     }
+    private struct Hold {
+        var reason: String
+        var retryAt: ContinuousClock.Instant
+        var delay: Duration
+    }
+    /// How soon a refused change is asked about again: doubling from the first to the last.
+    static let holdRetry: (first: Duration, maximum: Duration) = (.seconds(1), .seconds(8))
     private let state = Mutex(State())
     /// Where all of the driver's work runs (see the type's documentation).
     private let thread = DriverThread()
@@ -144,11 +163,13 @@ public final class RunDriver: Sendable {
         ledger: any RunLedger,
         executor: any Executor,
         configuration: Configuration = Configuration(),
+        hooks: (any RunHooks)? = nil,
         logger: Logger = Logger(label: "knit.scheduler.driver")
     ) {
         self.ledger = ledger
         self.executor = executor
         self.configuration = configuration
+        self.hooks = hooks
         self.logger = logger
     }
 
@@ -220,6 +241,7 @@ public final class RunDriver: Sendable {
                 if !summary.finished.isEmpty { continue }
                 let interval =
                     summary.inFlight > 0 || summary.waitingForCapacity || summary.waitingForImages
+                        || summary.heldByHooks
                     ? configuration.busyPollInterval : configuration.idlePollInterval
                 let deadline = clock.now.advanced(by: interval)
                 while !shouldStop() && !Task.isCancelled {
@@ -283,6 +305,9 @@ public final class RunDriver: Sendable {
         var finished: Set<String> = []
         for run in inFlight {
             guard let request = run.stopRequest else { continue }
+            guard hooksAllow(run.runId, next: request.kind == .tearOff ? .done : .failed, &summary) != nil else {
+                continue
+            }
             do {
                 try await executor.stop(runId: run.runId, grace: configuration.stopGrace)
             } catch {
@@ -361,7 +386,7 @@ public final class RunDriver: Sendable {
             }
             return true
         case .running:
-            if run.status == .starting {
+            if run.status == .starting, hooksAllow(run.runId, next: .running, &summary) != nil {
                 _ = ledgerCall("mark running", { try ledger.markRunning(runId: run.runId) })
             }
             return true
@@ -370,6 +395,7 @@ public final class RunDriver: Sendable {
             // The OOM killer may hit a child (`big | tail`) and the shell still exit 0: the Run fails, and
             // a failed Run must not say exit 0, so it gets the code of a SIGKILL, as a killed pid 1 would.
             let code = oomKilled && code == 0 ? Self.oomKilledCode : code
+            guard hooksAllow(run.runId, next: succeeded ? .done : .failed, &summary) != nil else { return true }
             var exit = succeeded ? Self.succeededExit : RunExitJSON(code: Self.exitCode(code), message: message)
             guard let settled = settle(run.runId) else { return true }
             if succeeded, let problem = settled.problem {
@@ -388,6 +414,7 @@ public final class RunDriver: Sendable {
             return false
         case .notFound:
             logger.warning("run has no container", metadata: ["run.id": "\(run.runId)", "run.status": "\(run.status)"])
+            guard hooksAllow(run.runId, next: .failed, &summary) != nil else { return true }
             guard let settled = settle(run.runId) else { return true }
             guard
                 finish(
@@ -438,8 +465,10 @@ public final class RunDriver: Sendable {
                 failBeforeStart(run.runId, message, &summary)
                 continue
             }
+            // Last, so that a Run the hooks let through starts now: nothing else can hold it back after them.
+            guard let environment = hooksAllow(run.runId, next: .starting, &summary) else { continue }
             guard ledgerCall("mark starting", { try ledger.markStarting(runId: run.runId) }) == true else { continue }
-            switch await startContainer(run, &summary) {
+            switch await startContainer(run, environment: environment, &summary) {
             case .running where executor.startsBeforeRunning:
                 // Created; observing marks it running. Its capacity is held from now on.
                 summary.started.append(run.runId)
@@ -454,7 +483,10 @@ public final class RunDriver: Sendable {
                     )
                 }
                 summary.started.append(run.runId)
-                _ = ledgerCall("mark running", { try ledger.markRunning(runId: run.runId) })
+                // Held back: it stays `starting` and observing asks again.
+                if hooksAllow(run.runId, next: .running, &summary) != nil {
+                    _ = ledgerCall("mark running", { try ledger.markRunning(runId: run.runId) })
+                }
                 held = held + run.demand
                 started = started + run.demand
                 summary.inFlight += 1
@@ -481,8 +513,12 @@ public final class RunDriver: Sendable {
 
     /// Starts the container of a Run marked `starting`: it runs, or the Run was finished as
     /// failed, or the runtime misbehaved and the Run stays `starting` for the next tick.
-    private func startContainer(_ run: ScheduledRun, _ summary: inout TickSummary) async -> StartOutcome {
-        let launch = RunLaunch(run)
+    private func startContainer(
+        _ run: ScheduledRun,
+        environment: [String: String],
+        _ summary: inout TickSummary
+    ) async -> StartOutcome {
+        let launch = RunLaunch(run, environment: environment)
         for attempt in 0..<2 {
             do {
                 try await executor.start(launch)
@@ -633,6 +669,41 @@ public final class RunDriver: Sendable {
 
     // MARK: - Helpers
 
+    /// Asks the before hooks whether `runId` may change to `next` now: the environment they gave (empty for any
+    /// change but to `starting`), or nil when one refused. A refused Run is asked again after 1 s, doubling up to
+    /// 8 s (until then this answers nil without asking); the first refusal for a reason is logged and shown on the
+    /// Run (`waitingFor`). Without hooks every change may be made.
+    private func hooksAllow(_ runId: String, next: RunStatus, _ summary: inout TickSummary) -> [String: String]? {
+        guard let hooks else { return [:] }
+        let clock = ContinuousClock()
+        if let hold = state.withLock({ $0.held[runId] }), clock.now < hold.retryAt {
+            summary.heldByHooks = true
+            return nil
+        }
+        switch hooks.before(runId: runId, next: next) {
+        case .proceed(let environment):
+            // The status change that follows clears what the Run showed.
+            state.withLock { _ = $0.held.removeValue(forKey: runId) }
+            return environment
+        case .refused(let reason):
+            summary.heldByHooks = true
+            let changed = state.withLock { state -> Bool in
+                let previous = state.held[runId]
+                let delay = previous.map { min($0.delay * 2, Self.holdRetry.maximum) } ?? Self.holdRetry.first
+                state.held[runId] = Hold(reason: reason, retryAt: clock.now.advanced(by: delay), delay: delay)
+                return previous?.reason != reason
+            }
+            if changed {
+                logger.warning(
+                    "a lifecycle hook holds the run back",
+                    metadata: ["run.id": "\(runId)", "run.status.next": "\(next)", "reason": "\(reason)"]
+                )
+                _ = ledgerCall("mark held", { try ledger.markHeld(runId: runId, reason: reason) })
+            }
+            return nil
+        }
+    }
+
     /// Finishes a Run in the ledger. Returns true when the ledger finished it (now or earlier);
     /// false when the ledger call failed, so the next tick tries again.
     @discardableResult
@@ -651,6 +722,7 @@ public final class RunDriver: Sendable {
         state.withLock {
             _ = $0.sawFullDisk.remove(runId)
             _ = $0.waitingFor.removeValue(forKey: runId)
+            _ = $0.held.removeValue(forKey: runId)
         }
         if changed {
             summary.finished.append(runId)

@@ -160,6 +160,22 @@ extension KnitStore {
         }
     }
 
+    /// Records why a lifecycle before hook keeps a `waiting`, `ready`, `starting` or `running` Run where it is
+    /// (nil: no longer); shown as the Run's `waitingFor` until the Run changes status, as ``markWaiting(runId:reason:)``.
+    /// - Returns: false, changing nothing, when the Run is in none of those statuses.
+    @discardableResult
+    public func markHeld(runId: String, reason: String?) throws(StoreError) -> Bool {
+        try write("mark held") { txn -> Bool in
+            let held: Set<RunStatus> = [.waiting, .ready, .starting, .running]
+            guard var run = try existingRun(txn, runId), held.contains(run.status) else { return false }
+            if run.waitingFor != reason {
+                run.waitingFor = reason
+                try putRun(txn, run)
+            }
+            return true
+        }
+    }
+
     /// starting (or ready) → running, once the container runs.
     /// - Returns: false, changing nothing, when the Run is no longer starting (a user stopped it).
     @discardableResult
@@ -173,16 +189,22 @@ extension KnitStore {
         let now = clock()
         let directories: [String]? = try write(operation) { txn -> [String]? in
             guard var run = try existingRun(txn, runId), allowed.contains(run.status) else { return nil }
+            // The Run after each change, for the after hooks: waiting → starting is two of them, as in Knitfab.
+            var states: [RunRecord] = []
             if run.status == .waiting, next != .ready {
                 precondition(RunStatus.waiting.canTransition(to: .ready), "waiting → ready")
                 run.status = .ready
+                run.updatedAtMs = now
+                states.append(run)
             }
             guard run.status.canTransition(to: next) else { return nil }
             if run.status != next {
                 run.status = next
                 run.updatedAtMs = now
                 try putRun(txn, run)
+                states.append(run)
             }
+            try recordLifecycleEvents(txn, states, cache: PlanCache())
             return next == .running ? [] : run.outputs.map { dataDirectory(knitId: $0) }
         }
         guard let directories else { return false }
@@ -283,24 +305,29 @@ extension KnitStore {
         let now = clock()
         let finished: RunStatus? = try write("finish run") { txn -> RunStatus? in
             guard var run = try existingRun(txn, runId) else { return nil }
+            var states: [RunRecord] = []
+            if run.exit == nil { run.exit = exit }
+            run.updatedAtMs = now
             switch run.status {
             case .ready, .starting, .running:
                 let via: RunStatus = succeeded ? .completing : .aborting
                 precondition(run.status.canTransition(to: via), "\(run.status) → \(via)")
                 run.status = via
+                states.append(run)
             case .completing, .aborting: break
             default: return nil
             }
-            if run.exit == nil { run.exit = exit }
-            run.updatedAtMs = now
+            let cache = PlanCache()
             try finish(
                 txn,
                 &run,
                 succeeded: run.status == .completing,
                 now: now,
-                cache: PlanCache(),
+                cache: cache,
                 sizes: writtenBytes
             )
+            states.append(run)
+            try recordLifecycleEvents(txn, states, cache: cache)
             return run.status
         }
         guard let finished else { return false }

@@ -29,7 +29,8 @@ extension KnitStore {
                 mapUsedBytes: map.usedBytes,
                 pageSize: map.pageSize,
                 readersInUse: map.readersInUse,
-                maxReaders: map.maxReaders
+                maxReaders: map.maxReaders,
+                hookOutbox: try txn.count(db.hookOutbox)
             )
         }
     }
@@ -52,6 +53,8 @@ public struct StoreStatistics: Codable, Sendable, Equatable {
     public var pageSize: Int64
     public var readersInUse: Int
     public var maxReaders: Int
+    /// After-hook deliveries still owed (the scheduler's outbox).
+    public var hookOutbox: Int
 
     public init(
         data: Int,
@@ -62,7 +65,8 @@ public struct StoreStatistics: Codable, Sendable, Equatable {
         mapUsedBytes: Int64,
         pageSize: Int64,
         readersInUse: Int,
-        maxReaders: Int
+        maxReaders: Int,
+        hookOutbox: Int = 0
     ) {
         self.data = data
         self.plans = plans
@@ -73,6 +77,7 @@ public struct StoreStatistics: Codable, Sendable, Equatable {
         self.pageSize = pageSize
         self.readersInUse = readersInUse
         self.maxReaders = maxReaders
+        self.hookOutbox = hookOutbox
     }
 
     /// Runs the scheduler has still to start: its queue.

@@ -21,8 +21,8 @@ public final class KnitStore: Sendable {
     /// Schema version this code reads and writes. Older stores are migrated forward when opened (see
     /// `migrate`); a newer one is refused.
     public static let schemaVersion = "\(currentSchema)"
-    /// ``schemaVersion`` as a number. 2: per-user usage kept in `usage`.
-    static let currentSchema = 2
+    /// ``schemaVersion`` as a number. 2: per-user usage kept in `usage`. 3: the lifecycle hooks' `hook_outbox`.
+    static let currentSchema = 3
 
     /// The instance directory when none is given: `$KNIT_HOME` (unless empty), else `/var/lib/knit`.
     public static func defaultHome() -> String {
@@ -46,6 +46,10 @@ public final class KnitStore: Sendable {
     let uploadedPlan: PlanRecord
     /// Plan records already decoded and validated (see ``PlanMemo``).
     let planMemo = PlanMemo()
+    /// Where the scheduler's status changes are reported (``recordLifecycleEvents(for:)``).
+    let hookTargets = LifecycleHookTargets()
+    /// Held shared while this store is open, exclusively while it migrates (``OpenersLock``).
+    let openers: OpenersLock
 
     struct Databases: Sendable {
         let meta: LMDBDatabase
@@ -87,22 +91,32 @@ public final class KnitStore: Sendable {
         /// User name → ``KeptUsage`` (JSON): bytes and count of the Data they created, kept by every writer of
         /// `data` (schema 2).
         let usage: LMDBDatabase
+        /// Sequence (8 bytes, big-endian) → one after-hook delivery still owed (schema 3, KnitStore+Hooks).
+        let hookOutbox: LMDBDatabase
     }
 
     /// Opens the store under `home`, creating it when new.
     ///
     /// Creates `db/`, `data/` and `staging/` (mode 0750), opens the LMDB environment, clears reader slots
     /// of dead processes, checks the schema version and, in a new store, seeds the `knit#uploaded` plan.
+    ///
+    /// A store of an older schema is migrated only while no other program has it open (`db/openers.lock`): a
+    /// running program of the previous release would go on writing records of the old schema into the migrated
+    /// store. When others have it open, the opener waits for them to close it (`beforeWaitingToMigrate` given:
+    /// knitd taking over from its predecessor) or refuses with `.schemaMismatch` saying what to stop.
     /// - Parameters:
     ///   - mapSize: the LMDB map size in bytes (the file is sparse; this is only a ceiling).
     ///   - clock: milliseconds since the epoch; tests pass a fixed clock.
+    ///   - beforeWaitingToMigrate: when given, a store that needs a migration while others have it open is
+    ///     waited for (until they close it) instead of refused; called once before that wait.
     /// - Throws: ``StoreError`` with `.schemaMismatch` when the store was written by another schema,
     ///   `.io` when directories cannot be created or LMDB cannot open.
     public init(
         home: String,
         logger: Logger,
         mapSize: Int = 64 << 30,
-        clock: @escaping @Sendable () -> Int64 = KnitStore.systemClock
+        clock: @escaping @Sendable () -> Int64 = KnitStore.systemClock,
+        beforeWaitingToMigrate: (() -> Void)? = nil
     ) throws(StoreError) {
         self.home = home
         self.logger = logger
@@ -141,22 +155,41 @@ public final class KnitStore: Sendable {
                 imageOwners: try env.openDatabase(name: "image_owners"),
                 downloadDigests: try env.openDatabase(name: "download_digests"),
                 garbage: try env.openDatabase(name: "garbage"),
-                usage: try env.openDatabase(name: "usage")
+                usage: try env.openDatabase(name: "usage"),
+                hookOutbox: try env.openDatabase(name: "hook_outbox")
             )
         } catch {
             env.close()
             throw StoreError(error)
         }
+        let openers: OpenersLock
         do {
-            uploadedPlan = try Self.checkSchema(env: env, db: db, logger: logger)
+            openers = try OpenersLock(path: layout.database + "/openers.lock", ownerOf: layout.database)
         } catch {
+            env.close()
+            throw error
+        }
+        self.openers = openers
+        do {
+            uploadedPlan = try Self.openSchema(
+                env: env,
+                db: db,
+                openers: openers,
+                logger: logger,
+                beforeWaitingToMigrate: beforeWaitingToMigrate
+            )
+        } catch {
+            openers.release()
             env.close()
             throw error
         }
     }
 
     /// Closes the LMDB environment. Idempotent; no other method may be called afterwards.
-    public func close() { env.close() }
+    public func close() {
+        env.close()
+        openers.release()
+    }
 
     /// `home/data/<knitId>`: where the content of a finished Data lives.
     public func dataDirectory(knitId: String) -> String { layout.dataDirectory(knitId: knitId) }
@@ -172,11 +205,62 @@ public final class KnitStore: Sendable {
     /// indexes existed get them at the first open).
     static let runIndexesKey = Array("run_indexes".utf8)
 
-    private static func checkSchema(env: LMDBEnvironment, db: Databases, logger: Logger) throws(StoreError)
-        -> PlanRecord
-    {
+    /// The schema gate under the openers lock: alone (exclusive) it may migrate; beside other openers (shared)
+    /// only a store of the current schema opens.
+    private static func openSchema(
+        env: LMDBEnvironment,
+        db: Databases,
+        openers: OpenersLock,
+        logger: Logger,
+        beforeWaitingToMigrate: (() -> Void)?
+    ) throws(StoreError) -> PlanRecord {
+        if try openers.tryExclusive() {
+            let plan = try checkSchema(env: env, db: db, logger: logger, mayMigrate: true)
+            try openers.share()
+            return try plan.orThrow()
+        }
+        // Waits only while another opener migrates (holds it exclusively).
+        try openers.share()
+        let plan = try checkSchema(env: env, db: db, logger: logger, mayMigrate: false)
+        guard case .migrationNeeded(let stored) = plan else { return try plan.orThrow() }
+        guard let beforeWaitingToMigrate else {
+            throw StoreError(
+                .schemaMismatch,
+                "store schema version \(stored) must be migrated to \(currentSchema), and other programs (a knitd, "
+                    + "knit-scheduler or knitadm of the previous release) have it open; stop them first "
+                    + "(installer/knit-up --upgrade does it in order)"
+            )
+        }
+        logger.notice("waiting for the store's other programs to close it before migrating")
+        beforeWaitingToMigrate()
+        try openers.exclusive()
+        let migrated = try checkSchema(env: env, db: db, logger: logger, mayMigrate: true)
+        try openers.share()
+        return try migrated.orThrow()
+    }
+
+    /// What the schema gate found: the store opened, or (when it may not migrate) the older version it holds.
+    private enum SchemaGate {
+        case opened(PlanRecord)
+        case migrationNeeded(stored: Int)
+
+        func orThrow() throws(StoreError) -> PlanRecord {
+            switch self {
+            case .opened(let plan): return plan
+            case .migrationNeeded(let stored):
+                throw StoreError(.schemaMismatch, "store schema version \(stored) was not migrated")
+            }
+        }
+    }
+
+    private static func checkSchema(
+        env: LMDBEnvironment,
+        db: Databases,
+        logger: Logger,
+        mayMigrate: Bool
+    ) throws(StoreError) -> SchemaGate {
         do {
-            return try env.write { txn throws -> PlanRecord in
+            return try env.write { txn throws -> SchemaGate in
                 if let version = try txn.get(db.meta, key: schemaKey) {
                     let text = String(decoding: version, as: UTF8.self)
                     guard let stored = Int(text), stored >= 1 else {
@@ -189,6 +273,7 @@ public final class KnitStore: Sendable {
                                 + "(\(currentSchema)); run the release that wrote it, or a newer one"
                         )
                     }
+                    guard stored == currentSchema || mayMigrate else { return .migrationNeeded(stored: stored) }
                     guard let planId = try txn.get(db.meta, key: uploadedPlanKey),
                         let plan = try decode(PlanRecord.self, txn.get(db.plans, key: planId))
                     else {
@@ -211,7 +296,7 @@ public final class KnitStore: Sendable {
                     if stored < currentSchema {
                         try txn.put(db.meta, key: schemaKey, value: Array(schemaVersion.utf8))
                     }
-                    return plan
+                    return .opened(plan)
                 }
                 guard try txn.count(db.data) == 0, try txn.count(db.runs) == 0 else {
                     throw StoreError(.corrupted, "store: records exist but schema_version is missing")
@@ -222,7 +307,7 @@ public final class KnitStore: Sendable {
                 try txn.put(db.meta, key: uploadedPlanKey, value: Array(plan.planId.utf8))
                 try txn.put(db.meta, key: runIndexesKey, value: [1])
                 logger.info("created new store", metadata: ["store.schema": "\(schemaVersion)"])
-                return plan
+                return .opened(plan)
             }
         } catch {
             throw StoreError.from(error, operation: "open")
@@ -242,6 +327,13 @@ public final class KnitStore: Sendable {
         case 1:
             // Schema 1 summed usage from the records on every check; schema 2 keeps it. One pass builds it.
             try replaceUsage(txn, db: db, with: recountUsage(txn, db: db, uploadedPlanId: uploadedPlanId))
+        case 2:
+            // Schema 3 adds `hook_outbox`, opened (created) above and empty: no Run changed with hooks yet. The
+            // version still moves, so that a release without a hook sender refuses the store rather than
+            // leaving deliveries in it that nobody sends.
+            guard try txn.count(db.hookOutbox) == 0 else {
+                throw StoreError(.corrupted, "store: schema 2 with a non-empty hook_outbox")
+            }
         default:
             throw StoreError(.corrupted, "store: no migration from schema version \(from)")
         }

@@ -72,6 +72,14 @@ struct KnitSchedulerCommand: ParsableCommand {
     @Option(help: "Path of the podman binary. Default: found on PATH.")
     var podman: String?
 
+    @Option(
+        help: """
+            podman's cgroup manager for Runs: cgroupfs (hosts without systemd) or systemd (installer/knit-up \
+            chooses it when systemd runs the machine).
+            """
+    )
+    var cgroupManager: String = "cgroupfs"
+
     @Option(help: "Label value telling this installation's containers apart from others on the host.")
     var instance: String = "knit"
 
@@ -116,12 +124,24 @@ struct KnitSchedulerCommand: ParsableCommand {
     )
     var pullSecretCheckSeconds: Int = 60
 
+    @Option(
+        help: ArgumentHelp(
+            "Lifecycle hooks: a YAML file with `before:` and `after:` lists of URLs (or Knitfab's "
+                + "`hooks: {lifecycle-hooks: …}`). Default: HOME/scheduler/hooks.yaml when it exists.",
+            valueName: "file"
+        )
+    )
+    var hooks: String?
+
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
         if let cpuBudget, cpuBudget <= 0 { throw ValidationError("--cpu-budget must be positive") }
         if let memoryBudget, memoryBudget <= 0 { throw ValidationError("--memory-budget must be positive") }
         if pullTimeout <= 0 { throw ValidationError("--pull-timeout must be positive") }
+        guard ["cgroupfs", "systemd"].contains(cgroupManager) else {
+            throw ValidationError("--cgroup-manager must be cgroupfs or systemd, not '\(cgroupManager)'")
+        }
         if pullFailureGrace < 1 || pullFailureGrace > 3600 {
             throw ValidationError("--pull-failure-grace must be between 1 and 3600 seconds")
         }
@@ -145,7 +165,10 @@ struct KnitSchedulerCommand: ParsableCommand {
                 throw ValidationError("\(flag) needs --executor kubernetes")
             }
         case .kubernetes:
-            let podmanOnly = [("--podman", podman != nil), ("--containers-conf", containersConf != nil)]
+            let podmanOnly = [
+                ("--podman", podman != nil), ("--containers-conf", containersConf != nil),
+                ("--cgroup-manager", cgroupManager != "cgroupfs"),
+            ]
             for (flag, given) in podmanOnly where given {
                 throw ValidationError("\(flag) needs --executor podman")
             }
@@ -176,6 +199,17 @@ struct KnitSchedulerCommand: ParsableCommand {
         }
         defer { store.close() }
         let layout = store.layout
+        let defaultHookFile = home + "/scheduler/hooks.yaml"
+        let hookFile = hooks ?? (access(defaultHookFile, F_OK) == 0 ? defaultHookFile : nil)
+        var hookConfiguration = LifecycleHookConfiguration()
+        if let hookFile {
+            do {
+                hookConfiguration = try LifecycleHookConfiguration.parse(try readTextFile(hookFile), file: hookFile)
+            } catch {
+                logger.critical("cannot use the hooks file", metadata: ["error": "\(error)"])
+                throw ExitCode(2)
+            }
+        }
 
         let runExecutor: any Executor
         let capacity: Capacity
@@ -188,6 +222,7 @@ struct KnitSchedulerCommand: ParsableCommand {
                 configuration: .init(
                     podmanPath: podmanPath,
                     containersConf: containersConf,
+                    cgroupManager: cgroupManager,
                     instance: instance,
                     runDirectory: layout.executor,
                     registryAuthFile: registryAuthfile,
@@ -245,12 +280,35 @@ struct KnitSchedulerCommand: ParsableCommand {
         if let owner = store.dataOwner() { driverConfiguration.outputOwner = (owner.uid, owner.gid) }
         driverConfiguration.storageDirectory = layout.data
         driverConfiguration.capacity = capacity
+        // After hooks: every status change the driver makes writes its deliveries into the store's outbox in the
+        // same transaction; the sender (a thread of its own) posts them. It also runs with no after URL, so what an
+        // earlier configuration left in the outbox still goes out.
+        store.recordLifecycleEvents(for: hookConfiguration.after)
+        let runHooks: (any RunHooks)? =
+            hookConfiguration.before.isEmpty
+            ? nil
+            : HTTPRunHooks(urls: hookConfiguration.before, logger: logger) { runId in
+                let detail: RunDetailJSON
+                do {
+                    detail = try store.runDetail(runId: runId)
+                } catch let error as StoreError where error.code == .notFound {
+                    return nil
+                }
+                return try KnitJSON.encode(detail)
+            }
+        if let hookFile {
+            described["hooks.file"] = "\(hookFile)"
+            described["hooks.before"] = "\(hookConfiguration.before.count)"
+            described["hooks.after"] = "\(hookConfiguration.after.count)"
+        }
         let driver = RunDriver(
             ledger: store,
             executor: runExecutor,
             configuration: driverConfiguration,
+            hooks: runHooks,
             logger: logger
         )
+        let sender = LifecycleHookSender(outbox: store, logger: logger).start()
         _ = mkdir(layout.run, 0o755)
         let wakeupPath = layout.schedulerSocket
         let wakeup: Wakeup?
@@ -286,7 +344,9 @@ struct KnitSchedulerCommand: ParsableCommand {
         }
         logger.info("stopping: finishing the tick in progress", metadata: ["signal": "\(received)"])
         running.stop()
+        sender.stop()
         running.join()
+        sender.join()
         logger.info("knit-scheduler stopped; running containers keep running and are adopted at the next start")
     }
 
@@ -344,6 +404,27 @@ struct KnitSchedulerCommand: ParsableCommand {
         }
     }
 }
+
+/// A file's text; a missing or unreadable file is an error naming it.
+private func readTextFile(_ path: String) throws -> String {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw FileProblem(description: "\(path): cannot read: \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 {
+            if errno == EINTR { continue }
+            throw FileProblem(description: "\(path): cannot read: \(String(cString: strerror(errno)))")
+        }
+        if count == 0 { break }
+        bytes += buffer[..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+private struct FileProblem: Error, CustomStringConvertible { let description: String }
 
 /// The process environment, for in-cluster credentials (`KUBERNETES_SERVICE_HOST`, `KUBERNETES_SERVICE_PORT`).
 private func processEnvironment() -> [String: String] {

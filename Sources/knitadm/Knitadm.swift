@@ -355,7 +355,9 @@ struct Handout: ParsableCommand {
         discussion: """
             Writes FILE (for Knit's `knit init`) and FILE-knitfab (for Knitfab's own CLI), both 0600. \
             The API root and the CA default to this instance's: the apiRoot of HOME/handout/knitprofile and \
-            HOME/tls/ca.crt, as installer/knit-up wrote them. The user's other tokens stay valid.
+            HOME/tls/ca.crt, as installer/knit-up wrote them; none when knit-up serves the administrator's own \
+            certificate (HOME/tls/own.env): clients then use their system trust store. The user's other tokens \
+            stay valid.
             """
     )
     @ParentCommand var root: Knitadm
@@ -376,7 +378,11 @@ struct Handout: ParsableCommand {
 
     func run() throws {
         let apiRoot = try self.apiRoot ?? installedAPIRoot()
-        let ca = self.ca ?? (access(home.resolved + "/tls/ca.crt", R_OK) == 0 ? home.resolved + "/tls/ca.crt" : nil)
+        // Under the administrator's own certificate (knit-up --tls-cert wrote tls/own.env) clients use their
+        // system trust store: the handout carries no CA.
+        let ownCertificate = access(home.resolved + "/tls/own.env", F_OK) == 0
+        let instanceCA = home.resolved + "/tls/ca.crt"
+        let ca = self.ca ?? (!ownCertificate && access(instanceCA, R_OK) == 0 ? instanceCA : nil)
         // Everything that can fail without changing the store is done before the token exists.
         let cert = try certSection(ca)
         let store = try home.openStore()

@@ -53,6 +53,15 @@ struct Knitd: ParsableCommand {
     )
     var maxDataBytes: Int64?
 
+    @Flag(
+        help: """
+            Take the socket over from a running knitd (an upgrade): listen on a fresh socket and move it onto \
+            --socket in one rename, so every new request comes here while the running one finishes what it \
+            accepted; then stop that one with SIGTERM. A store that needs a migration is opened once it has gone.
+            """
+    )
+    var replace = false
+
     @OptionGroup var daemon: DaemonOptions
 
     func validate() throws {
@@ -76,29 +85,62 @@ struct Knitd: ParsableCommand {
         // Before any worker thread exists: they inherit the mask, and this thread alone takes the signals.
         let stopSignals = StopSignals.block()
 
-        let store: KnitStore
-        do { store = try KnitStore(home: home, logger: logger) } catch {
-            logger.critical("cannot open the store", metadata: ["home": "\(home)", "error": "\(error)"])
-            throw ExitCode(2)
-        }
-        let report = store.recoverAtStartup()
-        // Directories of Data dropped by retry or delete just before a crash (or that could not be deleted then).
-        let collected = store.collectGarbage()
-        logger.info(
-            "store opened",
-            metadata: ["home": "\(home)", "recovery": "\(report)", "garbage.removed": "\(collected)"]
-        )
-
         let layout = InstanceLayout(home: home)
         let socketPath = socket ?? layout.knitdSocket
         _ = mkdir(layout.run, 0o755)
+        // Listening comes first: taking over from a running knitd, requests queue here while the store opens
+        // (and, when it must be migrated, while the predecessor finishes and exits).
         let listener: FastCGIListener
         do {
-            listener = try FastCGIListener(path: socketPath, mode: mode_t(socketMode, radix: 8)!, group: socketGroup)
+            listener = try FastCGIListener(
+                path: socketPath,
+                mode: mode_t(socketMode, radix: 8)!,
+                group: socketGroup,
+                replacing: replace
+            )
         } catch {
             logger.critical("cannot listen", metadata: ["socket": "\(socketPath)", "error": "\(error)"])
-            store.close()
             throw ExitCode(2)
+        }
+
+        // Taking over: the socket moves onto the path once the store is open, or before waiting for the
+        // predecessor to close a store that needs a migration (it stops once new requests come here). A store
+        // that cannot be opened leaves the predecessor serving.
+        let takeOver = { () throws(FastCGIError) in if replace { try listener.takeOver() } }
+        let store: KnitStore
+        do {
+            store = try KnitStore(
+                home: home,
+                logger: logger,
+                beforeWaitingToMigrate: replace
+                    ? {
+                        do { try takeOver() } catch {
+                            logger.error("cannot take the socket over", metadata: ["error": "\(error)"])
+                        }
+                    } : nil
+            )
+            try takeOver()
+        } catch {
+            logger.critical("cannot open the store", metadata: ["home": "\(home)", "error": "\(error)"])
+            listener.close()
+            throw ExitCode(2)
+        }
+        // Uploads left open and garbage are a dead knitd's leftovers only when no other knitd serves this store;
+        // beside a predecessor they are its uploads in flight.
+        let alone = KnitdPresence.announce(path: layout.run + "/knitd.lock")
+        if alone {
+            let report = store.recoverAtStartup()
+            // Directories of Data dropped by retry or delete just before a crash (or that could not be deleted then).
+            let collected = store.collectGarbage()
+            logger.info(
+                "store opened",
+                metadata: ["home": "\(home)", "recovery": "\(report)", "garbage.removed": "\(collected)"]
+            )
+        } else {
+            logger.info(
+                "store opened beside another knitd; start-up recovery left to it",
+                metadata: ["home": "\(home)"]
+            )
         }
 
         let schedulerSocket = layout.schedulerSocket
@@ -129,6 +171,21 @@ struct Knitd: ParsableCommand {
     }
 }
 
+/// `HOME/run/knitd.lock`: every knitd holds it shared while it serves; one that finds it free at start is the
+/// only knitd of the store, so uploads left open are a dead predecessor's and its start-up recovery may drop
+/// them. A knitd taking over from a running one (an upgrade) must leave them: they are in flight there.
+enum KnitdPresence {
+    /// Announces this knitd for the rest of the process's life; true when no other knitd serves the store.
+    static func announce(path: String) -> Bool {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o660)
+        // Without the lock file (a read-only run directory) nothing tells; recovering is what knitd always did.
+        guard fd >= 0 else { return true }
+        let alone = flock(fd, LOCK_EX | LOCK_NB) == 0
+        while flock(fd, LOCK_SH) != 0 && errno == EINTR {}
+        return alone
+    }
+}
+
 /// Adapts one FastCGI request to the API and writes the answer back.
 func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
     let headers = request.httpHeaders()
@@ -136,7 +193,8 @@ func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
     let uri = request.parameter("REQUEST_URI") ?? request.parameter("DOCUMENT_URI") ?? "/"
 
     let response: APIResponse
-    if let apiRequest = APIRequest(method: method, uri: uri, headers: headers) {
+    if var apiRequest = APIRequest(method: method, uri: uri, headers: headers) {
+        apiRequest.requestID = request.parameter("REQUEST_ID")
         response = api.handle(apiRequest) { buffer in try request.read(into: buffer) }
     } else {
         response = APIResponse(

@@ -70,7 +70,8 @@ private func latencyCount(_ text: PrometheusText, _ method: String, _ route: Str
             mapUsedBytes: 4096 * 9,
             pageSize: 4096,
             readersInUse: 1,
-            maxReaders: 512
+            maxReaders: 512,
+            hookOutbox: 3
         )
         let text = try PrometheusText(
             parsing: MetricsExposition.render(snapshot, store: statistics, transfersInFlight: 0)
@@ -84,6 +85,7 @@ private func latencyCount(_ text: PrometheusText, _ method: String, _ route: Str
         #expect(text.value("knit_http_request_duration_seconds_sum", labels) == 60.000001)
         #expect(text.value("knit_http_request_body_bytes_total") == 5)
         #expect(text.value("knit_http_response_body_bytes_total") == 7)
+        #expect(text.value("knit_hook_outbox_events") == 3)
     }
 
     @Test func countersMoveByExactlyTheRequestsMade() throws {

@@ -112,6 +112,35 @@ struct FastCGITests {
         _ = try FastCGIClient(connectingTo: path)
     }
 
+    @Test("a replacing listener takes a served path over in one rename; the predecessor's close leaves it alone")
+    func replacingListenerTakesThePathOver() throws {
+        let directory = try TemporaryDirectory(prefix: "knit-fastcgi-listen-")
+        let path = directory.path + "/knitd.sock"
+        func inode(_ path: String) -> UInt64? {
+            var info = stat()
+            return lstat(path, &info) == 0 ? UInt64(info.st_ino) : nil
+        }
+        let predecessor = try FastCGIListener(path: path, mode: 0o600)
+        let before = try #require(inode(path))
+        let successor = try FastCGIListener(path: path, mode: 0o640, replacing: true)
+        // Until the take-over the path is the predecessor's: clients still reach it.
+        #expect(inode(path) == before)
+        try successor.takeOver()
+        let after = try #require(inode(path))
+        #expect(after != before)
+        var info = stat()
+        #expect(lstat(path, &info) == 0 && info.st_mode & 0o777 == 0o640, "the mode was set before the rename")
+        let leftovers = try directoryEntries(directory.path).map { String(decoding: $0, as: UTF8.self) }
+            .filter { $0 != "knitd.sock" }
+        #expect(leftovers.isEmpty, "the fresh name is gone: \(leftovers)")
+        _ = try FastCGIClient(connectingTo: path)
+        // The predecessor stops: the name is its successor's now and stays.
+        predecessor.close()
+        #expect(inode(path) == after)
+        successor.close()
+        #expect(inode(path) == nil)
+    }
+
     @Test("a stale socket file nobody answers on is taken over")
     func listenerReplacesStaleSocket() throws {
         let directory = try TemporaryDirectory(prefix: "knit-fastcgi-listen-")

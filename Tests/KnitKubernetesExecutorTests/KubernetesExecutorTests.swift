@@ -201,8 +201,9 @@ struct KubernetesExecutorTests {
     @Test func stopEndsARunningRunWithinItsGrace() async throws {
         let fixture = try Fixture()
         let runId = "stop-\(UInt32.random(in: 0...UInt32.max))"
-        // The shell is the container's pid 1, which ignores SIGTERM: only the SIGKILL after the grace ends it.
-        let launch = try fixture.launch(runId, "echo sleeping; sleep 300")
+        // The shell is the container's pid 1, which ignores SIGTERM: only the SIGKILL after the grace ends it. The
+        // memory limit: a SIGKILL of Knit's own stop is not taken for the kernel's at the memory limit.
+        let launch = try fixture.launch(runId, "echo sleeping; sleep 300", memoryBytes: 64 << 20)
         try await fixture.executor.start(launch)
         #expect(try await fixture.executor.observe(runId: runId) == .running)
         let grace = Duration.seconds(2)

@@ -31,6 +31,22 @@ struct SchedulerCommandTests {
         #expect(badExecutor.log.contains("docker"), "\(badExecutor.log)")
     }
 
+    /// `--cgroup-manager` (systemd under systemd, see installer/knit-up) is podman's only: a typo or a cluster
+    /// executor stops the scheduler before it does anything.
+    @Test func aCgroupManagerIsCgroupfsOrSystemdAndOnlyForPodman() async throws {
+        let typo = try SchedulerProcess(["--cgroup-manager", "cgroupv2"])
+        #expect(try await typo.waitForExit() == KnitSystem.ExitStatus(code: 64))
+        #expect(typo.log.contains("--cgroup-manager must be cgroupfs or systemd, not 'cgroupv2'"), "\(typo.log)")
+        let directory = scratchDirectory()
+        defer { try? removeTree(directory) }
+        let config = KubernetesSetupTests.kubeconfig(server: "https://127.0.0.1:1", in: directory)
+        let onKubernetes = try SchedulerProcess([
+            "--executor", "kubernetes", "--kubeconfig", config, "--cgroup-manager", "systemd",
+        ])
+        #expect(try await onKubernetes.waitForExit() == KnitSystem.ExitStatus(code: 64))
+        #expect(onKubernetes.log.contains("--cgroup-manager needs --executor podman"), "\(onKubernetes.log)")
+    }
+
     /// As with a podman that misbehaves, a cluster that is away is waited for, not a reason to exit; a stop
     /// signal still ends the wait at once.
     @Test func anAPIServerThatDoesNotAnswerIsAskedAgainUntilTheSchedulerIsStopped() async throws {

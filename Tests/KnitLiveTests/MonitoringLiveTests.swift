@@ -124,6 +124,43 @@ extension Live {
     }
 
     /// `knitadm status` against a real knitd and knit-scheduler: up, one down, the other down.
+    /// One id per request from nginx to the client and into knitd's log (the journal under systemd).
+    @Suite(.knitInstance())
+    struct RequestIDLive {
+        @Test func theRequestIdTheClientGetsIsTheOneKnitdLogsAndNginxWrites() throws {
+            let knit = try LiveKnit.instance()
+            let archive = knit.root + "/request-id-upload.tar.gz"
+            try makeValidArchive(knit, archive, bytes: 10_000)
+            let headersFile = knit.root + "/request-id-headers.txt"
+            let upload = knit.curl([
+                "-f", "-o", "/dev/null", "-D", headersFile, "-X", "POST",
+                "-H", "Authorization: Bearer \(knit.token(for: "alice"))",
+                "-H", "Content-Type: application/tar+gzip",
+                // A client's own X-Request-Id must not become the id: nginx's is the one every log shares.
+                "-H", "X-Request-Id: client-chosen",
+                "--data-binary", "@" + archive, knit.baseURL + "/api/data/",
+            ])
+            try #require(upload.status == 0, "\(upload.stderr)")
+            let headers = try String(contentsOfFile: headersFile, encoding: .utf8)
+            let ids = headers.split(separator: "\r\n").compactMap { line -> String? in
+                let parts = line.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, parts[0].lowercased() == "x-request-id" else { return nil }
+                return parts[1].trimmingCharacters(in: .whitespaces)
+            }
+            try #require(ids.count == 1, "X-Request-Id headers: \(ids) in \(headers)")
+            let id = ids[0]
+            #expect(id.count == 32 && id.allSatisfy(\.isHexDigit), "not nginx's $request_id: \(id)")
+            let knitdLog = (try? String(contentsOfFile: knit.knitdLogPath, encoding: .utf8)) ?? ""
+            let audited = knitdLog.split(separator: "\n").filter {
+                $0.contains("request.id=\(id)") && $0.contains("audit.user=alice")
+            }
+            #expect(audited.count == 1, "knitd log lines with request.id=\(id): \(audited)")
+            #expect(!knitdLog.contains("client-chosen"))
+            let accessLog = (try? String(contentsOfFile: knit.root + "/log/nginx-access.log", encoding: .utf8)) ?? ""
+            #expect(accessLog.contains(id), "nginx's access log has no line with \(id)")
+        }
+    }
+
     @Suite(.knitInstance())
     struct StatusLive {
         @Test func knitadmStatusReportsEachComponentAndExitsNonZeroWhileOneIsDown() throws {

@@ -272,25 +272,28 @@ final class LiveScheduler: @unchecked Sendable {
     // @unchecked: `process` is only touched by the test that owns the scheduler, one call at a time.
     let knit: KnitInstance
     let label: String
+    /// More flags for every start (e.g. `--hooks FILE`).
+    let arguments: [String]
     private(set) var process: BackgroundProcess
 
     /// Builds the image, then starts the scheduler with a budget large enough that no test Run waits
     /// for capacity (the tests' plans ask for little anyway).
-    init(_ knit: KnitInstance) throws {
+    init(_ knit: KnitInstance, arguments: [String] = []) throws {
         try buildQuickstartImage(knit)
         self.knit = knit
+        self.arguments = arguments
         label = "knit-live-\(UUID().uuidString.prefix(8).lowercased())"
-        process = try Self.spawn(knit, label: label)
+        process = try Self.spawn(knit, label: label, arguments: arguments)
     }
 
-    private static func spawn(_ knit: KnitInstance, label: String) throws -> BackgroundProcess {
+    private static func spawn(_ knit: KnitInstance, label: String, arguments: [String]) throws -> BackgroundProcess {
         let path = String(knit.knitdPath.dropLast("knitd".count)) + "knit-scheduler"
         return try knit.background(
             path,
             [
                 "--home", knit.home, "--containers-conf", knit.packageRoot + "/containers/containers.conf",
                 "--instance", label, "--log-level", "debug", "--cpu-budget", "64000",
-            ],
+            ] + arguments,
             name: "knit-scheduler"
         )
     }
@@ -303,7 +306,7 @@ final class LiveScheduler: @unchecked Sendable {
 
     func restart() throws {
         if process.isRunning { process.stop(signal: SIGTERM, grace: 10) }
-        process = try Self.spawn(knit, label: label)
+        process = try Self.spawn(knit, label: label, arguments: arguments)
     }
 
     /// Stops the scheduler and removes every container it left (by label).

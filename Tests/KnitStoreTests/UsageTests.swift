@@ -3,6 +3,7 @@ import KnitCore
 import KnitLMDB
 import KnitSystem
 import KnitTestSupport
+import Synchronization
 import Testing
 
 @testable import KnitStore
@@ -212,7 +213,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         let store = try openStore(dir.path)
         defer { store.close() }
         let version = try store.read("version") { txn in try txn.get(store.db.meta, key: KnitStore.schemaKey) }
-        #expect(version.map { String(decoding: $0, as: UTF8.self) } == "2")
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == KnitStore.schemaVersion)
         #expect(try store.read("kept") { txn in try store.allKeptUsage(txn) } == expected)
         #expect(try reported(store) == expected)
         try store.setQuota(user: "alice", data: .limit(2))
@@ -246,12 +247,16 @@ private struct SeededGenerator: RandomNumberGenerator {
         #expect(try restored.read("kept") { txn in try restored.allKeptUsage(txn) } == expected)
         restored.close()
 
-        try setManifestSchema("3")
+        try setManifestSchema("\(KnitStore.currentSchema + 1)")
         let refused = #expect(throws: StoreError.self) {
             try KnitStore.restore(from: dir.file("backup"), into: dir.file("other"))
         }
         #expect(refused?.code == .schemaMismatch)
-        #expect(refused?.message.contains("schema 3; this knitadm restores format 1, schema 1 to 2") == true)
+        #expect(
+            refused?.message.contains(
+                "schema \(KnitStore.currentSchema + 1); this knitadm restores format 1, schema 1 to \(KnitStore.schemaVersion)"
+            ) == true
+        )
         #expect(!pathExists(dir.file("other/db")))
     }
 
@@ -261,14 +266,19 @@ private struct SeededGenerator: RandomNumberGenerator {
         do {
             let store = try openStore(dir.path)
             try store.write("forge") { txn in
-                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: Array("3".utf8))
+                let newer = Array("\(KnitStore.currentSchema + 1)".utf8)
+                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: newer)
             }
             store.close()
         }
         let error = #expect(throws: StoreError.self) { try openStore(dir.path) }
         #expect(error?.code == .schemaMismatch)
-        #expect(error?.message.contains("store schema version 3 is newer than this ") == true)
-        #expect(error?.message.contains("knows (2)") == true, "\(String(describing: error?.message))")
+        let newer = KnitStore.currentSchema + 1
+        #expect(error?.message.contains("store schema version \(newer) is newer than this ") == true)
+        #expect(
+            error?.message.contains("knows (\(KnitStore.schemaVersion))") == true,
+            "\(String(describing: error?.message))"
+        )
     }
 
     /// knitd, the scheduler and knitadm each refuse a store of a newer schema at start, naming both versions,
@@ -279,7 +289,8 @@ private struct SeededGenerator: RandomNumberGenerator {
         do {
             let store = try openStore(dir.path)
             try store.write("forge") { txn in
-                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: Array("3".utf8))
+                let newer = Array("\(KnitStore.currentSchema + 1)".utf8)
+                try txn.put(store.db.meta, key: KnitStore.schemaKey, value: newer)
             }
             store.close()
         }
@@ -293,11 +304,72 @@ private struct SeededGenerator: RandomNumberGenerator {
             )
             #expect(result.status != 0 && result.status != 124, "\(program) exited \(result.status): \(result.output)")
             #expect(
-                result.output.contains("store schema version 3 is newer than this \(program) knows (2)"),
+                result.output.contains(
+                    "store schema version \(KnitStore.currentSchema + 1) is newer than this \(program) knows "
+                        + "(\(KnitStore.schemaVersion))"
+                ),
                 "\(program): \(result.output)"
             )
         }
         #expect(!pathExists(dir.file("knitd.sock")), "knitd never listened")
+    }
+
+    /// A program of the previous release still has the store open (here: another opener, holding it since before
+    /// the store said schema 1): a new opener must not migrate under it, and says what to stop.
+    @Test func anOlderStoreOpenElsewhereIsRefusedNotMigrated() throws {
+        let dir = TemporaryDirectory()
+        let running = try openStore(dir.path)
+        defer { running.close() }
+        _ = try upload(running, tags: [], creator: "alice")
+        try rewindToSchema1(running)
+        let refused = #expect(throws: StoreError.self) { try openStore(dir.path) }
+        #expect(refused?.code == .schemaMismatch)
+        #expect(
+            refused?.message.contains("must be migrated to \(KnitStore.currentSchema), and other programs") == true,
+            "\(String(describing: refused))"
+        )
+        let version = try running.read("version") { txn in try txn.get(running.db.meta, key: KnitStore.schemaKey) }
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == "1", "nothing migrated")
+        #expect(try running.read("kept") { txn in try running.allKeptUsage(txn) }.isEmpty)
+    }
+
+    /// knitd taking over from its predecessor (`beforeWaitingToMigrate`) waits until the predecessor closed the
+    /// store, then migrates; an opener of the current schema opens beside others at once.
+    @Test func aWaitingOpenerMigratesOnlyOnceTheOthersClosedTheStore() async throws {
+        let dir = TemporaryDirectory()
+        let running = try openStore(dir.path)
+        _ = try upload(running, tags: [], creator: "alice")
+        let expected = try recount(running)
+        try rewindToSchema1(running)
+        final class Flag: Sendable { let raised = Atomic<Bool>(false) }
+        let waiting = Flag()
+        let path = dir.path
+        let opening = Task.detached { () throws -> KnitStore in
+            try KnitStore(
+                home: path,
+                logger: quietLogger,
+                mapSize: 64 << 20,
+                beforeWaitingToMigrate: { waiting.raised.store(true, ordering: .relaxed) }
+            )
+        }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while !waiting.raised.load(ordering: .relaxed), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let announced = waiting.raised.load(ordering: .relaxed)
+        #expect(announced, "the opener announced its wait")
+        try await Task.sleep(for: .milliseconds(300))
+        let stillOld = try running.read("version") { txn in try txn.get(running.db.meta, key: KnitStore.schemaKey) }
+        #expect(stillOld.map { String(decoding: $0, as: UTF8.self) } == "1", "no migration while the other is open")
+        running.close()
+        let migrated = try await opening.value
+        defer { migrated.close() }
+        let version = try migrated.read("version") { txn in try txn.get(migrated.db.meta, key: KnitStore.schemaKey) }
+        #expect(version.map { String(decoding: $0, as: UTF8.self) } == KnitStore.schemaVersion)
+        #expect(try migrated.read("kept") { txn in try migrated.allKeptUsage(txn) } == expected)
+        // Current schema: a second opener beside the first one neither waits nor refuses.
+        let beside = try openStore(dir.path)
+        beside.close()
     }
 
     /// `knitadm usage` on a schema 1 store migrates it and shows the recounted usage.
@@ -321,7 +393,7 @@ private struct SeededGenerator: RandomNumberGenerator {
         defer { env.close() }
         let meta = try env.openDatabase(name: "meta")
         let version = try env.read { txn in try txn.get(meta, key: Array("schema_version".utf8)) }
-        #expect(version == Array("2".utf8), "knitadm left the store migrated")
+        #expect(version == Array(KnitStore.schemaVersion.utf8), "knitadm left the store migrated")
     }
 
     /// `knitadm fsck` reports a drifted entry (exit 2, JSON naming the user and both figures), `--repair`

@@ -47,9 +47,17 @@ public protocol RunLedger: Sendable {
     /// nil when it no longer waits; the store shows it on the Run until its status changes. Returns false
     /// when the Run is not `starting`.
     func markWaiting(runId: String, reason: String?) throws -> Bool
+
+    /// Records why a lifecycle before hook keeps a `waiting`, `ready`, `starting` or `running` Run where it is
+    /// (nil: no longer); the store shows it as the Run's `waitingFor` until the Run's status changes. Returns
+    /// false when the Run is in none of those statuses.
+    func markHeld(runId: String, reason: String?) throws -> Bool
 }
 
 extension RunLedger {
     /// A ledger that cannot show why a Run waits keeps it `starting` all the same.
     public func markWaiting(runId: String, reason: String?) throws -> Bool { false }
+
+    /// A ledger that cannot show why a hook holds a Run back holds it all the same.
+    public func markHeld(runId: String, reason: String?) throws -> Bool { false }
 }
