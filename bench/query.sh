@@ -5,7 +5,8 @@
 # kind of unix socket, answering the very bytes of a real query's answer), nginx answering `return 200`,
 # and GET /api/health (knitd's FastCGI round trip without a query).
 # Targets: in-process p50 <= 50 µs; API req/s >= 85 % of the ceiling and >= 25 % of `return 200`; p50/p99
-# latency under KNIT_BENCH_CONNECTIONS (64) concurrent clients reported for each.
+# latency under KNIT_BENCH_CONNECTIONS (64) concurrent clients reported for each, and knitd's own CPU per request
+# (user + system from /proc, so other work on the machine does not count) for the query and for health.
 # Environment: KNIT_BENCH_COUNT (1000000), KNIT_BENCH_SHARDS (100000; count/shards Data per tag),
 # KNIT_BENCH_QUERIES (20000), KNIT_BENCH_WRK_SECONDS (10), KNIT_BENCH_RUNS (3), KNIT_BENCH_CONNECTIONS (64),
 # KNIT_BENCH_NO_BUILD=1.
@@ -59,11 +60,18 @@ cmp -s <(curl -s --cacert "$ROOT/tls/ca.crt" -H "Authorization: Bearer $TOKEN" "
 # wrk's latency in ms (it prints us, ms or s)
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'; }
 
-declare -A rps p50ms p99ms
-wrk_run() { # PATHKIND SECONDS : appends req/s, p50 and p99 (ms) to rps/p50ms/p99ms[PATHKIND]
-    local out
+# knitd's user + system CPU so far, in clock ticks (fields 14 and 15 of /proc/PID/stat)
+knitd_ticks() { awk '{print $14 + $15}' "/proc/$KNITD_PID/stat"; }
+TICKS_PER_SECOND=$(getconf CLK_TCK)
+
+declare -A rps p50ms p99ms cpu_us
+wrk_run() { # PATHKIND SECONDS : appends req/s, p50 and p99 (ms) and knitd's CPU µs per request to rps/p50ms/p99ms/cpu_us[PATHKIND]
+    local out before
+    before=$(knitd_ticks)
     out=$(KNIT_BENCH_PATH=$1 wrk -t2 -c"$CONNECTIONS" -d"$2"s --latency -s "$BENCH_DIR/wrk/find.lua" \
         "https://127.0.0.1:$PORT")
+    cpu_us[$1]+="$(awk -v t="$(($(knitd_ticks) - before))" -v hz="$TICKS_PER_SECOND" \
+        '/requests in/ {printf "%.0f", t * 1000000 / hz / $1}' <<<"$out") "
     if grep -q 'Non-2xx' <<<"$out"; then log "wrk $1: $(grep 'Non-2xx' <<<"$out")"; fi
     log "wrk $1: $(grep -E 'Requests/sec|^ +50%|^ +99%' <<<"$out" | tr -s ' ' | tr '\n' ' ')"
     rps[$1]+="$(awk '/Requests\/sec/ {print $2}' <<<"$out") "
@@ -72,7 +80,7 @@ wrk_run() { # PATHKIND SECONDS : appends req/s, p50 and p99 (ms) to rps/p50ms/p9
 }
 
 wrk_run api 2 # warm the page cache and nginx's TLS session cache
-rps=() p50ms=() p99ms=()
+rps=() p50ms=() p99ms=() cpu_us=()
 kinds="api ceiling static health"
 for run in $(seq "$RUNS"); do
     for kind in $kinds; do wrk_run "$kind" "$SECONDS_PER_RUN"; done
@@ -101,4 +109,5 @@ HTTP (wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, TLS, one nginx; req/s runs: 
   ratio api/static              $(ratio "$api" "$static")   (target >= 25 %)
   ratio ceiling/static          $(ratio "$ceiling" "$static")   (what the FastCGI architecture itself reaches)
   ratio health/ceiling          $(ratio "$health" "$ceiling")   (knitd's own per-request cost, no query)
+  knitd CPU per request         query $(median ${cpu_us[api]}) µs, health $(median ${cpu_us[health]}) µs (user + system, /proc)
 EOF

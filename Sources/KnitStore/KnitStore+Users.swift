@@ -109,8 +109,10 @@ extension KnitStore {
             return try read("authenticate") { txn -> TokenCheck in
                 guard let value = try txn.get(db.tokens, key: Self.tokenKey(token)) else { return .unknown }
                 let record = try Self.tokenRecord(value)
-                guard let user = try Self.decode(UserRecord.self, txn.get(db.users, key: Array(record.user.utf8)))
-                else { return .unknown }
+                let found = try txn.withValue(db.users, key: record.user.utf8) { bytes in
+                    try bytes.map { try UserRecord(json: $0) ?? Self.decode(UserRecord.self, $0) }
+                }
+                guard let user = found else { return .unknown }
                 if user.deletedAtMs != nil { return .unknown }
                 if user.disabled == true { return .disabled(user: user.name) }
                 if let expires = record.expiresAtMs, expires <= now {

@@ -105,6 +105,117 @@ struct UserRecord: Codable, Sendable {
     var deletedAtMs: Int64?
 }
 
+extension UserRecord {
+    /// Decodes the JSON of a user record without Foundation: every request checks its token, and
+    /// JSONDecoder was two thirds of that check. Reads only the compact form ``KnitStore/encode(_:)`` writes
+    /// (no spaces, no escapes, integers, each field once, no field it does not know); for anything else it
+    /// returns nil and the caller asks JSONDecoder, which stays the judge.
+    init?(json bytes: UnsafeRawBufferPointer) {
+        var scanner = CompactJSONScanner(bytes: bytes)
+        var name: String?
+        var role: Role?
+        var createdAtMs: Int64?
+        var disabled: Bool?
+        var deletedAtMs: Int64?
+        var seen = Set<String>()
+        guard scanner.take(UInt8(ascii: "{")) else { return nil }
+        if !scanner.take(UInt8(ascii: "}")) {
+            repeat {
+                guard let key = scanner.plainString(), seen.insert(key).inserted, scanner.take(UInt8(ascii: ":"))
+                else { return nil }
+                switch key {
+                case "name": name = scanner.plainString()
+                case "role": role = scanner.plainString().flatMap(Role.init(rawValue:))
+                case "createdAtMs": createdAtMs = scanner.integer()
+                case "disabled":
+                    if scanner.take("true") {
+                        disabled = true
+                    } else if scanner.take("false") {
+                        disabled = false
+                    } else if !scanner.take("null") {
+                        return nil
+                    }
+                case "deletedAtMs":
+                    if !scanner.take("null") {
+                        guard let instant = scanner.integer() else { return nil }
+                        deletedAtMs = instant
+                    }
+                default: return nil
+                }
+            } while scanner.take(UInt8(ascii: ","))
+            guard scanner.take(UInt8(ascii: "}")) else { return nil }
+        }
+        guard scanner.atEnd, let name, let role, let createdAtMs else { return nil }
+        self.init(name: name, role: role, createdAtMs: createdAtMs, disabled: disabled, deletedAtMs: deletedAtMs)
+    }
+}
+
+/// Reads compact JSON as Knit's own encoders write it; every method returns nil (or false) at the first
+/// byte it does not expect, leaving the decision to a full decoder.
+private struct CompactJSONScanner {
+    let bytes: UnsafeRawBufferPointer
+    var position = 0
+
+    var atEnd: Bool { position == bytes.count }
+
+    mutating func take(_ byte: UInt8) -> Bool {
+        guard position < bytes.count, bytes[position] == byte else { return false }
+        position += 1
+        return true
+    }
+
+    mutating func take(_ word: StaticString) -> Bool {
+        let count = word.utf8CodeUnitCount
+        guard bytes.count - position >= count else { return false }
+        for index in 0..<count where bytes[position + index] != word.utf8Start[index] { return false }
+        position += count
+        return true
+    }
+
+    /// A string without escapes or control characters.
+    mutating func plainString() -> String? {
+        guard take(UInt8(ascii: "\"")) else { return nil }
+        let start = position
+        while position < bytes.count {
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") {
+                position += 1
+                return String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<position - 1]), as: UTF8.self)
+            }
+            if byte == UInt8(ascii: "\\") || byte < 0x20 { return nil }
+            position += 1
+        }
+        return nil
+    }
+
+    /// An integer as JSON writes it (no leading zeros, no fraction or exponent) that fits an Int64.
+    mutating func integer() -> Int64? {
+        let negative = take(UInt8(ascii: "-"))
+        let start = position
+        var value: Int64 = 0
+        while position < bytes.count, bytes[position] >= UInt8(ascii: "0"), bytes[position] <= UInt8(ascii: "9") {
+            let digit = Int64(bytes[position] - UInt8(ascii: "0"))
+            // Accumulated negatively, so Int64.min fits.
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (next, overflow2) = times10.subtractingReportingOverflow(digit)
+            guard !overflow1, !overflow2 else { return nil }
+            value = next
+            position += 1
+        }
+        let digits = position - start
+        guard digits > 0, digits == 1 || bytes[start] != UInt8(ascii: "0") else { return nil }
+        if position < bytes.count {
+            switch bytes[position] {
+            case UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E"): return nil
+            default: break
+            }
+        }
+        if negative { return value }
+        guard value != Int64.min else { return nil }
+        return -value
+    }
+}
+
 /// `tokens`: SHA-256 of a token → whom it belongs to, as lines (read on every request, so not JSON, whose
 /// decoding would cost a third of a token check): `user`, `createdAtMs`, `expiresAtMs` (empty: never). Tokens
 /// issued before expiry existed hold only the user name. More fields may follow as further lines.

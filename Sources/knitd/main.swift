@@ -188,21 +188,13 @@ enum KnitdPresence {
 
 /// Adapts one FastCGI request to the API and writes the answer back.
 func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
-    let parameters = request.allParameters()
-    var headers: [String: String] = [:]
-    for (name, value) in parameters where name.hasPrefix("HTTP_") {
-        headers[String(name.dropFirst(5)).replacingUnderscores().lowercased()] = value
-    }
-    if let contentType = parameters["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
-    if let contentLength = parameters["CONTENT_LENGTH"], !contentLength.isEmpty {
-        headers["content-length"] = contentLength
-    }
-    let method = parameters["REQUEST_METHOD"] ?? "GET"
-    let uri = parameters["REQUEST_URI"] ?? parameters["DOCUMENT_URI"] ?? "/"
+    let headers = request.httpHeaders()
+    let method = request.parameter("REQUEST_METHOD") ?? "GET"
+    let uri = request.parameter("REQUEST_URI") ?? request.parameter("DOCUMENT_URI") ?? "/"
 
     let response: APIResponse
     if var apiRequest = APIRequest(method: method, uri: uri, headers: headers) {
-        apiRequest.requestID = parameters["REQUEST_ID"]
+        apiRequest.requestID = request.parameter("REQUEST_ID")
         response = api.handle(apiRequest) { buffer in try request.read(into: buffer) }
     } else {
         response = APIResponse(
@@ -237,7 +229,3 @@ func serve(_ request: consuming FastCGIRequest, api: KnitAPI) {
 
 /// Ends a streamed response whose client (through nginx) has gone.
 private struct ClientWentAway: Error {}
-
-extension String {
-    fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
-}

@@ -65,5 +65,9 @@ import Testing
         #expect(redactingTokens("/api/\(token)") == "/api/knit_[redacted]")
         #expect(redactingTokens("/api/data/\(token)/x/\(token)") == "/api/data/knit_[redacted]/x/knit_[redacted]")
         #expect(redactingTokens("/api/data/1234-abcd/") == "/api/data/1234-abcd/")
+        #expect(redactingTokens("/api/kknit_abc") == "/api/kknit_[redacted]")
+        #expect(redactingTokens("/knit/knitknit_abc/knit") == "/knit/knitknit_[redacted]/knit")
+        #expect(redactingTokens("/api/knit") == "/api/knit")
+        #expect(redactingTokens("knit_") == "knit_[redacted]")
     }
 }

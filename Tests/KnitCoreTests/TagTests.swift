@@ -7,6 +7,7 @@ import Testing
         ("key:value", "key", "value"),
         ("many:colon:in:tag", "many", "colon:in:tag"),
         ("  spaced key :  spaced value  ", "spaced key", "spaced value"),
+        ("\u{3000}全角 key\u{3000}:\u{A0}v e\u{301}\n", "全角 key", "v e\u{301}"),
         ("empty:", "empty", ""),
         ("description: 2 layer CNN + 2 layer Affine", "description", "2 layer CNN + 2 layer Affine"),
         ("データ:値", "データ", "値"),
@@ -23,6 +24,26 @@ import Testing
         #expect(throws: TagError(text: " :v", problem: .emptyKey)) { try KnitCore.Tag(parsing: " :v") }
         let long = String(repeating: "k", count: KnitCore.Tag.maximumKeyLength + 1) + ":v"
         #expect(throws: TagError.self) { try KnitCore.Tag(parsing: long) }
+    }
+
+    /// The control-character check compares scalar values; it must refuse exactly what Unicode's tables call
+    /// a control (general category Cc), in the key and in the value.
+    @Test func refusesExactlyTheControlCharacters() {
+        var refused = 0
+        for value in UInt32(0)...0xFFFF {
+            guard let scalar = Unicode.Scalar(value) else { continue }
+            let isControl = scalar.properties.generalCategory == .control
+            for text in ["k:a\(scalar)b", "a\(scalar)b:v"] {
+                do {
+                    _ = try KnitCore.Tag(parsing: text)
+                    #expect(!isControl, "U+\(String(value, radix: 16)) accepted in \(text.debugDescription)")
+                } catch {
+                    #expect(isControl, "U+\(String(value, radix: 16)) refused: \(error)")
+                    refused += 1
+                }
+            }
+        }
+        #expect(refused == 2 * 65)
     }
 
     @Test func caseSensitiveAndSystemKeys() throws {

@@ -83,6 +83,9 @@ private func handle(_ request: consuming FastCGIRequest) {
             if !after { usleep(10_000) }
         }
         record(name, "before \(before) after \(after)")
+    case let name where name.hasPrefix("headers"):
+        let headers = request.httpHeaders().sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        record(name, headers.joined(separator: "\n"))
     default:
         record(testCase, "unknown case")
     }
@@ -147,6 +150,27 @@ struct FastCGITests {
         _ = Glibc.close(old.descriptor)
         let replacement = try FastCGIListener(path: path, mode: 0o600)
         replacement.close()
+    }
+
+    @Test("the HTTP headers are read from the HTTP_ parameters and CONTENT_*, and nothing else")
+    func httpHeadersFromParameters() async throws {
+        let client = try FastCGIClient(connectingTo: sharedServer)
+        try client.begin(parameters: [
+            ("TEST_CASE", "headers"), ("REQUEST_METHOD", "GET"), ("SCRIPT_FILENAME", "/srv/x"),
+            ("CONTENT_TYPE", "application/json"), ("HTTP_CONTENT_TYPE", "text/plain"), ("CONTENT_LENGTH", ""),
+            ("HTTP_AUTHORIZATION", "Bearer a=b=c"), ("HTTP_X_FORWARDED_FOR", "10.0.0.1"), ("HTTPS", "on"),
+            ("HTTP_", "empty name"), ("HTTP_EMPTY", ""), ("HTTP_ÉTÉ_X", "kept as sent"),
+        ])
+        try client.sendBody([])
+        let seen = await outcome(of: "headers")
+        #expect(
+            seen
+                == [
+                    "=empty name", "authorization=Bearer a=b=c", "content-type=application/json", "empty=",
+                    "x-forwarded-for=10.0.0.1", "ÉtÉ-x=kept as sent",
+                ].joined(separator: "\n")
+        )
+        _ = try client.readResponse()
     }
 
     @Test("a body that ends without FastCGI's end-of-stream record reads as connectionLost, not as the end")

@@ -53,8 +53,10 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
         self.init(key: key, value: value)
     }
 
+    /// General category Cc, which Unicode's stability policy fixes to exactly these 65 scalars; asking the
+    /// property tables instead was 3 % of knitd's CPU for a tag query.
     private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.properties.generalCategory == .control
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
     }
 
     /// Keys starting with `knit#` belong to the system; users may query them but never set them.
@@ -99,7 +101,8 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible, Coda
         var scalars = text.unicodeScalars[...]
         while let first = scalars.first, first.properties.isWhitespace { scalars.removeFirst() }
         while let last = scalars.last, last.properties.isWhitespace { scalars.removeLast() }
-        return String(String.UnicodeScalarView(scalars))
+        // A slice of `text` itself: rebuilding a String scalar by scalar was 2 % of a tag query's CPU.
+        return String(text[scalars.startIndex..<scalars.endIndex])
     }
 }
 

@@ -7,6 +7,18 @@ public enum KnitJSON {
     /// containers in a way a stream cannot follow (super encoders, writing to a container after a sibling
     /// was started) is encoded again through the ``JSONValue`` tree, which gives the same text.
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        // One conformance lookup per response; the runtime caches it per type.
+        if let direct = value as? any DirectJSON {
+            var out = JSONOutput(capacity: 4096)
+            direct.writeJSON(into: &out)
+            return out.bytes
+        }
+        return try encodeThroughCodable(value)
+    }
+
+    /// `value` through its Codable conformance only (never the hand-written ``DirectJSON`` writers), which
+    /// the tests compare those writers against.
+    static func encodeThroughCodable<T: Encodable>(_ value: T) throws -> [UInt8] {
         let stream = JSONStream()
         try stream.writeTopLevel(value)
         if !stream.unsupported { return stream.out.bytes }
