@@ -68,6 +68,25 @@ public enum TransientFilter: String, Sendable, CaseIterable {
     }
 }
 
+/// `--format` of `knit data push` and `knit data pull -x`: a wire format, or `auto` for
+/// ``KnitAPIClient/transferFormats()``.
+public enum FormatChoice: String, Sendable, CaseIterable {
+    case auto
+    case tar
+    case tarZstd = "tar+zstd"
+    case tarGzip = "tar+gzip"
+
+    /// nil for `auto`.
+    public var format: ArchiveFormat? {
+        switch self {
+        case .auto: nil
+        case .tar: .tar
+        case .tarZstd: .tarZstd
+        case .tarGzip: .tarGzip
+        }
+    }
+}
+
 /// Knit's (and Knitfab's) REST API, blocking, one request at a time per call. Never prints.
 public struct KnitAPIClient: Sendable {
     public let profile: KnitProfile
@@ -106,6 +125,44 @@ public struct KnitAPIClient: Sendable {
         return ranked.isEmpty ? [.tarGzip] : ranked
     }
 
+    /// The formats to move Data in with this server, best first, among those it offers.
+    ///
+    /// A server on this machine (its address in the profile is a loopback one) gets plain tar first: over
+    /// loopback, bytes cost less to copy than to compress, and zstd's one-thread-per-core workers compete with
+    /// knitd for the same cores (bench/transfer.sh: curl POST of plain tar reaches ~80 % of dd, the CLI's
+    /// tar+zstd ~65 %). Any other server gets tar+zstd first, which shrinks compressible Data on a link slower
+    /// than the compressor. `--format` of `knit data push`/`pull -x` overrides this.
+    public func transferFormats() -> [ArchiveFormat] {
+        Self.transferFormats(offered: negotiatedFormats(), local: Self.isLoopback(apiRoot: profile.apiRoot))
+    }
+
+    /// The rule of ``transferFormats()``: `offered` in the server's order, plain tar moved first when `local`.
+    public static func transferFormats(offered: [ArchiveFormat], local: Bool) -> [ArchiveFormat] {
+        guard local, let tar = offered.firstIndex(of: .tar) else { return offered }
+        var ranked = offered
+        ranked.insert(ranked.remove(at: tar), at: 0)
+        return ranked
+    }
+
+    /// Whether the host of `apiRoot` names this machine: `localhost`, 127.0.0.0/8 or ::1. Names are not
+    /// resolved; a server reached through another name counts as remote and gets compression.
+    public static func isLoopback(apiRoot: String) -> Bool {
+        let parts = apiRoot.split(separator: "://", maxSplits: 1)
+        guard parts.count == 2 else { return false }
+        var authority = parts[1].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        if let at = authority.lastIndex(of: "@") { authority = authority[authority.index(after: at)...] }
+        let host: Substring
+        if authority.hasPrefix("[") {
+            host = authority.dropFirst().prefix { $0 != "]" }
+        } else {
+            host = authority.prefix { $0 != ":" }
+        }
+        let name = host.lowercased()
+        if name == "localhost" || name.hasSuffix(".localhost") || name == "::1" { return true }
+        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
     // MARK: data
 
     /// Uploads `directory` as a new Data tagged `tags`.
@@ -114,7 +171,7 @@ public struct KnitAPIClient: Sendable {
     /// compression and network overlap. The MD5 of the body goes out as the `x-checksum-md5` trailer. Tags
     /// travel as `?tag=`; a server that ignores them (Knitfab) gets a follow-up `PUT` with the missing ones.
     /// - Parameters:
-    ///   - format: nil picks ``negotiatedFormats()``'s first.
+    ///   - format: nil picks ``transferFormats()``'s first.
     ///   - progress: called on the calling thread.
     ///   - busyRetryLimit: how long to keep trying while the server answers 503 (all its transfer slots, or
     ///     the caller's share of them, are busy): the archive is sent again after a growing pause. A busy
@@ -153,7 +210,7 @@ public struct KnitAPIClient: Sendable {
         format: ArchiveFormat?,
         progress: ((TransferProgress) -> Void)?
     ) throws(KnitClientError) -> DataReply {
-        let format = format ?? negotiatedFormats()[0]
+        let format = format ?? transferFormats()[0]
         var total: Int64?
         if progress != nil {
             do { total = try treeSize(of: directory, dereference: dereference) } catch {
@@ -222,7 +279,7 @@ public struct KnitAPIClient: Sendable {
         progress: ((TransferProgress) -> Void)? = nil,
         to sink: (UnsafeRawBufferPointer) throws -> Void
     ) throws(KnitClientError) -> PullResult {
-        let formats = formats ?? negotiatedFormats()
+        let formats = formats ?? transferFormats()
         let digest = RunningMD5()
         var count: Int64 = 0
         let response: HTTPResponse
@@ -274,9 +331,11 @@ public struct KnitAPIClient: Sendable {
     /// Downloads Data `knitId` and extracts it into `directory` (which must exist and be empty).
     /// Download and extraction run on two threads joined by a bounded queue. On a checksum mismatch what was
     /// extracted is removed again, so `directory` is left empty.
+    /// - Parameter format: the format to ask for; nil asks for ``transferFormats()``.
     public func pullData(
         knitId: String,
         extractInto directory: String,
+        format: ArchiveFormat? = nil,
         progress: ((TransferProgress) -> Void)? = nil
     ) throws(KnitClientError) -> PullResult {
         let queue = ChunkQueue()
@@ -298,7 +357,9 @@ public struct KnitAPIClient: Sendable {
         // curl delivers ~16 KiB at a time; batching to 256 KiB keeps thread hand-offs off the profile.
         var batcher = ChunkWriter(queue)
         let result = Result { () throws(KnitClientError) -> PullResult in
-            try pullData(knitId: knitId, progress: progress) { bytes in try batcher.write(bytes) }
+            try pullData(knitId: knitId, formats: format.map { [$0] }, progress: progress) { bytes in
+                try batcher.write(bytes)
+            }
         }
         // flush only throws when the extractor gave up, and then its error is the one reported below.
         if case .success = result { try? batcher.flush() }

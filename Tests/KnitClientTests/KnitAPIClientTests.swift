@@ -19,6 +19,11 @@ import Testing
         KnitAPIClient(profile: try KnitProfile(apiRoot: server.base + "/api", caBase64: nil, token: token))
     }
 
+    /// The Content-Type of the last upload the server saw.
+    private func lastUpload(_ server: PythonServer) throws -> String? {
+        try log(server).last { $0["method"]?.stringValue == "POST" }?["contentType"]?.stringValue
+    }
+
     private func log(_ server: PythonServer) throws -> [JSONValue] {
         let raw = capture(["/usr/bin/curl", "-s", server.base + "/api/_log"])
         return try #require(JSONValue.parse(Array(raw.utf8))?.arrayValue)
@@ -50,6 +55,59 @@ import Testing
         let knitfab = try PythonServer(script: fakeKnitScript, arguments: ["knitfab"])
         defer { knitfab.stop() }
         #expect(try client(knitfab).negotiatedFormats() == [.tarGzip])
+    }
+
+    /// A server on this machine gets plain tar first (compressing costs more than copying over loopback),
+    /// any other the server's own ranking (tar+zstd first); only formats the server offers are used.
+    @Test func transferFormatsPreferPlainTarOnlyOnLoopback() {
+        for local in [
+            "https://127.0.0.1:8443/api", "http://127.3.2.1/api", "https://localhost/api", "https://[::1]:9/api",
+            "https://LOCALHOST:1/api", "https://u:p@127.0.0.1/api", "https://knit.localhost/api",
+        ] {
+            #expect(KnitAPIClient.isLoopback(apiRoot: local), "\(local)")
+        }
+        for remote in [
+            "https://knit.example.com/api", "https://10.0.0.5:8443/api", "https://[2001:db8::1]/api",
+            "https://127.0.0.1.example.com/api", "https://localhost.example/api", "https://127.0.0/api",
+            "https://host/api?x=127.0.0.1", "not a url",
+        ] {
+            #expect(!KnitAPIClient.isLoopback(apiRoot: remote), "\(remote)")
+        }
+        let offered: [ArchiveFormat] = [.tarZstd, .tar, .tarGzip]
+        #expect(KnitAPIClient.transferFormats(offered: offered, local: true) == [.tar, .tarZstd, .tarGzip])
+        #expect(KnitAPIClient.transferFormats(offered: offered, local: false) == offered)
+        #expect(KnitAPIClient.transferFormats(offered: [.tarZstd, .tarGzip], local: true) == [.tarZstd, .tarGzip])
+    }
+
+    /// Against a real server on 127.0.0.1 that offers tar+zstd first, push and pull -x move plain tar (the fake
+    /// server cannot read zstd, so a zstd upload would fail); an explicit format is sent as asked.
+    @Test func aServerOnThisMachineGetsPlainTarUnlessAFormatIsForced() throws {
+        let server = try PythonServer(
+            script: fakeKnitScript,
+            arguments: ["knit", "application/tar+zstd", "application/x-tar", "application/tar+gzip"]
+        )
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        let api = try client(server)
+        #expect(api.negotiatedFormats() == [.tarZstd, .tar, .tarGzip])
+        #expect(api.transferFormats() == [.tar, .tarZstd, .tarGzip])
+        let knitId = try api.pushData(directory: makeTree(dir), tags: []).detail.knitId
+        #expect(try lastUpload(server) == "application/x-tar")
+        _ = try api.pushData(directory: makeTree(dir), tags: [], format: .tarGzip)
+        #expect(try lastUpload(server) == "application/tar+gzip")
+
+        dir.mkdir("out")
+        let pulled = try api.pullData(knitId: knitId, extractInto: dir.file("out"))
+        #expect(pulled.format == .tar)
+        #expect(
+            try log(server).last?["accept"]?.stringValue
+                == "application/x-tar, application/tar+zstd;q=0.9, application/tar+gzip;q=0.8"
+        )
+        dir.mkdir("gz")
+        let forced = try api.pullData(knitId: knitId, extractInto: dir.file("gz"), format: .tarGzip)
+        #expect(forced.format == .tarGzip)
+        #expect(try log(server).last?["accept"]?.stringValue == "application/tar+gzip")
+        #expect(readText(dir.file("gz/sub/b.bin")) == String(repeating: "0123456789", count: 50_000))
     }
 
     @Test func pushSendsTagsInTheQueryAndTheChecksumAsTrailer() throws {
@@ -188,6 +246,50 @@ import Testing
         #expect(pulled.contains("knit: checksum mismatch: \(knitId): "), "\(pulled)")
         #expect(pulled.hasSuffix("rc=1\n"), "\(pulled)")
         #expect(capture(["/bin/ls", "-A", dir.file("out/\(knitId)")]) == "")
+    }
+
+    /// `knit data push|pull -x --format` sends and asks for the named format; a bad name or `--format` without
+    /// `-x` is a usage error before anything is sent.
+    @Test(.enabled(if: getenv("KNIT_BIN_DIR") != nil, "needs the built knit binary (KNIT_BIN_DIR)"))
+    func knitDataPushAndPullTakeAFormat() throws {
+        let server = try PythonServer(
+            script: fakeKnitScript,
+            arguments: ["knit", "application/x-tar", "application/tar+gzip"]
+        )
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        let tree = makeTree(dir)
+        dir.write("handout", "apiRoot: \(server.base)/api\ntoken: tok\n")
+        let knit = String(cString: getenv("KNIT_BIN_DIR")!) + "/knit"
+        let store = dir.file("profiles")
+        func run(_ arguments: String) -> String {
+            capture([
+                "/bin/sh", "-c",
+                "cd \(dir.path) && \(knit) \(arguments) --profile-store \(store) --profile t 2>&1; echo \"rc=$?\"",
+            ])
+        }
+        #expect(run("init handout").hasSuffix("rc=0\n"))
+        let pushed = run("data push --format tar+gzip \(tree)")
+        #expect(pushed.hasSuffix("rc=0\n"), "\(pushed)")
+        #expect(try lastUpload(server) == "application/tar+gzip")
+        // The fake server numbers Data from 1.
+        let knitId = "data-1"
+        #expect(pushed.contains(knitId), "\(pushed)")
+
+        dir.mkdir("out")
+        let pulled = run("data pull -x --format tar+gzip \(knitId) out")
+        #expect(pulled.hasSuffix("rc=0\n"), "\(pulled)")
+        #expect(try log(server).last?["accept"]?.stringValue == "application/tar+gzip")
+        #expect(readText(dir.file("out/\(knitId)/a.txt")) == "alpha\n")
+
+        let requests = try log(server).count
+        let bad = run("data push --format zip \(tree)")
+        #expect(bad.contains("--format must be auto, tar, tar+zstd or tar+gzip, not 'zip'"), "\(bad)")
+        #expect(bad.hasSuffix("rc=64\n"), "\(bad)")
+        let notExtracting = run("data pull --format tar \(knitId) out")
+        #expect(notExtracting.contains("--format applies to --extract only"), "\(notExtracting)")
+        #expect(notExtracting.hasSuffix("rc=64\n"), "\(notExtracting)")
+        #expect(try log(server).count == requests)
     }
 
     @Test func pullOfUnknownDataReportsTheServersReason() throws {
