@@ -5,7 +5,9 @@
 #   knit data pull -x ID + sync vs cp -r of the same tree + sync                   (target >= 80 %)
 #   curl POST /api/data per wire format (Content-Type) vs dd
 #   curl GET /api/data/ID per wire format (Accept)      vs nginx serving a tar of the tree from /static/
-# The knit CLI has no option to force a format; it takes the best the server lists in /api/health.
+#   100,000 files of 1 KiB (KNIT_BENCH_SMALL_FILES): knit data push / pull -x + sync vs tar -cf - | tar -xf - + sync
+# The CLI runs with its default format (the server's first: tar+zstd) and with --format tar; the max RSS of push and
+# pull -x (GNU time) is printed with the 1 GiB rows.
 # tar+gzip costs the server ~20x more CPU per byte, so it moves KNIT_BENCH_GZIP_FILES (2) of the files.
 # Inputs are made once and kept in KNIT_BENCH_DATA (/tmp/knit-bench-data).
 source "$(dirname "$0")/lib.sh"
@@ -15,6 +17,7 @@ DATA=${KNIT_BENCH_DATA:-/tmp/knit-bench-data}
 FILES=8
 FILE_MIB=128
 GZIP_FILES=${KNIT_BENCH_GZIP_FILES:-2}
+SMALL_FILES=${KNIT_BENCH_SMALL_FILES:-100000}
 CURL_MAX=120
 
 build_products knitd knitadm knit
@@ -36,6 +39,25 @@ make_inputs() {
     echo ok >"$DATA/ready"
 }
 make_inputs
+# SMALL_FILES files of 1 KiB of random bytes, 1,000 to a directory; made once per count.
+make_small() {
+    SMALL="$DATA/small-$SMALL_FILES"
+    if [ -s "$SMALL.ready" ]; then return; fi
+    log "creating $SMALL_FILES files of 1 KiB in $SMALL (once)"
+    rm -rf "$SMALL"
+    python3 - "$SMALL" "$SMALL_FILES" <<'PY'
+import os, sys
+root, count = sys.argv[1], int(sys.argv[2])
+for i in range(count):
+    d = os.path.join(root, "d%03d" % (i // 1000))
+    if i % 1000 == 0:
+        os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%05d" % i), "wb") as f:
+        f.write(os.urandom(1024))
+PY
+    echo ok >"$SMALL.ready"
+}
+make_small
 TREE_BYTES=$(du -sb --apparent-size "$DATA/tree" | awk '{print $1}')
 GZ_BYTES=$(du -sb --apparent-size "$DATA/gztree" | awk '{print $1}')
 
@@ -74,9 +96,23 @@ dd_files() {
     done
 }
 
-push_cli() { knit data push -t bench:transfer "$DATA/tree" >"$ROOT/push.json" 2>"$ROOT/push.err"; }
+# GNU time writes the max RSS (KiB) of the knit process to $ROOT/rss.<label>.
+# push_cli DIR [knit options...]
+push_cli() {
+    local dir=$1
+    shift
+    (cd "$ROOT/project" && HOME=$ROOT/client /usr/bin/time -f %M -o "$ROOT/rss.push" \
+        "$BIN/knit" data push -t bench:transfer "$@" "$dir") >"$ROOT/push.json" 2>"$ROOT/push.err"
+}
 cp_tree() { cp -r "$DATA/tree" "$ROOT/out/cp" && sync; }
-pull_cli() { knit data pull -x "$1" "$ROOT/out/pull" >/dev/null 2>"$ROOT/pull.err" && sync; }
+# pull_cli ID [knit options...]
+pull_cli() {
+    local id=$1
+    shift
+    (cd "$ROOT/project" && HOME=$ROOT/client /usr/bin/time -f %M -o "$ROOT/rss.pull" \
+        "$BIN/knit" data pull -x "$@" "$id" "$ROOT/out/pull") >/dev/null 2>"$ROOT/pull.err" && sync
+}
+tar_pipe() { mkdir -p "$ROOT/out/tar" && tar -C "$SMALL" -cf - . | tar -C "$ROOT/out/tar" -xf - && sync; }
 
 # curl_up TYPE FILE -> prints knitId; fails on non-200
 curl_up() {
@@ -101,14 +137,32 @@ for run in $(seq "$RUNS"); do
     log "run $run/$RUNS"
     timed dd dd_files
     rm -rf "$ROOT/out/dd"
-    timed push push_cli || { log "knit data push failed: $(cat "$ROOT/push.err")"; exit 1; }
+    timed push push_cli "$DATA/tree" || { log "knit data push failed: $(cat "$ROOT/push.err")"; exit 1; }
+    record rss_push "$(cat "$ROOT/rss.push")"
     id=$(knit_id "$ROOT/push.json")
     [ -n "$id" ] || { log "no knitId in push output: $(head -c 300 "$ROOT/push.json")"; exit 1; }
     timed cp cp_tree
     rm -rf "$ROOT/out/cp"
     timed pull pull_cli "$id" || { log "knit data pull -x failed: $(cat "$ROOT/pull.err")"; exit 1; }
+    record rss_pull "$(cat "$ROOT/rss.pull")"
     cmp -s "$DATA/tree/f0.bin" "$ROOT/out/pull/$id/f0.bin" || { log "pulled content differs"; exit 1; }
     rm -rf "$ROOT/out/pull"
+    # Plain tar both ways, beside the default: on loopback it copies instead of compressing.
+    timed push_plain push_cli "$DATA/tree" --format tar ||
+        { log "push (plain tar) failed: $(cat "$ROOT/push.err")"; exit 1; }
+    plain_id=$(knit_id "$ROOT/push.json")
+    timed pull_plain pull_cli "$plain_id" --format tar ||
+        { log "pull (plain tar) failed: $(cat "$ROOT/pull.err")"; exit 1; }
+    rm -rf "$ROOT/out/pull" "$HOME_DIR/data/$plain_id"
+
+    timed small_tar tar_pipe
+    rm -rf "$ROOT/out/tar"
+    timed small_push push_cli "$SMALL" || { log "knit data push (small) failed: $(cat "$ROOT/push.err")"; exit 1; }
+    small_id=$(knit_id "$ROOT/push.json")
+    timed small_pull pull_cli "$small_id" ||
+        { log "knit data pull -x (small) failed: $(cat "$ROOT/pull.err")"; exit 1; }
+    diff -r "$SMALL" "$ROOT/out/pull/$small_id" >/dev/null || { log "pulled small files differ"; exit 1; }
+    rm -rf "$ROOT/out/pull" "$HOME_DIR/data/$small_id"
 
     timed up_tar curl_up application/x-tar "$DATA/tree.tar"
     tar_id=$(knit_id "$ROOT/up.json")
@@ -131,18 +185,33 @@ line() { # LABEL DESCRIPTION BYTES BASELINE_RATE
 }
 dd_rate=$(rate dd "$TREE_BYTES")
 cp_rate=$(rate cp "$TREE_BYTES")
+files_line() { # LABEL DESCRIPTION -> files/s and ratio to tar | tar
+    local t base
+    t=$(median ${secs[$1]})
+    base=$(median ${secs[small_tar]})
+    printf '  %-44s %6.0f files/s  %7s   (s: %s)\n' "$2" \
+        "$(awk -v n="$SMALL_FILES" -v s="$t" 'BEGIN { print n / s }')" \
+        "$(ratio "$base" "$t")" "${secs[$1]% }"
+}
+mib_of_kib() { awk -v k="$(median $1)" 'BEGIN { printf "%.0f", k / 1024 }'; }
 static_rate=$(rate static "$TREE_BYTES")
 cat <<EOF
 
 == transfer.sh: $((TREE_BYTES >> 20)) MiB in $FILES files (gzip rows: $((GZ_BYTES >> 20)) MiB), TLS via nginx, medians of $RUNS runs ==
                                                  rate        ratio to baseline
 uploads (baseline: dd bs=1M conv=fdatasync, $dd_rate MiB/s)
-$(line push "knit data push (CLI's choice, tar+zstd)" "$TREE_BYTES" "$dd_rate")    target >= 80 %
+$(line push "knit data push (default: tar+zstd)" "$TREE_BYTES" "$dd_rate")    target >= 80 %
+$(line push_plain "knit data push --format tar" "$TREE_BYTES" "$dd_rate")
 $(line up_tar "curl POST application/x-tar" "$TREE_BYTES" "$dd_rate")
 $(line up_zstd "curl POST application/tar+zstd" "$TREE_BYTES" "$dd_rate")
 $(line up_gzip "curl POST application/tar+gzip" "$GZ_BYTES" "$dd_rate")
 downloads with extraction (baseline: cp -r + sync, $cp_rate MiB/s)
-$(line pull "knit data pull -x + sync (tar+zstd)" "$TREE_BYTES" "$cp_rate")    target >= 80 %
+$(line pull "knit data pull -x + sync (default: tar+zstd)" "$TREE_BYTES" "$cp_rate")    target >= 80 %
+$(line pull_plain "knit data pull -x --format tar + sync" "$TREE_BYTES" "$cp_rate")
+max RSS of the CLI: push $(mib_of_kib "${secs[rss_push]}") MiB, pull -x $(mib_of_kib "${secs[rss_pull]}") MiB
+$SMALL_FILES files of 1 KiB (baseline: tar -cf - | tar -xf - + sync, $(median ${secs[small_tar]}) s)
+$(files_line small_push "knit data push")    target >= 80 %
+$(files_line small_pull "knit data pull -x + sync")    target >= 80 %
 downloads to /dev/null (baseline: nginx static tree.tar, $static_rate MiB/s)
 $(line down_tar "curl GET Accept: application/x-tar" "$TREE_BYTES" "$static_rate")
 $(line down_zstd "curl GET Accept: application/tar+zstd" "$TREE_BYTES" "$static_rate")

@@ -68,6 +68,25 @@ public enum TransientFilter: String, Sendable, CaseIterable {
     }
 }
 
+/// `--format` of `knit data push` and `knit data pull -x`: a wire format, or `auto` for the server's first
+/// (``KnitAPIClient/negotiatedFormats()``).
+public enum FormatChoice: String, Sendable, CaseIterable {
+    case auto
+    case tar
+    case tarZstd = "tar+zstd"
+    case tarGzip = "tar+gzip"
+
+    /// nil for `auto`.
+    public var format: ArchiveFormat? {
+        switch self {
+        case .auto: nil
+        case .tar: .tar
+        case .tarZstd: .tarZstd
+        case .tarGzip: .tarGzip
+        }
+    }
+}
+
 /// Knit's (and Knitfab's) REST API, blocking, one request at a time per call. Never prints.
 public struct KnitAPIClient: Sendable {
     public let profile: KnitProfile
@@ -274,9 +293,11 @@ public struct KnitAPIClient: Sendable {
     /// Downloads Data `knitId` and extracts it into `directory` (which must exist and be empty).
     /// Download and extraction run on two threads joined by a bounded queue. On a checksum mismatch what was
     /// extracted is removed again, so `directory` is left empty.
+    /// - Parameter format: the format to ask for; nil asks for ``negotiatedFormats()``.
     public func pullData(
         knitId: String,
         extractInto directory: String,
+        format: ArchiveFormat? = nil,
         progress: ((TransferProgress) -> Void)? = nil
     ) throws(KnitClientError) -> PullResult {
         let queue = ChunkQueue()
@@ -298,7 +319,9 @@ public struct KnitAPIClient: Sendable {
         // curl delivers ~16 KiB at a time; batching to 256 KiB keeps thread hand-offs off the profile.
         var batcher = ChunkWriter(queue)
         let result = Result { () throws(KnitClientError) -> PullResult in
-            try pullData(knitId: knitId, progress: progress) { bytes in try batcher.write(bytes) }
+            try pullData(knitId: knitId, formats: format.map { [$0] }, progress: progress) { bytes in
+                try batcher.write(bytes)
+            }
         }
         // flush only throws when the extractor gave up, and then its error is the one reported below.
         if case .success = result { try? batcher.flush() }

@@ -54,23 +54,43 @@ enum FileSystem {
         }
     }
 
-    /// fsyncs every regular file and directory under `path` (and `path` itself), so that content is on
-    /// disk before the record that publishes it is committed. Symlinks are not followed; names below `path`
-    /// are raw bytes.
-    static func syncTree(_ path: String) throws(StoreError) {
+    /// Puts every regular file and directory under `path` (and `path` itself) on disk before the record
+    /// that publishes it is committed. Symlinks are not followed; names below `path` are raw bytes.
+    ///
+    /// Up to `individually` entries are fsynced one by one; a larger tree gets one `syncfs` of its
+    /// filesystem instead, the same guarantee in one call (bench/transfer.sh, 100,000 files of 1 KiB: push
+    /// 68 s → 57 s, single runs on a loaded machine). A small tree keeps per-entry fsync so it does not wait
+    /// for the dirty pages of other uploads on the same filesystem.
+    /// - Returns: how many entries were fsynced one by one, nil when `syncfs` was used.
+    @discardableResult
+    static func syncTree(_ path: String, individually: Int = 512) throws(StoreError) -> Int? {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else { throw error("open \(path) for fsync") }
         defer { close(fd) }
-        try syncOpen(fd, shown: path)
+        let limit = syncFilesystem == nil ? Int.max : individually
+        var budget = limit
+        try syncOpen(fd, shown: path, budget: &budget)
+        // Below zero: some entries were not fsynced (and the walk stopped); the whole filesystem covers them.
+        guard budget < 0 else { return limit - budget }
+        if let syncFilesystem, syncFilesystem(fd) != 0 { throw error("syncfs \(path)") }
+        return nil
     }
 
-    private static func syncOpen(_ fd: Int32, shown: String) throws(StoreError) {
+    /// glibc's `syncfs`, looked up at run time: Swift's Glibc module leaves it out (it is a _GNU_SOURCE
+    /// declaration). Every glibc since 2.14 has it; were it missing, each remaining entry is fsynced.
+    private static let syncFilesystem: (@convention(c) (Int32) -> Int32)? = dlsym(nil, "syncfs").map {
+        unsafeBitCast($0, to: (@convention(c) (Int32) -> Int32).self)
+    }
+
+    private static func syncOpen(_ fd: Int32, shown: String, budget: inout Int) throws(StoreError) {
+        if budget < 0 { return }
         var info = stat()
         if fstat(fd, &info) != 0 { throw error("inspect \(shown)") }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             let names: [[UInt8]]
             do { names = try directoryEntries(fd: fd, shown: shown) } catch { throw Self.error(error) }
             for name in names {
+                if budget < 0 { break }
                 let childShown = shown + "/" + String(decoding: name, as: UTF8.self)
                 var child = stat()
                 if withCName(name, { fstatat(fd, $0, &child, AT_SYMLINK_NOFOLLOW) }) != 0 {
@@ -81,10 +101,11 @@ enum FileSystem {
                 let childFD = withCName(name) { openat(fd, $0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
                 guard childFD >= 0 else { throw error("open \(childShown) for fsync") }
                 defer { close(childFD) }
-                try syncOpen(childFD, shown: childShown)
+                try syncOpen(childFD, shown: childShown, budget: &budget)
             }
         }
-        if fsync(fd) != 0 { throw error("fsync \(shown)") }
+        budget -= 1
+        if budget >= 0 && fsync(fd) != 0 { throw error("fsync \(shown)") }
     }
 
     /// fsync of one file or directory.

@@ -10,8 +10,8 @@ struct DataPush: ParsableCommand {
         discussion: """
             Each DIR becomes one Data, tagged with the -t tags, the knitenv tags and, with --name, \
             name:<basename of DIR>. Its Data Detail is printed as JSON on stdout. A DIR that does not exist \
-            is skipped with a message on stderr. The archive format is the fastest the server offers \
-            (tar+zstd, tar, tar+gzip).
+            is skipped with a message on stderr. The archive goes in the server's first format (Knit's: \
+            tar+zstd); --format chooses another.
             """
     )
 
@@ -35,15 +35,20 @@ struct DataPush: ParsableCommand {
     )
     var dereference = false
 
+    @Option(help: FormatOption.help("of the upload"))
+    var format = "auto"
+
     @Argument(help: ArgumentHelp("Directories to upload.", valueName: "DIR"))
     var directories: [String]
 
     func validate() throws {
         _ = try parseTags(tags, flag: "-t")
+        _ = try FormatOption.parse(format)
         if directories.isEmpty { throw ValidationError("give at least one DIR") }
     }
 
     func run() throws {
+        let wire = try FormatOption.parse(format).format
         let userTags = try parseTags(tags, flag: "-t")
         try reportingErrors { () throws(KnitClientError) in
             let client = try global.apiClient()
@@ -60,6 +65,7 @@ struct DataPush: ParsableCommand {
                     directory: directory,
                     tags: all,
                     dereference: dereference,
+                    format: wire,
                     progress: bar.map { $0.update }
                 )
                 bar?.finish()

@@ -19,6 +19,11 @@ import Testing
         KnitAPIClient(profile: try KnitProfile(apiRoot: server.base + "/api", caBase64: nil, token: token))
     }
 
+    /// The Content-Type of the last upload the server saw.
+    private func lastUpload(_ server: PythonServer) throws -> String? {
+        try log(server).last { $0["method"]?.stringValue == "POST" }?["contentType"]?.stringValue
+    }
+
     private func log(_ server: PythonServer) throws -> [JSONValue] {
         let raw = capture(["/usr/bin/curl", "-s", server.base + "/api/_log"])
         return try #require(JSONValue.parse(Array(raw.utf8))?.arrayValue)
@@ -50,6 +55,30 @@ import Testing
         let knitfab = try PythonServer(script: fakeKnitScript, arguments: ["knitfab"])
         defer { knitfab.stop() }
         #expect(try client(knitfab).negotiatedFormats() == [.tarGzip])
+    }
+
+    /// Without `--format` push and pull -x move the server's first format; a forced one is sent and asked for as is.
+    @Test func aForcedFormatIsSentAndAskedForAsIs() throws {
+        let server = try PythonServer(
+            script: fakeKnitScript,
+            arguments: ["knit", "application/x-tar", "application/tar+gzip"]
+        )
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        let api = try client(server)
+        let knitId = try api.pushData(directory: makeTree(dir), tags: []).detail.knitId
+        #expect(try lastUpload(server) == "application/x-tar")
+        _ = try api.pushData(directory: makeTree(dir), tags: [], format: .tarGzip)
+        #expect(try lastUpload(server) == "application/tar+gzip")
+
+        dir.mkdir("out")
+        let pulled = try api.pullData(knitId: knitId, extractInto: dir.file("out"))
+        #expect(pulled.format == .tar)
+        dir.mkdir("gz")
+        let forced = try api.pullData(knitId: knitId, extractInto: dir.file("gz"), format: .tarGzip)
+        #expect(forced.format == .tarGzip)
+        #expect(try log(server).last?["accept"]?.stringValue == "application/tar+gzip")
+        #expect(readText(dir.file("gz/sub/b.bin")) == String(repeating: "0123456789", count: 50_000))
     }
 
     @Test func pushSendsTagsInTheQueryAndTheChecksumAsTrailer() throws {
@@ -188,6 +217,50 @@ import Testing
         #expect(pulled.contains("knit: checksum mismatch: \(knitId): "), "\(pulled)")
         #expect(pulled.hasSuffix("rc=1\n"), "\(pulled)")
         #expect(capture(["/bin/ls", "-A", dir.file("out/\(knitId)")]) == "")
+    }
+
+    /// `knit data push|pull -x --format` sends and asks for the named format; a bad name or `--format` without
+    /// `-x` is a usage error before anything is sent.
+    @Test(.enabled(if: getenv("KNIT_BIN_DIR") != nil, "needs the built knit binary (KNIT_BIN_DIR)"))
+    func knitDataPushAndPullTakeAFormat() throws {
+        let server = try PythonServer(
+            script: fakeKnitScript,
+            arguments: ["knit", "application/x-tar", "application/tar+gzip"]
+        )
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        let tree = makeTree(dir)
+        dir.write("handout", "apiRoot: \(server.base)/api\ntoken: tok\n")
+        let knit = String(cString: getenv("KNIT_BIN_DIR")!) + "/knit"
+        let store = dir.file("profiles")
+        func run(_ arguments: String) -> String {
+            capture([
+                "/bin/sh", "-c",
+                "cd \(dir.path) && \(knit) \(arguments) --profile-store \(store) --profile t 2>&1; echo \"rc=$?\"",
+            ])
+        }
+        #expect(run("init handout").hasSuffix("rc=0\n"))
+        let pushed = run("data push --format tar+gzip \(tree)")
+        #expect(pushed.hasSuffix("rc=0\n"), "\(pushed)")
+        #expect(try lastUpload(server) == "application/tar+gzip")
+        // The fake server numbers Data from 1.
+        let knitId = "data-1"
+        #expect(pushed.contains(knitId), "\(pushed)")
+
+        dir.mkdir("out")
+        let pulled = run("data pull -x --format tar+gzip \(knitId) out")
+        #expect(pulled.hasSuffix("rc=0\n"), "\(pulled)")
+        #expect(try log(server).last?["accept"]?.stringValue == "application/tar+gzip")
+        #expect(readText(dir.file("out/\(knitId)/a.txt")) == "alpha\n")
+
+        let requests = try log(server).count
+        let bad = run("data push --format zip \(tree)")
+        #expect(bad.contains("--format must be auto, tar, tar+zstd or tar+gzip, not 'zip'"), "\(bad)")
+        #expect(bad.hasSuffix("rc=64\n"), "\(bad)")
+        let notExtracting = run("data pull --format tar \(knitId) out")
+        #expect(notExtracting.contains("--format applies to --extract only"), "\(notExtracting)")
+        #expect(notExtracting.hasSuffix("rc=64\n"), "\(notExtracting)")
+        #expect(try log(server).count == requests)
     }
 
     @Test func pullOfUnknownDataReportsTheServersReason() throws {

@@ -6,6 +6,10 @@ import Testing
 
 @testable import KnitStore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 @Suite struct StoreInternalsTests {
     @Test func recordCodecRoundTripAndTruncation() throws {
         let data = DataRecord(
@@ -52,6 +56,22 @@ import Testing
         #expect(error?.code == .corrupted)
         let wrongVersion = [UInt8(9)] + bytes.dropFirst()
         #expect(throws: StoreError.self) { try wrongVersion.withUnsafeBytes { try DataRecord(decoding: $0) } }
+    }
+
+    /// A small tree is fsynced entry by entry (files and directories, not symlinks); a tree larger than the
+    /// limit is put on disk with one syncfs, and the walk leaves every file as it was.
+    @Test func syncTreeFsyncsSmallTreesPerEntryAndLargeOnesWithSyncfs() throws {
+        let dir = TemporaryDirectory()
+        dir.mkdir("t")
+        dir.mkdir("t/sub")
+        for i in 0..<20 { dir.write("t/sub/f\(i)", "file \(i)\n") }
+        #expect(symlink("sub/f0", dir.file("t/link")) == 0)
+        #expect(try FileSystem.syncTree(dir.file("t")) == 22)
+        #expect(try FileSystem.syncTree(dir.file("t"), individually: 22) == 22)
+        #expect(try FileSystem.syncTree(dir.file("t"), individually: 21) == nil)
+        #expect(try FileSystem.syncTree(dir.file("t"), individually: 0) == nil)
+        for i in 0..<20 { #expect(readText(dir.file("t/sub/f\(i)")) == "file \(i)\n") }
+        #expect(throws: StoreError.self) { try FileSystem.syncTree(dir.file("missing"), individually: 0) }
     }
 
     @Test func failedRunGivesTransientFailedTag() throws {
