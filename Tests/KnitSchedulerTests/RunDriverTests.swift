@@ -598,8 +598,10 @@ struct RunOutputSafetyTests {
                 "\(String(describing: ledger.entry(small.runId)?.exit))"
             )
 
-            // Filling the disk and freeing it again before the end does not hide it: a tick saw it full.
-            var hidden = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; sleep 2; rm -f /out/o/big")
+            // Filling the disk and freeing it again before the end does not hide it: a tick saw it full. The disk
+            // stays full for 6 s, so a tick falls into that window even when podman answers slowly (2 s was missed
+            // once on a loaded CI).
+            var hidden = shellRun("dd if=/dev/zero of=/out/o/big bs=1M count=20 2>/dev/null; sleep 6; rm -f /out/o/big")
             hidden.outputs = [.init(knitId: "d", hostPath: mountPoint + "/data/out-hidden", containerPath: "/out/o")]
             ledger.add(hidden)
             try await drive(driver) { ledger.status(hidden.runId)?.isFinished == true }
