@@ -150,13 +150,23 @@ extension Live {
             try #require(ids.count == 1, "X-Request-Id headers: \(ids) in \(headers)")
             let id = ids[0]
             #expect(id.count == 32 && id.allSatisfy(\.isHexDigit), "not nginx's $request_id: \(id)")
-            let knitdLog = (try? String(contentsOfFile: knit.knitdLogPath, encoding: .utf8)) ?? ""
-            let audited = knitdLog.split(separator: "\n").filter {
-                $0.contains("request.id=\(id)") && $0.contains("audit.user=alice")
+            // Both logs are written once the response is on its way, so the client may read them a moment early.
+            var knitdLog = ""
+            var audited: [Substring] = []
+            _ = eventually(timeout: 5) {
+                knitdLog = (try? String(contentsOfFile: knit.knitdLogPath, encoding: .utf8)) ?? ""
+                audited = knitdLog.split(separator: "\n").filter {
+                    $0.contains("request.id=\(id)") && $0.contains("audit.user=alice")
+                }
+                return !audited.isEmpty
             }
             #expect(audited.count == 1, "knitd log lines with request.id=\(id): \(audited)")
             #expect(!knitdLog.contains("client-chosen"))
-            let accessLog = (try? String(contentsOfFile: knit.root + "/log/nginx-access.log", encoding: .utf8)) ?? ""
+            var accessLog = ""
+            _ = eventually(timeout: 5) {
+                accessLog = (try? String(contentsOfFile: knit.root + "/log/nginx-access.log", encoding: .utf8)) ?? ""
+                return accessLog.contains(id)
+            }
             #expect(accessLog.contains(id), "nginx's access log has no line with \(id)")
         }
     }
