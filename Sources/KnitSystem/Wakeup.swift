@@ -89,19 +89,36 @@ public final class Wakeup: Sendable {
         }
     }
 
-    /// Rings the scheduler bound at `path`. Never blocks and never fails: with nobody listening, or
-    /// a full socket buffer (the scheduler is woken already), the ring is simply dropped.
-    public static func notify(path: String) {
-        guard var address = address(path) else { return }
+    /// What became of one ring.
+    public enum Ring: Sendable, Equatable {
+        /// The scheduler's socket took the datagram.
+        case delivered
+        /// A scheduler is bound but has not read its earlier rings yet (its queue is full, EAGAIN):
+        /// it will look at the queue anyway.
+        case receiverBusy
+        /// Nobody is bound at the path (no such file, a stale socket file, not a socket), or the path
+        /// cannot be a socket address.
+        case notDelivered(WakeupError)
+    }
+
+    /// Rings the scheduler bound at `path`. Never blocks: with nobody listening, or a full socket
+    /// buffer (the scheduler is woken already), the ring is dropped and the outcome says so. knitd
+    /// ignores it (the scheduler also polls on its own); `knitadm status` reads it as "is the
+    /// scheduler there".
+    @discardableResult
+    public static func notify(path: String) -> Ring {
+        guard var address = address(path) else {
+            return .notDelivered(WakeupError("socket path \(path) is not usable (empty or too long)"))
+        }
         let fd = socket(
             AF_UNIX,
             Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue),
             0
         )
-        guard fd >= 0 else { return }
+        guard fd >= 0 else { return .notDelivered(WakeupError("cannot create a socket", errno: errno)) }
         defer { close(fd) }
         var byte: UInt8 = 1
-        _ = withUnsafePointer(to: &address) { pointer in
+        let sent = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 sendto(
                     fd,
@@ -113,6 +130,10 @@ public final class Wakeup: Sendable {
                 )
             }
         }
+        if sent == 1 { return .delivered }
+        let code = errno
+        if code == EAGAIN || code == EWOULDBLOCK { return .receiverBusy }
+        return .notDelivered(WakeupError(path, errno: code))
     }
 
     private func drain() {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import KnitCore
 import KnitStore
+import KnitSystem
 import Logging
 
 #if canImport(FoundationEssentials)
@@ -169,34 +170,9 @@ private func errnoText(_ code: Int32) -> String { String(cString: strerror(code)
 /// one extra look at the queue.
 func probeScheduler(socket path: String, pidFile: String) -> ComponentStatus {
     var status = ComponentStatus(up: false, socket: path, pid: livePid(pidFile))
-    guard var address = unixAddress(path) else {
-        status.error = "socket path too long"
-        return status
-    }
-    let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else {
-        status.error = "socket: \(errnoText(errno))"
-        return status
-    }
-    defer { close(fd) }
-    var byte: UInt8 = 1
-    let sent = withUnsafePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            sendto(
-                fd,
-                &byte,
-                1,
-                Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL),
-                $0,
-                socklen_t(MemoryLayout<sockaddr_un>.size)
-            )
-        }
-    }
-    // EAGAIN: a receiver exists and its queue is full of wake-ups it has not read yet (it coalesces them).
-    if sent == 1 || errno == EAGAIN {
-        status.up = true
-    } else {
-        status.error = "\(path): \(errnoText(errno))"
+    switch Wakeup.notify(path: path) {
+    case .delivered, .receiverBusy: status.up = true
+    case .notDelivered(let error): status.error = error.message
     }
     return status
 }

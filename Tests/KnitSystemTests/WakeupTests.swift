@@ -32,9 +32,24 @@ struct WakeupTests {
         let began = clock.now
         #expect(!wakeup.wait(timeout: .milliseconds(150)))
         #expect(clock.now - began >= .milliseconds(140))
-        for _ in 0..<3 { Wakeup.notify(path: wakeup.path) }
+        for _ in 0..<3 { #expect(Wakeup.notify(path: wakeup.path) == .delivered) }
         #expect(wakeup.wait(timeout: .seconds(1)))
         #expect(!wakeup.wait(timeout: .milliseconds(50)))
+    }
+
+    @Test("a scheduler that has not read its rings yet is reported busy, not absent")
+    func busyReceiver() throws {
+        let wakeup = try Wakeup(path: socketPath())
+        var outcomes: [Wakeup.Ring] = []
+        // The receive queue holds a bounded number of datagrams; ring until it is full, with a bound so a
+        // kernel that never fills cannot hang the test.
+        while outcomes.last != .receiverBusy && outcomes.count < 100_000 {
+            outcomes.append(Wakeup.notify(path: wakeup.path))
+        }
+        #expect(outcomes.last == .receiverBusy)
+        #expect(outcomes.dropLast().allSatisfy { $0 == .delivered })
+        #expect(wakeup.wait(timeout: .seconds(1)))
+        #expect(Wakeup.notify(path: wakeup.path) == .delivered)
     }
 
     @Test("the socket has mode 0660 and disappears with the Wakeup")
@@ -53,9 +68,10 @@ struct WakeupTests {
     func nobodyListening() throws {
         let clock = ContinuousClock()
         let began = clock.now
-        Wakeup.notify(path: socketPath())  // no such file
-        Wakeup.notify(path: "")  // not a usable path
-        Wakeup.notify(path: "/" + String(repeating: "x", count: 300))  // too long for a socket address
+        #expect(!isDelivered(Wakeup.notify(path: socketPath())))  // no such file
+        #expect(!isDelivered(Wakeup.notify(path: "")))  // not a usable path
+        // too long for a socket address
+        #expect(!isDelivered(Wakeup.notify(path: "/" + String(repeating: "x", count: 300))))
         // A socket file nobody is bound to any more (a second name of a socket that closed).
         let stale = socketPath()
         do {
@@ -65,8 +81,8 @@ struct WakeupTests {
         defer { try? FileManager.default.removeItem(atPath: stale) }
         #expect(FileManager.default.fileExists(atPath: stale))
         _ = FileManager.default.createFile(atPath: stale + ".txt", contents: nil)
-        Wakeup.notify(path: stale)
-        Wakeup.notify(path: stale + ".txt")  // a regular file
+        #expect(!isDelivered(Wakeup.notify(path: stale)))
+        #expect(!isDelivered(Wakeup.notify(path: stale + ".txt")))  // a regular file
         try? FileManager.default.removeItem(atPath: stale + ".txt")
         #expect(clock.now - began < .seconds(1))
     }
@@ -90,4 +106,9 @@ struct WakeupTests {
         #expect(error.message.contains(file))
         #expect(FileManager.default.contents(atPath: file) == Data("keep".utf8))
     }
+}
+
+private func isDelivered(_ ring: Wakeup.Ring) -> Bool {
+    if case .notDelivered = ring { return false }
+    return true
 }
