@@ -239,26 +239,15 @@ extension Live {
             let kube = try KubernetesKnit.instance()
             let knit = kube.knit
             let key = uniqueKey("crash")
-            let plan = try applyPlan(
-                knit,
-                quickstartPlanYAML(
-                    script: "echo begin; for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 1; done; "
-                        + "cat /in/x/v > /out/v; echo end",
-                    inputs: [("/in/x", ["\(key):in"])],
-                    outputs: [("/out", ["\(key):out"])],
-                    log: ["\(key):log"],
-                    image: kube.image
-                )
+            let run = try singleRun(
+                kube,
+                key: key,
+                script: "echo begin; for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 1; done; "
+                    + "cat /in/x/v > /out/v; echo end",
+                value: "survived",
+                until: ["running"]
             )
-            _ = try pushValue(knit, "survived", tags: ["\(key):in"])
-            let run = try awaitRuns(
-                knit,
-                plan: plan.planId,
-                count: 1,
-                in: ["running"],
-                timeout: 90,
-                context: kube.context()
-            )[0]
+            let plan = run.plan
             let job = try #require(kube.jobUID(run.runId), "no Job for \(run.runId): \(kube.objects())")
             let pods = kube.podUIDs(run.runId)
             #expect(pods.count == 1)
@@ -288,24 +277,15 @@ extension Live {
             let knit = kube.knit
             let key = uniqueKey("follow")
             let lines = (1...8).map { "line-\($0)" }
-            let plan = try applyPlan(
-                knit,
-                quickstartPlanYAML(
-                    script: "for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 1; done",
-                    inputs: [("/in/x", ["\(key):in"])],
-                    log: ["\(key):log"],
-                    image: kube.image
-                )
+            let run = try singleRun(
+                kube,
+                key: key,
+                script: "for i in 1 2 3 4 5 6 7 8; do echo line-$i; sleep 1; done",
+                value: "x",
+                withOutput: false,
+                until: ["running"]
             )
-            _ = try pushValue(knit, "x", tags: ["\(key):in"])
-            let run = try awaitRuns(
-                knit,
-                plan: plan.planId,
-                count: 1,
-                in: ["running"],
-                timeout: 90,
-                context: kube.context()
-            )[0]
+            let plan = run.plan
             let follower = try knit.background(
                 knit.knitPath,
                 ["run", "show", "--log", "-f", run.runId],
@@ -334,25 +314,14 @@ extension Live {
         @Test func aJobDeletedByHandFailsTheRun254() throws {
             let kube = try KubernetesKnit.instance()
             let knit = kube.knit
-            let key = uniqueKey("gone")
-            let plan = try applyPlan(
-                knit,
-                quickstartPlanYAML(
-                    script: "echo waiting; sleep 120",
-                    inputs: [("/in/x", ["\(key):in"])],
-                    outputs: [("/out", ["\(key):out"])],
-                    image: kube.image
-                )
+            let run = try singleRun(
+                kube,
+                key: uniqueKey("gone"),
+                script: "echo waiting; sleep 120",
+                value: "x",
+                until: ["running"]
             )
-            _ = try pushValue(knit, "x", tags: ["\(key):in"])
-            let run = try awaitRuns(
-                knit,
-                plan: plan.planId,
-                count: 1,
-                in: ["running"],
-                timeout: 90,
-                context: kube.context()
-            )[0]
+            let plan = run.plan
             let clock = ContinuousClock()
             let started = clock.now
             let deleted = kube.kubectlAdmin([
@@ -435,12 +404,18 @@ extension Live {
         // MARK: - Helpers
 
         /// One plan `key:in` → `/out` (`key:out`), one pushed Data whose `v` holds `key`; its Run once finished.
+        /// A fresh plan over `KEY:in` (output `/out` tagged `KEY:out` unless `withOutput` is false, log `KEY:log`),
+        /// one Data holding `value` (the key by default) pushed to it, and its one Run once its status is in
+        /// `statuses` (finished by default).
         private func singleRun(
             _ kube: KubernetesKnit,
             key: String,
             script: String,
+            value: String? = nil,
+            withOutput: Bool = true,
             image: String? = nil,
             memory: String = "32Mi",
+            until statuses: Set<String> = finishedRunStatuses,
             timeout: Double = 90
         ) throws -> RunDetailJSON {
             let plan = try applyPlan(
@@ -448,14 +423,21 @@ extension Live {
                 quickstartPlanYAML(
                     script: script,
                     inputs: [("/in/x", ["\(key):in"])],
-                    outputs: [("/out", ["\(key):out"])],
+                    outputs: withOutput ? [("/out", ["\(key):out"])] : [],
                     log: ["\(key):log"],
                     image: image ?? kube.image,
                     memory: memory
                 )
             )
-            _ = try pushValue(kube.knit, key, tags: ["\(key):in"])
-            return try awaitRuns(kube.knit, plan: plan.planId, count: 1, timeout: timeout, context: kube.context())[0]
+            _ = try pushValue(kube.knit, value ?? key, tags: ["\(key):in"])
+            return try awaitRuns(
+                kube.knit,
+                plan: plan.planId,
+                count: 1,
+                in: statuses,
+                timeout: timeout,
+                context: kube.context()
+            )[0]
         }
     }
 }

@@ -180,7 +180,18 @@ final class KubernetesKnit: @unchecked Sendable {
     func context(_ lines: Int = 40) -> String {
         let text = scheduler.stderrText + scheduler.stdoutText
         let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
-        return "--- knit-scheduler log:\n\(tail)\n--- cluster objects: \(objects())"
+        return "--- knit-scheduler log:\n\(tail)\n--- cluster objects: \(objects())\n" + registryTrail()
+    }
+
+    /// The image pulls nginx saw and knitd's answers to its registry checks: a pod that cannot pull its image
+    /// (a 401 seen once, after a scheduler restart) is explained only by these two logs.
+    func registryTrail(_ lines: Int = 15) -> String {
+        func matching(_ path: String, _ needle: String) -> String {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no log)"
+            return text.split(separator: "\n").filter { $0.contains(needle) }.suffix(lines).joined(separator: "\n")
+        }
+        return "--- nginx /v2/ requests:\n\(matching(knit.root + "/log/nginx-access.log", " /v2/"))\n"
+            + "--- knitd registry checks:\n\(matching(knit.knitdLogPath, "auth/registry"))"
     }
 
     /// Stops the scheduler, then removes whatever it left so the cluster goes down clean.
