@@ -91,6 +91,28 @@ extension KnitStore {
         try write("hook delivered") { txn in try txn.delete(db.hookOutbox, key: Self.sequenceKey(sequence)) }
     }
 
+    /// Drops the deliveries owed to URLs not in `urls` (hooks taken out of the configuration: the administrator
+    /// no longer wants them called, and an address that is gone would otherwise be retried for ever) and answers
+    /// how many went, per URL.
+    @discardableResult
+    public func discardLifecycleEvents(notFor urls: [String]) throws(StoreError) -> [String: Int] {
+        let kept = Set(urls)
+        return try write("hook outbox pruned") { txn in
+            var stale: [(key: [UInt8], url: String)] = []
+            try txn.forEach(db.hookOutbox) { key, value in
+                let record = try Self.decode(OutboxRecord.self, value)
+                if !kept.contains(record.url) { stale.append((Array(key), record.url)) }
+                return true
+            }
+            var dropped: [String: Int] = [:]
+            for entry in stale {
+                try txn.delete(db.hookOutbox, key: entry.key)
+                dropped[entry.url, default: 0] += 1
+            }
+            return dropped
+        }
+    }
+
     /// How many deliveries are owed (for `/metrics`).
     public func lifecycleOutboxLength() throws(StoreError) -> Int {
         try read("hook outbox length") { txn in try txn.count(db.hookOutbox) }

@@ -281,9 +281,19 @@ struct KnitSchedulerCommand: ParsableCommand {
         driverConfiguration.storageDirectory = layout.data
         driverConfiguration.capacity = capacity
         // After hooks: every status change the driver makes writes its deliveries into the store's outbox in the
-        // same transaction; the sender (a thread of its own) posts them. It also runs with no after URL, so what an
-        // earlier configuration left in the outbox still goes out.
+        // same transaction; the sender (a thread of its own) posts them. Deliveries an earlier configuration left
+        // for a URL that is still configured go out; those for URLs taken out of it are dropped, with a warning.
         store.recordLifecycleEvents(for: hookConfiguration.after)
+        do {
+            for (url, count) in try store.discardLifecycleEvents(notFor: hookConfiguration.after) {
+                logger.warning(
+                    "after-hook deliveries dropped: the URL is no longer configured",
+                    metadata: ["hook.url": "\(url)", "hook.events": "\(count)"]
+                )
+            }
+        } catch {
+            logger.error("cannot prune the hook outbox", metadata: ["error": "\(error)"])
+        }
         let runHooks: (any RunHooks)? =
             hookConfiguration.before.isEmpty
             ? nil

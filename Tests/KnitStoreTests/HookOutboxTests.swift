@@ -67,6 +67,32 @@ private let stage = planSpec(inputs: [["stage:x"]], outputs: [["stage:y"]], log:
         #expect(next.allSatisfy { $0.sequence > events.last!.sequence })
     }
 
+    /// A URL taken out of the configuration: what it was owed is dropped at the scheduler's start, what the URLs
+    /// still configured are owed stays, in order.
+    @Test func deliveriesForURLsNoLongerConfiguredAreDropped() throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir.path)
+        defer { store.close() }
+        let kept = "http://127.0.0.1:1/kept"
+        let gone = "http://127.0.0.1:1/gone"
+        store.recordLifecycleEvents(for: [kept, gone])
+        let planId = try store.registerPlan(stage, creator: "alice").planId
+        _ = try upload(store, tags: ["stage:x"])
+        let runId = try #require(try store.findRuns(planIds: [planId]).first?.runId)
+        #expect(try store.markStarting(runId: runId))
+        #expect(try store.markRunning(runId: runId))
+        let before = try store.pendingLifecycleEvents(limit: 100)
+        try #require(before.count == 6)
+
+        #expect(try store.discardLifecycleEvents(notFor: [kept]) == [gone: 3])
+        let after = try store.pendingLifecycleEvents(limit: 100)
+        #expect(after == before.filter { $0.url == kept })
+        #expect(try store.discardLifecycleEvents(notFor: [kept]).isEmpty, "nothing left to drop")
+        // No after hooks at all any more: everything owed goes.
+        #expect(try store.discardLifecycleEvents(notFor: []) == [kept: 3])
+        #expect(try store.lifecycleOutboxLength() == 0)
+    }
+
     /// A failed Run records aborting then failed; the API's changes (abort, tear-off, retry) record nothing, and an
     /// aborted Run finished by the scheduler records only its end.
     @Test func apiChangesRecordNothing() throws {
