@@ -68,6 +68,10 @@ private func isalnumASCII(_ byte: UInt8) -> Bool {
 
 /// Decodes `%XX` escapes (and `+` when `plusIsSpace`); nil for a broken escape or invalid UTF-8.
 public func percentDecode(_ text: String, plusIsSpace: Bool) -> String? {
+    // Most parts of a URI have nothing to decode: the String is then already the answer (and valid UTF-8).
+    guard text.utf8.contains(where: { $0 == UInt8(ascii: "%") || (plusIsSpace && $0 == UInt8(ascii: "+")) }) else {
+        return text
+    }
     var bytes: [UInt8] = []
     bytes.reserveCapacity(text.utf8.count)
     var iterator = text.utf8.makeIterator()

@@ -100,14 +100,13 @@ public final class KnitAPI: Sendable {
         readBody: BodyReader
     ) -> APIResponse {
         var logger = self.logger
-        // Set in one assignment: swift-log's stream handler renders all its metadata again on every change
-        // (three renderings per request were 3 % of knitd's CPU).
-        var metadata = logger.handler.metadata
-        metadata["request.id"] = "\(id)"
-        metadata["request.method"] = "\(request.method)"
         // A client may put its token in the path by mistake (`/api/knit_…`); the log must never hold one.
-        metadata["request.path"] = "\(redactingTokens(request.path))"
-        logger.handler.metadata = metadata
+        logger.handler = RequestLogHandler(
+            base: logger.handler,
+            id: id,
+            method: request.method,
+            path: redactingTokens(request.path)
+        )
         do {
             let response = try route(request, routeIndex: &routeIndex, readBody: readBody, logger: logger)
             if response.status < 300, request.method != "GET", request.method != "HEAD" { onChange?() }

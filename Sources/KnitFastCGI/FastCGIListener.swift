@@ -142,19 +142,21 @@ enum FastCGIRuntime {
 
 /// Whether libfcgi was initialised and whether the listener is shutting down.
 private final class ShutdownState: Sendable {
-    private let state = Mutex((initialized: false, shuttingDown: false))
+    private let initialized = Mutex(false)
+    /// Read by every worker once per request: an atomic, not a lock 48 threads would meet on.
+    private let shuttingDown = Atomic(false)
 
     func initialize() {
-        state.withLock { state in
-            guard !state.initialized else { return }
+        initialized.withLock { initialized in
+            guard !initialized else { return }
             // A client dropping mid-download must not kill the process; libfcgi only sets this when SIGPIPE is default.
             signal(SIGPIPE, SIG_IGN)
             _ = FCGX_Init()
-            state.initialized = true
+            initialized = true
         }
     }
 
-    func setShuttingDown() { state.withLock { $0.shuttingDown = true } }
+    func setShuttingDown() { shuttingDown.store(true, ordering: .sequentiallyConsistent) }
 
-    var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
+    var isShuttingDown: Bool { shuttingDown.load(ordering: .sequentiallyConsistent) }
 }

@@ -39,14 +39,7 @@ public struct FastCGIRequest: ~Copyable {
     public consuming func respond(status: Int, headers: [(String, String)]) throws(FastCGIError) -> FastCGIResponse {
         let response = FastCGIResponse(raw: raw)
         discard self
-        var head = "Status: \(status) \(reasonPhrase(status))\r\n"
-        for (name, value) in headers {
-            // Header injection guard: values we send never legitimately contain line breaks.
-            let clean = value.filter { $0 != "\r" && $0 != "\n" }
-            head += "\(name): \(clean)\r\n"
-        }
-        head += "\r\n"
-        try response.write(Array(head.utf8))
+        try response.write(responseHead(status: status, headers: headers))
         return response
     }
 
@@ -113,6 +106,27 @@ public struct FastCGIResponse: ~Copyable {
     }
 
     deinit { FCGX_Finish_r(raw) }
+}
+
+/// The CGI response head: `Status:` line, headers, blank line. Written byte by byte into one buffer: building
+/// it as a String (a filtered copy of every value, then the UTF-8 copy) was ~1 % of knitd's CPU per query.
+func responseHead(status: Int, headers: [(String, String)]) -> [UInt8] {
+    var head: [UInt8] = []
+    head.reserveCapacity(128 + headers.count * 48)
+    head.append(contentsOf: "Status: ".utf8)
+    head.append(contentsOf: String(status).utf8)
+    head.append(UInt8(ascii: " "))
+    head.append(contentsOf: reasonPhrase(status).utf8)
+    head.append(contentsOf: "\r\n".utf8)
+    for (name, value) in headers {
+        head.append(contentsOf: name.utf8)
+        head.append(contentsOf: ": ".utf8)
+        // Header injection guard: values we send never legitimately contain line breaks.
+        for byte in value.utf8 where byte != UInt8(ascii: "\r") && byte != UInt8(ascii: "\n") { head.append(byte) }
+        head.append(contentsOf: "\r\n".utf8)
+    }
+    head.append(contentsOf: "\r\n".utf8)
+    return head
 }
 
 func reasonPhrase(_ status: Int) -> String {

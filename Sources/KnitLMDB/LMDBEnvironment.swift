@@ -1,6 +1,10 @@
 internal import CKnitLMDB
 internal import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// One open LMDB environment (a directory holding `data.mdb` and `lock.mdb`).
 ///
 /// Always opened with `MDB_NOTLS`: read transactions are not bound to the thread that began them, which
@@ -24,6 +28,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     let handle: OpaquePointer
     private let closed = Atomic<Bool>(false)
+    private let readers: ParkedReaders
     /// The directory this environment lives in.
     public let path: String
 
@@ -59,6 +64,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
         self.handle = env
         self.path = path
+        self.readers = ParkedReaders(environment: env)
     }
 
     deinit { close() }
@@ -66,6 +72,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// Closes the environment. Idempotent. All transactions must have ended. Uses `mdb_env_close`.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        readers.close()
         mdb_env_close(handle)
     }
 
@@ -125,11 +132,15 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// Runs `body` in a read-only transaction, which is aborted (released) afterwards.
     @available(*, noasync, message: "LMDB transactions block; run them off the cooperative pool")
+    ///
+    /// Each thread keeps its read transaction's handle between reads, reset (`mdb_txn_reset`, which pins no
+    /// pages) and renewed for the next (`mdb_txn_renew`): beginning afresh allocated ~2 KB and took the reader
+    /// table's lock twice per API request. A parked handle holds a reader slot until its thread ends or the
+    /// environment closes; a read nested in another on the same thread begins its own transaction.
     public func read<R>(_ body: (borrowing LMDBTransaction) throws -> R) throws -> R {
-        let txn = try LMDBTransaction(environment: self, readOnly: true)
-        let result = try body(txn)
-        txn.abort()
-        return result
+        let handle = try readers.take()
+        defer { readers.park(handle) }
+        return try body(LMDBTransaction(parkedReadHandle: handle))
     }
 
     /// Runs `body` in a write transaction: committed when `body` returns, aborted when it throws.
@@ -165,4 +176,104 @@ public struct LMDBMapUsage: Sendable, Equatable, Codable {
 
     public var usedBytes: Int64 { usedPages * pageSize }
     public var totalPages: Int64 { pageSize > 0 ? mapSize / pageSize : 0 }
+}
+
+/// Every thread's parked read transaction of one environment: the handle sits in a thread-specific slot while
+/// its thread is not reading, and in a registry so closing the environment can abort them all first (LMDB
+/// requires every transaction ended before `mdb_env_close`). A thread that ends aborts its own.
+// @unchecked: the key and the environment pointer never change after init; everything else is behind a lock.
+private final class ParkedReaders: @unchecked Sendable {
+    /// One thread's slot; its handle is touched by its thread, and by close or the thread's end.
+    final class Slot: Sendable {
+        let owner: ParkedReaders
+        let handle = Mutex<ParkedHandle?>(nil)
+        init(owner: ParkedReaders) { self.owner = owner }
+    }
+
+    /// A reset read transaction. @unchecked: LMDB lets a `MDB_NOTLS` transaction move between threads, and
+    /// only one thread at a time holds it (taken out of its slot under the lock).
+    struct ParkedHandle: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
+
+    private let environment: OpaquePointer
+    private var key = pthread_key_t()
+    private let closed = Atomic(false)
+    private let slots = Mutex<[ObjectIdentifier: Slot]>([:])
+
+    init(environment: OpaquePointer) {
+        self.environment = environment
+        let created = pthread_key_create(&key) { raw in
+            guard let raw else { return }
+            let slot = Unmanaged<ParkedReaders.Slot>.fromOpaque(raw).takeRetainedValue()
+            slot.owner.threadEnded(slot)
+        }
+        precondition(created == 0, "pthread_key_create failed: \(created)")
+    }
+
+    /// This thread's parked handle, renewed; or a new read transaction's when there is none (or it is in use
+    /// by an outer read on this thread, or cannot be renewed).
+    func take() throws(LMDBError) -> OpaquePointer {
+        if let slot = currentSlot(), let parked = slot.handle.withLock({ $0.take() })?.pointer {
+            if mdb_txn_renew(parked) == 0 { return parked }
+            mdb_txn_abort(parked)
+        }
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(environment, nil, UInt32(MDB_RDONLY), &txn), "begin read transaction")
+        guard let txn else {
+            throw LMDBError(code: .invalid, message: "lmdb: mdb_txn_begin returned no handle", cause: 0)
+        }
+        return txn
+    }
+
+    /// Ends a read: the handle is reset and kept in this thread's slot, or aborted when the slot is taken.
+    func park(_ handle: OpaquePointer) {
+        mdb_txn_reset(handle)
+        let slot = currentSlot() ?? newSlot()
+        // Checked under the slot's lock, which close takes after setting `closed`: either close finds the handle
+        // here and aborts it, or this sees `closed` and aborts it itself.
+        let kept = slot?.handle.withLock { parked -> Bool in
+            guard parked == nil, !closed.load(ordering: .sequentiallyConsistent) else { return false }
+            parked = ParkedHandle(pointer: handle)
+            return true
+        }
+        if kept != true { mdb_txn_abort(handle) }
+    }
+
+    /// Aborts every parked handle; reads after this are a programmer error, as with LMDB.
+    func close() {
+        closed.store(true, ordering: .sequentiallyConsistent)
+        // Under the registry's lock, as a thread's exit is: every handle is aborted exactly once, before
+        // `mdb_env_close`.
+        slots.withLock { all in
+            for slot in all.values { slot.handle.withLock { $0.take() }.map { mdb_txn_abort($0.pointer) } }
+            all = [:]
+        }
+        pthread_key_delete(key)
+    }
+
+    private func currentSlot() -> Slot? {
+        pthread_getspecific(key).map { Unmanaged<Slot>.fromOpaque($0).takeUnretainedValue() }
+    }
+
+    private func newSlot() -> Slot? {
+        let slot = Slot(owner: self)
+        let registered = slots.withLock { all -> Bool in
+            guard !closed.load(ordering: .sequentiallyConsistent) else { return false }
+            all[ObjectIdentifier(slot)] = slot
+            return true
+        }
+        guard registered else { return nil }
+        pthread_setspecific(key, Unmanaged.passRetained(slot).toOpaque())
+        return slot
+    }
+
+    private func threadEnded(_ slot: Slot) {
+        // Under the registry's lock: a concurrent close has either aborted the handle already (none left
+        // here) or waits until this one is aborted, before it closes the environment.
+        slots.withLock { all in
+            all[ObjectIdentifier(slot)] = nil
+            slot.handle.withLock { $0.take() }.map { mdb_txn_abort($0.pointer) }
+        }
+    }
 }

@@ -39,13 +39,25 @@ public struct LMDBTransaction: ~Copyable {
         }
         self.handle = txn
         self.isReadOnly = readOnly
+        self.ownsHandle = true
     }
 
-    deinit { mdb_txn_abort(handle) }
+    /// A read transaction whose handle its environment keeps for the next read on this thread
+    /// (``LMDBEnvironment/read(_:)``): ending it is the environment's business, not this value's.
+    init(parkedReadHandle handle: OpaquePointer) {
+        self.handle = handle
+        self.isReadOnly = true
+        self.ownsHandle = false
+    }
+
+    private let ownsHandle: Bool
+
+    deinit { if ownsHandle { mdb_txn_abort(handle) } }
 
     /// Makes the changes durable. Uses `mdb_txn_commit`, which frees the transaction even when it fails.
     /// - Throws: ``LMDBError``, e.g. ``LMDBError/Code/mapFull`` or an I/O errno.
     public consuming func commit() throws(LMDBError) {
+        precondition(ownsHandle, "a read transaction lent by LMDBEnvironment.read cannot be committed")
         let txn = handle
         discard self
         try check(mdb_txn_commit(txn), "commit")
@@ -54,8 +66,9 @@ public struct LMDBTransaction: ~Copyable {
     /// Discards every change. Uses `mdb_txn_abort`.
     public consuming func abort() {
         let txn = handle
+        let owned = ownsHandle
         discard self
-        mdb_txn_abort(txn)
+        if owned { mdb_txn_abort(txn) }
     }
 
     // MARK: Point access

@@ -26,16 +26,15 @@ extension KnitStore {
         }
         var found: [(timestamp: Int64?, detail: DataDetailJSON)] = try read("find data") { txn in
             var records: [DataRecord] = []
-            for candidate in try candidates(txn, query) {
-                if let candidate {
-                    if let record = try dataRecord(txn, candidate) {
-                        records.append(record)
-                    }
-                } else {
-                    try txn.forEach(db.data) { _, value in
-                        records.append(try DataRecord(decoding: value))
-                        return true
-                    }
+            if let candidates = try candidates(txn, query) {
+                records.reserveCapacity(candidates.count)
+                for candidate in candidates {
+                    if let record = try dataRecord(txn, candidate) { records.append(record) }
+                }
+            } else {
+                try txn.forEach(db.data) { _, value in
+                    records.append(try DataRecord(decoding: value))
+                    return true
                 }
             }
             let cache = PlanCache()
@@ -67,16 +66,17 @@ extension KnitStore {
         return found.map(\.detail)
     }
 
-    /// knitIds that may match: from `knit#id` or the tag index. A single nil element means "every Data"
-    /// (the query has no selective term).
-    private func candidates(_ txn: borrowing LMDBTransaction, _ query: Query) throws -> [[UInt8]?] {
+    /// knitIds that may match: from `knit#id` or the tag index; nil means "every Data" (the query has no
+    /// selective term). Not a list of optionals: returning `[[UInt8]]` as `[[UInt8]?]` converted the list
+    /// element by element through the runtime's dynamic cast.
+    private func candidates(_ txn: borrowing LMDBTransaction, _ query: Query) throws -> [[UInt8]]? {
         let keys = query.userTags.map(Self.indexKey)
         var ids: [[UInt8]]
         var remaining = keys
         if let id = query.knitId {
             ids = [Array(id.utf8)]
         } else if keys.isEmpty {
-            return [nil]
+            return nil
         } else {
             guard let shortest = try shortestTagList(txn, keys) else { return [] }
             ids = shortest.ids

@@ -21,10 +21,19 @@ final class PlanCache {
 
     init() {}
 
+    /// The plan asked for last: the Data of one answer mostly share a plan (every upload has the same pseudo
+    /// plan), and comparing one id is cheaper than hashing it for the dictionary each time.
+    private var last: (planId: String, record: PlanRecord)?
+
     func record(_ store: KnitStore, _ txn: borrowing LMDBTransaction, _ planId: String) throws -> PlanRecord {
-        if let record = records[planId] { return record }
+        if let last, last.planId == planId { return last.record }
+        if let record = records[planId] {
+            last = (planId, record)
+            return record
+        }
         let record = try store.plan(txn, planId)
         records[planId] = record
+        last = (planId, record)
         return record
     }
 

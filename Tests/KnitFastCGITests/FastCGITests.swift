@@ -232,3 +232,18 @@ struct FastCGITests {
         #expect(await outcome(of: "peer-closed") == "before false after true")
     }
 }
+
+struct ResponseHeadTests {
+    @Test("the response head is the status line, each header, a blank line; line breaks in a value are dropped")
+    func responseHeadBytes() {
+        let head = responseHead(
+            status: 404,
+            headers: [("Content-Type", "application/json"), ("X-Note", "a\r\nSet-Cookie: x=1\nb"), ("X-Empty", "")]
+        )
+        #expect(
+            String(decoding: head, as: UTF8.self)
+                == "Status: 404 Not Found\r\nContent-Type: application/json\r\nX-Note: aSet-Cookie: x=1b\r\nX-Empty: \r\n\r\n"
+        )
+        #expect(String(decoding: responseHead(status: 299, headers: []), as: UTF8.self) == "Status: 299 Status\r\n\r\n")
+    }
+}

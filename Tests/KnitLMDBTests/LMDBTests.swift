@@ -2,6 +2,7 @@ import Foundation
 import KnitLMDB
 import KnitSystem
 import KnitTestSupport
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -228,4 +229,84 @@ import Testing
         let reading = try env.read { _ in try env.mapUsage().readersInUse }
         #expect(reading >= 1)
     }
+}
+
+/// `read` keeps each thread's transaction handle between reads (reset, then renewed): the next read must still
+/// see every commit made since, and a thread that ends must give its reader slot back.
+@Suite struct ParkedReadTests {
+    func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    @Test func aReadAfterACommitOnTheSameThreadSeesIt() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "plain")
+        for round in 0..<5 {
+            try env.write { txn in try txn.put(db, key: bytes("k"), value: bytes("v\(round)")) }
+            #expect(try env.read { txn in try txn.get(db, key: bytes("k")) } == bytes("v\(round)"))
+        }
+        // Nested on one thread: the inner read begins its own transaction; both see the data.
+        let nested = try env.read { outer in
+            try (outer.get(db, key: bytes("k")), env.read { inner in try inner.get(db, key: bytes("k")) })
+        }
+        #expect(nested.0 == bytes("v4") && nested.1 == bytes("v4"))
+        #expect(try env.read { txn in try txn.get(db, key: bytes("k")) } == bytes("v4"))
+    }
+
+    /// Three reader slots, twenty threads one after another: each parks its handle, and gives the slot back when
+    /// it ends, or the fourth thread would find the reader table full.
+    @Test func threadsThatEndGiveTheirReaderSlotsBack() throws {
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20, maxReaders: 3)
+        let db = try env.openDatabase(name: "plain")
+        try env.write { txn in try txn.put(db, key: bytes("k"), value: bytes("v")) }
+        for _ in 0..<20 {
+            let outcome = ThreadBody {
+                let value = Result(catching: { try env.read { txn in try txn.get(db, key: Array("k".utf8)) } })
+                return (try? value.get()) == Array("v".utf8) ? "read" : "\(value)"
+            }
+            var thread = pthread_t()
+            let started = pthread_create(
+                &thread,
+                nil,
+                { raw in
+                    Unmanaged<ThreadBody>.fromOpaque(raw!).takeUnretainedValue().run()
+                    return nil
+                },
+                Unmanaged.passUnretained(outcome).toOpaque()
+            )
+            #expect(started == 0)
+            pthread_join(thread, nil)
+            #expect(outcome.outcome == "read")
+        }
+    }
+
+    @Test func closingWithParkedReadsAndReopeningWorks() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+            let db = try env.openDatabase(name: "plain")
+            try env.write { txn in try txn.put(db, key: bytes("k"), value: bytes("v")) }
+            #expect(try env.read { txn in try txn.get(db, key: bytes("k")) } == bytes("v"))
+            env.close()
+        }
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "plain")
+        #expect(try env.read { txn in try txn.get(db, key: bytes("k")) } == bytes("v"))
+        env.close()
+    }
+}
+
+/// Work for a thread of its own, and what it found.
+private final class ThreadBody: Sendable {
+    private let body: @Sendable () -> String
+    private let result = Mutex("not run")
+
+    init(_ body: @escaping @Sendable () -> String) { self.body = body }
+
+    func run() {
+        let found = body()
+        result.withLock { $0 = found }
+    }
+
+    var outcome: String { result.withLock { $0 } }
 }

@@ -9,7 +9,8 @@ public enum KnitJSON {
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         // One conformance lookup per response; the runtime caches it per type.
         if let direct = value as? any DirectJSON {
-            var out = JSONOutput(capacity: 4096)
+            // Ten Data details are ~4.5 KB: room for them up front instead of copying the answer as it grows.
+            var out = JSONOutput(capacity: 16384)
             direct.writeJSON(into: &out)
             return out.bytes
         }
