@@ -27,7 +27,8 @@ internal import KnitCore
 ///
 /// Uses two libarchive readers (gzip/zstd filters with the raw format, then the tar format, so the gzip CRC32
 /// can be checked in between) and `archive_write_disk_*` with
-/// `ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME`.
+/// `ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME`; symlinks are fenced by the
+/// checks here, before libarchive sees an entry.
 public func extractArchive(
     into directory: String,
     limits: ArchiveLimits = .default,
@@ -176,9 +177,11 @@ private struct Extractor {
         // Owners are never restored (no ARCHIVE_EXTRACT_OWNER); ACLs, xattrs and file flags neither.
         // SECURE_NOABSOLUTEPATHS cannot be set: entries are given to the disk writer as absolute paths under the
         // root (the process working directory is shared), so absolute *entry names* are refused before that.
-        let flags =
-            ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS
-            | ARCHIVE_EXTRACT_SECURE_NODOTDOT
+        // SECURE_SYMLINKS is not set: for every entry it opens and lstats each component of that absolute path
+        // (about 30 system calls per entry), and it guards nothing `extract(_:)` has not refused already: the
+        // root is a realpath'd empty directory, only this extraction writes into it, and every entry below a
+        // symlink it made, or replacing one by anything but a symlink, is refused before anything is written.
+        let flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_NODOTDOT
         archive_write_disk_set_options(disk, flags)
     }
 

@@ -128,25 +128,35 @@ final class ChunkReader {
 }
 
 /// Gathers small writes into chunks of `size` before queueing them. Used by the producer thread only.
+/// With a second queue, each chunk goes to both (shared, not copied: the arrays are immutable once queued).
 struct ChunkWriter {
     let queue: ChunkQueue
+    let second: ChunkQueue?
     var size = 256 << 10
     private var pending: [UInt8] = []
 
-    init(_ queue: ChunkQueue) { self.queue = queue }
+    init(_ queue: ChunkQueue, alsoTo second: ChunkQueue? = nil) {
+        self.queue = queue
+        self.second = second
+    }
 
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
         pending.append(contentsOf: bytes)
         if pending.count >= size {
-            try queue.push(pending)
+            try push()
             pending = []
             pending.reserveCapacity(size + (64 << 10))
         }
     }
 
     mutating func flush() throws {
-        if !pending.isEmpty { try queue.push(pending) }
+        if !pending.isEmpty { try push() }
         pending = []
+    }
+
+    private func push() throws {
+        try second?.push(pending)
+        try queue.push(pending)
     }
 }
 

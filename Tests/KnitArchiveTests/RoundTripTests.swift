@@ -169,6 +169,57 @@ struct RoundTripTests {
         #expect(stat(target + "/d/f", &f) == 0 && stat(target + "/d/g", &g) == 0 && f.st_ino == g.st_ino)
     }
 
+    @Test(
+        "thousands of small files and a few large ones come back byte for byte, modes and mtimes kept",
+        arguments: [ArchiveFormat.tar, .tarZstd]
+    )
+    func manySmallFiles(format: ArchiveFormat) throws {
+        let temp = try TempDir()
+        let source = try temp.mkdir("source")
+        let modes: [Int] = [0o644, 0o600, 0o755, 0o640]
+        for directory in 0..<30 {
+            let path = try temp.mkdir("source/d\(directory)")
+            for index in 0..<100 {
+                let file = path + "/f\(index)"
+                try writeFile(file, randomBytes(1 + (directory * 100 + index) % 2048), mode: modes[index % 4])
+                try setMtime(file, seconds: 1_400_000_000 + directory * 1000 + index)
+            }
+        }
+        for index in 0..<3 { try writeFile(source + "/large\(index).bin", randomBytes((3 << 20) + 17 * index)) }
+        try FileManager.default.createSymbolicLink(atPath: source + "/d0/up", withDestinationPath: "../large0.bin")
+        let target = try temp.mkdir("target")
+        let summary = try extract(try archive(source, format: format), into: target)
+        #expect(summary.regularFiles == 3003 && summary.directories == 30 && summary.symlinks == 1)
+        #expect(try snapshot(target) == snapshot(source))
+        for (directory, index) in [(0, 0), (7, 42), (29, 99)] {
+            var info = stat()
+            #expect(lstat(target + "/d\(directory)/f\(index)", &info) == 0)
+            #expect(info.st_mtim.tv_sec == 1_400_000_000 + directory * 1000 + index)
+        }
+    }
+
+    @Test("a later entry replaces an earlier symlink by a symlink, and a file by a file")
+    func replacements() throws {
+        let temp = try TempDir()
+        let bytes = try ArchiveBuilder(
+            format: .tar,
+            entries: [
+                .directory("sub"),
+                .symlink("l", target: "sub"),
+                .symlink("l", target: "f"),
+                .file("f", [1]),
+                .file("f", [2, 3]),
+                .file("implicit/parent/g", [4]),
+            ]
+        ).build()
+        let target = try temp.mkdir("target")
+        try extract(bytes, into: target)
+        let tree = try snapshot(target)
+        #expect(tree["l"] == .symlink(target: "f"))
+        #expect(tree["f"] == .file(mode: 0o644, size: 2, bytes: [2, 3]))
+        #expect(tree["implicit/parent/g"] == .file(mode: 0o644, size: 1, bytes: [4]))
+    }
+
     @Test("progress reports the running total of file bytes")
     func progress() throws {
         let temp = try TempDir()
@@ -220,4 +271,9 @@ struct FormatTests {
         #expect(ArchiveFormat(contentType: "application/json") == nil)
         #expect(ArchiveFormat(contentType: "") == nil)
     }
+}
+
+private func setMtime(_ path: String, seconds: Int) throws {
+    var times = [timespec(tv_sec: seconds, tv_nsec: 0), timespec(tv_sec: seconds, tv_nsec: 0)]
+    guard utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0 else { throw TestFailure("utimensat \(path)") }
 }
