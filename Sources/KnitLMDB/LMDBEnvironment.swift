@@ -78,6 +78,18 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return Int(dead)
     }
 
+    /// Runs `body` with the per-commit sync off (`mdb_env_set_flags` with `MDB_NOSYNC`), then syncs once
+    /// (`mdb_env_sync`) and turns it back on. Only for bulk loads that are worthless until complete (benchmarks):
+    /// a crash inside `body` may lose or corrupt what it wrote, and other writers meanwhile are not synced either.
+    @available(*, noasync, message: "the closing sync blocks")
+    public func withoutCommitSync<R>(_ body: () throws -> R) throws -> R {
+        try check(mdb_env_set_flags(handle, UInt32(MDB_NOSYNC), 1), "turn commit sync off for \(path)")
+        defer { mdb_env_set_flags(handle, UInt32(MDB_NOSYNC), 0) }
+        let result = try body()
+        try check(mdb_env_sync(handle, 1), "sync environment \(path)")
+        return result
+    }
+
     /// Writes a consistent copy of the environment into the existing, empty directory `directory` (as
     /// `data.mdb`) while other processes go on reading and writing: the copy is one read transaction's
     /// snapshot. `compact` leaves out free pages and renumbers the rest, so the copy holds only live data.
