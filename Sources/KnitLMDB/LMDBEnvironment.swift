@@ -24,6 +24,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     let handle: OpaquePointer
     private let closed = Atomic<Bool>(false)
+    let writes = WriteGroup()
     /// The directory this environment lives in.
     public let path: String
 
@@ -144,13 +145,19 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return result
     }
 
-    /// Runs `body` in a write transaction: committed when `body` returns, aborted when it throws.
-    /// Write transactions are serialised by LMDB; this blocks while another writer is active.
+    /// Runs `body` in a write transaction: committed when `body` returns, aborted when it throws. Returns only
+    /// once the commit is on disk. Concurrent calls of this environment are committed in groups (``WriteGroup``):
+    /// each body runs in its own nested transaction, on whichever caller's thread leads the group, and the group
+    /// shares one commit and its syncs. Write transactions are serialised by LMDB; this blocks while another
+    /// writer is active. A body must not call `write` itself.
     @available(*, noasync, message: "LMDB transactions block; run them off the cooperative pool")
     public func write<R>(_ body: (borrowing LMDBTransaction) throws -> R) throws -> R {
-        let txn = try LMDBTransaction(environment: self, readOnly: false)
-        let result = try body(txn)
-        try txn.commit()
+        var result: R?
+        try withoutActuallyEscaping(body) { body in
+            // The job does not outlive this call: `run` returns only after the body has run (or never will).
+            try writes.run(WriteGroup.Job { txn in result = try body(txn) }, environment: self)
+        }
+        guard let result else { preconditionFailure("a write body ended without a result or an error") }
         return result
     }
 }
