@@ -1,9 +1,10 @@
 import Foundation
-@testable import KnitLMDB
 import KnitSystem
 import KnitTestSupport
 import Synchronization
 import Testing
+
+@testable import KnitLMDB
 
 #if canImport(Glibc)
     import Glibc
