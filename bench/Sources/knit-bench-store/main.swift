@@ -4,7 +4,7 @@ import Logging
 
 // knit-bench-store: loads a Knit store with many Data records and measures tag queries in-process.
 //
-//   knit-bench-store load  --home H [--count 1000000] [--shards 100000]
+//   knit-bench-store load  --home H [--count 1000000] [--shards 100000] [--start 0]
 //   knit-bench-store query --home H [--queries 20000] [--shards 100000] [--seed 1]
 //   knit-bench-store json  [--iterations 20000]   (KnitJSON.encode of 10 DataDetailJSON, as GET /api/data sends)
 //   knit-bench-store nominate --home H [--baseline-home B] [--plans 10000] [--pushes 300]
@@ -152,10 +152,12 @@ defer { store.close() }
 switch command {
 case "load":
     let count = intOption("--count", arguments, default: 1_000_000)
+    // A load resumed on a store that already holds `--start` Data tags the new ones as if it had never stopped.
+    let start = option("--start", arguments).flatMap { Int($0) } ?? 0
     let started = nowNanoseconds()
     do {
         try store.bulkInsertForBenchmark(count: count) { i in
-            [Tag(key: "shard", value: String(i % shards)), Tag(key: "batch", value: String(i / 1000))]
+            [Tag(key: "shard", value: String((start + i) % shards)), Tag(key: "batch", value: String((start + i) / 1000))]
         }
     } catch { fail("bulk insert failed: \(error)") }
     let seconds = Double(nowNanoseconds() - started) / 1e9
