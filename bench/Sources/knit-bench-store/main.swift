@@ -157,7 +157,10 @@ case "load":
     let started = nowNanoseconds()
     do {
         try store.bulkInsertForBenchmark(count: count) { i in
-            [Tag(key: "shard", value: String((start + i) % shards)), Tag(key: "batch", value: String((start + i) / 1000))]
+            [
+                Tag(key: "shard", value: String((start + i) % shards)),
+                Tag(key: "batch", value: String((start + i) / 1000)),
+            ]
         }
     } catch { fail("bulk insert failed: \(error)") }
     let seconds = Double(nowNanoseconds() - started) / 1e9
