@@ -48,7 +48,10 @@ value() { tr ' ' '\n' <"$2" | sed -n "s/^$1=//p"; } # key=value lines -> value o
 # Disk: the measured 1.2-1.5 KB per Data in LMDB, with room to spare.
 need=$((COUNT * 3 / 1024)) # KiB
 free=$(df -k --output=avail /tmp | tail -1)
-[ "$free" -gt "$need" ] || { log "need about $((need / 1048576)) GiB free under /tmp, have $((free / 1048576))"; exit 1; }
+if [ "$free" -le "$need" ]; then
+    log "need about $((need / 1048576)) GiB free under /tmp, have $((free / 1048576))"
+    exit 1
+fi
 
 if [ -s "$ROOT/handout" ]; then # a kept store: same home, user and TLS files, a new port
     HOME_DIR=$ROOT/home
@@ -159,33 +162,42 @@ if command -v perf >/dev/null; then
     log "traced pushes: $traced; $(tr '\n' ';' <<<"$trace_summary")"
 fi
 
-lmdb_per_data=$(value lmdb_bytes_per_data "$ROOT/stats.txt")
-map_size=$(value map_size_bytes "$ROOT/stats.txt")
+at() { value "$2" "$ROOT/$1.txt"; } # at PHASE KEY
+lmdb_per_data=$(at stats lmdb_bytes_per_data)
+map_size=$(at stats map_size_bytes)
 free_now=$(df -B1 --output=avail "$HOME_DIR" | tail -1)
+resumed=""
+if [ -s "$ROOT/load-start.txt" ]; then resumed=" after the first $(value load_start "$ROOT/load-start.txt")"; fi
+per() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.0f", a / b; else print "n/a" }'; } # per A B -> A/B
+push_bytes=$(awk -v a="$content_disk" -v b="$lmdb_per_data" 'BEGIN { print a + b }')
 cat <<EOF
 
 == scale.sh: $COUNT Data in one store ($SHARDS shards: 10 Data per shard tag, 1,000 per batch tag) ==
-bulk load (in-process, 5,000 Data per write transaction, one sync at the end): $(value load_count "$ROOT/load.txt") Data$([ -s "$ROOT/load-start.txt" ] && echo " after the first $(value load_start "$ROOT/load-start.txt")") in $(value load_seconds "$ROOT/load.txt") s, $(value load_per_s "$ROOT/load.txt") Data/s   (load average after: $load_avg)
-LMDB: $(value map_used_bytes "$ROOT/stats.txt") bytes in use (pages × $(value page_size "$ROOT/stats.txt") B) = $lmdb_per_data B per Data
-disk: home $disk_bytes bytes (data.mdb $db_file) = $(awk -v a="$disk_bytes" -v n="$COUNT" 'BEGIN{printf "%.0f", a/n}') B per Data (bulk Data have no content directory)
-one real push of 1,024 bytes: content directory $content_disk bytes on disk ($content_apparent apparent), beside its records (as a bulk Data's)
+bulk load (in-process, 5,000 Data per write transaction, one sync at the end): $(at load load_count) Data$resumed
+  in $(at load load_seconds) s, $(at load load_per_s) Data/s   (load average after: $load_avg)
+LMDB: $(at stats map_used_bytes) bytes in use (pages × $(at stats page_size) B) = $lmdb_per_data B per Data
+disk: home $disk_bytes bytes (data.mdb $db_file) = $(per "$disk_bytes" "$COUNT") B per Data (bulk Data have no content
+  directory); one real push of 1,024 bytes: content directory $content_disk bytes ($content_apparent apparent)
 find in-process ($QUERIES random queries, load average after: $query_avg):
-  one tag (10 Data)   p50 $(value hit_p50_us "$ROOT/query.txt") µs   p99 $(value hit_p99_us "$ROOT/query.txt") µs
-  two tags (1 Data)   p50 $(value pair_p50_us "$ROOT/query.txt") µs   p99 $(value pair_p99_us "$ROOT/query.txt") µs
-  absent tag          p50 $(value miss_p50_us "$ROOT/query.txt") µs
+  one tag (10 Data)   p50 $(at query hit_p50_us) µs   p99 $(at query hit_p99_us) µs
+  two tags (1 Data)   p50 $(at query pair_p50_us) µs   p99 $(at query pair_p99_us) µs
+  absent tag          p50 $(at query miss_p50_us) µs
 find through nginx + TLS + knitd (wrk -t2 -c64 -d${WRK_SECONDS}s, load average after: $http_avg):
   one tag             $(wrk_line "$http_one")
   two tags            $(wrk_line "$http_two")
-lineage of a $CHAIN-deep chain (in the big store): $(value chain_lineage_total_ms_p50 "$ROOT/lineage.txt") ms (graph $(value chain_lineage_graph_ms_p50 "$ROOT/lineage.txt") ms + dot), set-up $(value chain_setup_seconds "$ROOT/lineage.txt") s
-$PLANS plans on the big store (load average after: $plans_avg):
-  plan apply          $(value register_seconds "$ROOT/plans.txt") s for all, the last 100 $(value last_register_ms_p50 "$ROOT/plans.txt") ms each (p50)
-  push (finishUpload) p50 $(value with_plans_push_p50_us "$ROOT/plans.txt") µs   p99 $(value with_plans_push_p99_us "$ROOT/plans.txt") µs   (same store before the plans: p50 $(value no_plans_push_p50_us "$ROOT/plans.txt") µs   p99 $(value no_plans_push_p99_us "$ROOT/plans.txt") µs)
-  plan find (all)     $(value find_all_plans_ms_p50 "$ROOT/plans.txt") ms
+lineage of a $CHAIN-deep chain (in the big store): $(at lineage chain_lineage_total_ms_p50) ms
+  (graph $(at lineage chain_lineage_graph_ms_p50) ms + dot), set-up $(at lineage chain_setup_seconds) s
+plans on the big store ($(at plans plans_registered), load average after: $plans_avg):
+  plan apply          $(at plans register_seconds) s for all, the last 100 $(at plans last_register_ms_p50) ms each (p50)
+  push (finishUpload) p50 $(at plans with_plans_push_p50_us) µs   p99 $(at plans with_plans_push_p99_us) µs
+  before the plans    p50 $(at plans no_plans_push_p50_us) µs   p99 $(at plans no_plans_push_p99_us) µs
+  plan find (all)     $(at plans find_all_plans_ms_p50) ms
 small concurrent pushes through nginx + TLS + knitd (1 KiB plain tar each, wrk ${WRK_SECONDS}s, Data/s = req/s):
 $(for clients in $CLIENTS; do printf '  %2s clients          %s\n' "$clients" "${push_line[$clients]}"; done)
   knitd's sync calls per push (perf trace, 8 clients):
 $(sed 's/^/    /' <<<"$trace_summary")
 limits:
-  map size $map_size bytes holds about $(awk -v m="$map_size" -v b="$lmdb_per_data" 'BEGIN{printf "%.0f", m/b}') Data at $lmdb_per_data B each; a full map refuses the next write as storageFull (HTTP 507)
-  free disk now $free_now bytes: about $(awk -v f="$free_now" -v b="$content_disk" -v l="$lmdb_per_data" 'BEGIN{printf "%.0f", f/(b+l)}') more pushes of 1 KiB ($content_disk + $lmdb_per_data B each)
+  map size $map_size bytes holds about $(per "$map_size" "$lmdb_per_data") Data at $lmdb_per_data B each;
+  a full map refuses the next write as storageFull (HTTP 507)
+  free disk now $free_now bytes: about $(per "$free_now" "$push_bytes") more pushes of 1 KiB ($push_bytes B each)
 EOF
