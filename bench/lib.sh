@@ -50,7 +50,8 @@ free_port() {
 # nginx (rendered from nginx/knit.conf.template, plus three comparison locations: `= /static200`,
 # `/static/` aliased to ROOT/static/, and `= /ceiling`, FastCGI to ROOT/ceiling.sock, where bench/query.sh
 # starts its minimal C responder). Sets PORT, API, TOKEN, KNITD_PID, NGINX_PID.
-# Call init_instance first when the store must be filled before knitd opens it.
+# Call init_instance first when the store must be filled before knitd opens it. KNIT_BENCH_KNITD_ARGS adds knitd
+# options (e.g. --slots-per-user for many concurrent uploads of one user).
 init_instance() {
     local root=$1
     HOME_DIR=$root/home
@@ -68,7 +69,7 @@ start_instance() {
     local root=$1
     local socket=$HOME_DIR/run/knitd.sock
     "$BIN/knitd" --home "$HOME_DIR" --socket "$socket" --socket-mode 0666 --threads 48 --transfer-slots 32 \
-        --log-level warning >"$root/log/knitd.log" 2>&1 &
+        --log-level warning ${KNIT_BENCH_KNITD_ARGS:-} >"$root/log/knitd.log" 2>&1 &
     KNITD_PID=$!
     STARTED_PIDS+=("$KNITD_PID")
 

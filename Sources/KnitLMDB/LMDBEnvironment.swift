@@ -29,6 +29,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     let handle: OpaquePointer
     private let closed = Atomic<Bool>(false)
     private let readers: ParkedReaders
+    let writes = WriteGroup()
     /// The directory this environment lives in.
     public let path: String
 
@@ -83,6 +84,18 @@ public final class LMDBEnvironment: @unchecked Sendable {
         var dead: Int32 = 0
         guard mdb_reader_check(handle, &dead) == 0 else { return 0 }
         return Int(dead)
+    }
+
+    /// Runs `body` with the per-commit sync off (`mdb_env_set_flags` with `MDB_NOSYNC`), then syncs once
+    /// (`mdb_env_sync`) and turns it back on. Only for bulk loads that are worthless until complete (benchmarks):
+    /// a crash inside `body` may lose or corrupt what it wrote, and other writers meanwhile are not synced either.
+    @available(*, noasync, message: "the closing sync blocks")
+    public func withoutCommitSync<R>(_ body: () throws -> R) throws -> R {
+        try check(mdb_env_set_flags(handle, UInt32(MDB_NOSYNC), 1), "turn commit sync off for \(path)")
+        defer { mdb_env_set_flags(handle, UInt32(MDB_NOSYNC), 0) }
+        let result = try body()
+        try check(mdb_env_sync(handle, 1), "sync environment \(path)")
+        return result
     }
 
     /// Writes a consistent copy of the environment into the existing, empty directory `directory` (as
@@ -143,13 +156,19 @@ public final class LMDBEnvironment: @unchecked Sendable {
         return try body(LMDBTransaction(parkedReadHandle: handle))
     }
 
-    /// Runs `body` in a write transaction: committed when `body` returns, aborted when it throws.
-    /// Write transactions are serialised by LMDB; this blocks while another writer is active.
+    /// Runs `body` in a write transaction: committed when `body` returns, aborted when it throws. Returns only
+    /// once the commit is on disk. Concurrent calls of this environment are committed in groups (``WriteGroup``):
+    /// each body runs in its own nested transaction, on whichever caller's thread leads the group, and the group
+    /// shares one commit and its syncs. Write transactions are serialised by LMDB; this blocks while another
+    /// writer is active. A body must not call `write` itself.
     @available(*, noasync, message: "LMDB transactions block; run them off the cooperative pool")
     public func write<R>(_ body: (borrowing LMDBTransaction) throws -> R) throws -> R {
-        let txn = try LMDBTransaction(environment: self, readOnly: false)
-        let result = try body(txn)
-        try txn.commit()
+        var result: R?
+        try withoutActuallyEscaping(body) { body in
+            // The job does not outlive this call: `run` returns only after the body has run (or never will).
+            try writes.run(WriteGroup.Job { txn in result = try body(txn) }, environment: self)
+        }
+        guard let result else { preconditionFailure("a write body ended without a result or an error") }
         return result
     }
 }

@@ -52,6 +52,19 @@ public struct LMDBTransaction: ~Copyable {
 
     private let ownsHandle: Bool
 
+    /// Begins a write transaction nested in `parent` (`mdb_txn_begin` with a parent): its changes join the
+    /// parent's when it commits and vanish when it aborts. The parent must not be used until this one ends.
+    init(parent: borrowing LMDBTransaction) throws(LMDBError) {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(mdb_txn_env(parent.handle), parent.handle, 0, &txn), "begin nested write transaction")
+        guard let txn else {
+            throw LMDBError(code: .invalid, message: "lmdb: mdb_txn_begin returned no handle", cause: 0)
+        }
+        self.handle = txn
+        self.isReadOnly = false
+        self.ownsHandle = true
+    }
+
     deinit { if ownsHandle { mdb_txn_abort(handle) } }
 
     /// Makes the changes durable. Uses `mdb_txn_commit`, which frees the transaction even when it fails.

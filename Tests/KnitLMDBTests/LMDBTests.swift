@@ -1,9 +1,10 @@
 import Foundation
-import KnitLMDB
 import KnitSystem
 import KnitTestSupport
 import Synchronization
 import Testing
+
+@testable import KnitLMDB
 
 #if canImport(Glibc)
     import Glibc
@@ -193,6 +194,62 @@ import Testing
         #expect(try env.read { try $0.count(db) } == 0)
     }
 
+    @Test func concurrentWritesShareOneCommitAndAFailingBodyFailsAlone() throws {
+        struct Refused: Error {}
+        let dir = TemporaryDirectory()
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "group")
+        let outcomes = Outcomes()
+        let leaderInside = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        func writer(_ name: String, _ body: @escaping @Sendable (borrowing LMDBTransaction) throws -> Void) {
+            done.enter()
+            Thread.detachNewThread {
+                defer { done.leave() }
+                do {
+                    try env.write(body)
+                    outcomes.set(name, "committed")
+                } catch { outcomes.set(name, error is Refused ? "refused" : "\(error)") }
+            }
+        }
+        // The first writer holds its transaction open until two more writers wait behind it, so those two
+        // are committed as one group once it is done.
+        writer("first") { txn in
+            try txn.put(db, key: Array("first".utf8), value: [1])
+            leaderInside.signal()
+            let deadline = Date().addingTimeInterval(30)
+            while env.writes.waiting < 2, Date() < deadline { usleep(1000) }
+        }
+        leaderInside.wait()
+        writer("kept") { txn in try txn.put(db, key: Array("kept".utf8), value: [2]) }
+        writer("refused") { txn in
+            try txn.put(db, key: Array("refused".utf8), value: [3])
+            throw Refused()
+        }
+        #expect(done.wait(timeout: .now() + 60) == .success, "writers did not finish")
+        #expect(outcomes.values == ["first": "committed", "kept": "committed", "refused": "refused"])
+        // The refused body's put is gone with its nested transaction; its neighbour's stands.
+        let stored = try env.read { txn in
+            try ["first", "kept", "refused"].map { try txn.get(db, key: Array($0.utf8)) }
+        }
+        #expect(stored == [[1], [2], nil])
+    }
+
+    @Test func writesWithoutCommitSyncAreStoredOnceItReturns() throws {
+        let dir = TemporaryDirectory()
+        do {
+            let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+            let db = try env.openDatabase(name: "bulk")
+            try env.withoutCommitSync {
+                for i in 0..<3 { try env.write { txn in try txn.put(db, key: bytes("k\(i)"), value: bytes("v\(i)")) } }
+            }
+            env.close()
+        }
+        let env = try LMDBEnvironment(path: dir.path, mapSize: 16 << 20)
+        let db = try env.openDatabase(name: "bulk")
+        #expect(try env.read { try $0.count(db) } == 3)
+    }
+
     @Test func missingDirectoryFails() {
         #expect(throws: LMDBError.self) { try LMDBEnvironment(path: "/tmp/knit-no-such-dir/x/y") }
     }
@@ -309,4 +366,11 @@ private final class ThreadBody: Sendable {
     }
 
     var outcome: String { result.withLock { $0 } }
+}
+
+/// Results of writer threads, by name.
+private final class Outcomes: Sendable {
+    private let state = Mutex<[String: String]>([:])
+    func set(_ name: String, _ outcome: String) { state.withLock { $0[name] = outcome } }
+    var values: [String: String] { state.withLock { $0 } }
 }

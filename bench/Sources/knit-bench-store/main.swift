@@ -4,13 +4,15 @@ import Logging
 
 // knit-bench-store: loads a Knit store with many Data records and measures tag queries in-process.
 //
-//   knit-bench-store load  --home H [--count 1000000] [--shards 100000]
+//   knit-bench-store load  --home H [--count 1000000] [--shards 100000] [--start 0]
 //   knit-bench-store query --home H [--queries 20000] [--shards 100000] [--seed 1]
 //   knit-bench-store json  [--iterations 20000]   (KnitJSON.encode of 10 DataDetailJSON, as GET /api/data sends)
-//   knit-bench-store nominate --home H --baseline-home B [--plans 10000] [--pushes 300]
-//                                 (finishUpload with many plans registered in H, none in B; Nomination.swift)
+//   knit-bench-store nominate --home H [--baseline-home B] [--plans 10000] [--pushes 300]
+//                                 (finishUpload with many plans registered in H, none in B; without B, the
+//                                 baseline is H itself before its plans are registered; Nomination.swift)
 //   knit-bench-store lineage --home H --fanout-home F [--chain 1000] [--fanout 10000] [--repeat 5]
 //                                 (lineage graph + dot of a deep chain and a wide fan-out; Lineage.swift)
+//   knit-bench-store stats --home H   (the store's own statistics: Data, LMDB pages in use, bytes per Data)
 //
 // Data i gets the tags shard:<i % shards> and batch:<i / 1000>, so one shard tag matches count/shards Data.
 // Output lines of the form `key=value` are read by bench/query.sh; everything else is for people.
@@ -150,10 +152,15 @@ defer { store.close() }
 switch command {
 case "load":
     let count = intOption("--count", arguments, default: 1_000_000)
+    // A load resumed on a store that already holds `--start` Data tags the new ones as if it had never stopped.
+    let start = option("--start", arguments).flatMap { Int($0) } ?? 0
     let started = nowNanoseconds()
     do {
         try store.bulkInsertForBenchmark(count: count) { i in
-            [Tag(key: "shard", value: String(i % shards)), Tag(key: "batch", value: String(i / 1000))]
+            [
+                Tag(key: "shard", value: String((start + i) % shards)),
+                Tag(key: "batch", value: String((start + i) / 1000)),
+            ]
         }
     } catch { fail("bulk insert failed: \(error)") }
     let seconds = Double(nowNanoseconds() - started) / 1e9
@@ -181,16 +188,29 @@ case "query":
     } catch { fail("query failed: \(error)") }
 
 case "nominate":
-    guard let baselineHome = option("--baseline-home", arguments) else { fail("--baseline-home DIR is required") }
     do {
-        let baseline = try KnitStore(home: baselineHome, logger: logger)
-        defer { baseline.close() }
+        // Without a baseline home the pushes without plans go into the same store first, so both sides
+        // carry the same Data (the scale benchmark's ten million).
+        let baseline = try option("--baseline-home", arguments).map { try KnitStore(home: $0, logger: logger) }
+        defer { baseline?.close() }
         try NominationBenchmark(
             store: store,
             plans: intOption("--plans", arguments, default: 10_000),
             pushes: intOption("--pushes", arguments, default: 300)
-        ).run(baselineStore: baseline)
+        ).run(baselineStore: baseline ?? store)
     } catch { fail("nomination benchmark failed: \(error)") }
+
+case "stats":
+    // What `GET /metrics` reports as knit_lmdb_*: mdb_env_info's last page in use times the page size.
+    do {
+        let stats = try store.statistics()
+        let perData = stats.data > 0 ? Double(stats.mapUsedBytes) / Double(stats.data) : 0
+        print(
+            "data=\(stats.data) plans=\(stats.plans) map_used_bytes=\(stats.mapUsedBytes) "
+                + "map_size_bytes=\(stats.mapSizeBytes) page_size=\(stats.pageSize) "
+                + "lmdb_bytes_per_data=\(format(perData))"
+        )
+    } catch { fail("statistics failed: \(error)") }
 
 case "lineage":
     guard let fanoutHome = option("--fanout-home", arguments) else { fail("--fanout-home DIR is required") }
@@ -207,5 +227,5 @@ case "lineage":
     } catch { fail("lineage benchmark failed: \(error)") }
 
 default:
-    fail("unknown command '\(command)' (load, query, json, nominate or lineage)")
+    fail("unknown command '\(command)' (load, query, json, nominate, lineage or stats)")
 }
