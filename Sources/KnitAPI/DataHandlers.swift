@@ -351,6 +351,9 @@ extension KnitAPI {
         case .invalid: return .badRequest(error.message, advice: error.advice)
         case .conflict: return .conflict(error.message, advice: error.advice, see: error.see)
         case .storageFull:
+            // The user is told only "full"; the administrator needs to know which: the disk, or the LMDB map
+            // (raise the map size), which the store's message names.
+            logger.error("storage full", metadata: ["error": "\(error)"])
             return KnitAPIError(status: 507, reason: "the server's storage is full", advice: "ask your administrator")
         case .quotaExceeded: return KnitAPIError(status: 507, reason: error.message, advice: error.advice)
         default:
@@ -363,6 +366,7 @@ extension KnitAPI {
         switch error.code {
         case .io, .writeFailed:
             if error.isDiskFull {
+                logger.error("storage full", metadata: ["error": "\(error)"])
                 return KnitAPIError(
                     status: 507,
                     reason: "the server's storage is full",

@@ -2,7 +2,7 @@ internal import CKnitLMDB
 internal import Synchronization
 
 #if canImport(Glibc)
-    import Glibc
+    internal import Glibc
 #endif
 
 /// One open LMDB environment (a directory holding `data.mdb` and `lock.mdb`).

@@ -19,6 +19,7 @@ final class SmallDisk {
     let mountPoint: String
     let home: String
     let store: KnitStore
+    let log = CapturedLog()
     let api: KnitAPI
     let token: String
     private var filler: String { mountPoint + "/filler" }
@@ -34,7 +35,8 @@ final class SmallDisk {
             rmdir(mountPoint)
             throw TestFailure("cannot mount the tmpfs")
         }
-        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let log = self.log
+        let logger = Logger(label: "test", factory: { _ in CapturingLogHandler(log: log) })
         store = try KnitStore(home: home, logger: logger, mapSize: 8 << 20)
         api = KnitAPI(store: store, logger: logger, maxDataBytes: maxDataBytes)
         token = try store.addUser(name: "alice", role: .user)
@@ -119,6 +121,8 @@ final class SmallDisk {
         let refused = disk.upload(body) { disk.fill(leaving: 32 << 10) }
         #expect(refused.status == 507)
         #expect(try json(refused)["reason"]?.stringValue == "the server's storage is full")
+        // The administrator is told too, with the cause (the user's answer says only "full").
+        #expect(disk.log.entries("storage full").count == 1)
         #expect(disk.store.dataCount() == 1)
         #expect(listDirectory(disk.home + "/staging").isEmpty)
         #expect(listDirectory(disk.home + "/data") == [firstId])

@@ -20,7 +20,11 @@ struct StoreSnapshot {
     /// No new Data visible, staging empty (within a few seconds), no new directory in data/.
     func expectUnchanged(_ knit: KnitInstance, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) throws
     {
-        let drained = eventually(timeout: 10) { knit.entries("staging").isEmpty }
+        // knitd abandons an upload in three steps (staging removed, records dropped, data directory removed), the
+        // middle one a durable commit that waits for the disk: wait for the last step, not the first.
+        let drained = eventually(timeout: 30) {
+            knit.entries("staging").isEmpty && knit.entries("data") == dataDirectories
+        }
         #expect(drained, "\(what): staging not empty: \(knit.entries("staging"))", sourceLocation: sourceLocation)
         let now = try allKnitIds(knit)
         #expect(
