@@ -235,7 +235,8 @@ public final class KnitAPI: Sendable {
                 status: "ok",
                 version: Self.version,
                 formats: ServedFormat.preferenceOrder.map(\.contentType),
-                build: BuildIdentity.current
+                build: BuildIdentity.current,
+                uploadTrailers: false
             )
         )
     }
@@ -304,6 +305,10 @@ public struct HealthJSON: Codable, Sendable, Equatable {
     /// The server binary's GNU build id (hex), so an upgrade can be seen to have taken effect; absent when the
     /// binary has none. Additive: older clients ignore it.
     public var build: String?
+    /// Whether an upload's HTTP trailers reach the server: never for knitd (nginx drops request trailers and
+    /// FastCGI has none), so clients need not compute the `x-checksum-md5` trailer Knitfab reads (its MD5 cost a
+    /// push about 1.7 CPU-seconds per GiB). Additive; a server without it is taken to read them.
+    public var uploadTrailers: Bool?
 }
 
 /// Numbers requests for log correlation.

@@ -20,11 +20,15 @@ public struct ServerInfo: Sendable, Equatable {
     public var version: String?
     /// Archive formats the server accepts and offers, in the server's order.
     public var formats: [ArchiveFormat]
+    /// Whether the server reads an upload's trailers (the `x-checksum-md5` one): false only when it says so
+    /// (knitd, behind nginx, never sees them); Knitfab's server, which says nothing, reads it.
+    public var readsUploadTrailers: Bool
 
-    public init(status: String, version: String?, formats: [ArchiveFormat]) {
+    public init(status: String, version: String?, formats: [ArchiveFormat], readsUploadTrailers: Bool = true) {
         self.status = status
         self.version = version
         self.formats = formats
+        self.readsUploadTrailers = readsUploadTrailers
     }
 }
 
@@ -113,14 +117,17 @@ public struct KnitAPIClient: Sendable {
         return ServerInfo(
             status: json["status"]?.stringValue ?? "",
             version: json["version"]?.stringValue,
-            formats: formats
+            formats: formats,
+            readsUploadTrailers: json["uploadTrailers"] != .bool(false)
         )
     }
 
     /// The formats to use with this server, best first: tar+zstd, x-tar, tar+gzip among those `/health`
     /// lists; tar+gzip alone when it lists none or cannot be asked (Knitfab has no `/health` formats).
-    public func negotiatedFormats() -> [ArchiveFormat] {
-        let offered = (try? health().formats) ?? []
+    public func negotiatedFormats() -> [ArchiveFormat] { Self.formats(offeredBy: try? health()) }
+
+    private static func formats(offeredBy server: ServerInfo?) -> [ArchiveFormat] {
+        let offered = server?.formats ?? []
         let ranked = [ArchiveFormat.tarZstd, .tar, .tarGzip].filter(offered.contains)
         return ranked.isEmpty ? [.tarGzip] : ranked
     }
@@ -130,7 +137,8 @@ public struct KnitAPIClient: Sendable {
     /// Uploads `directory` as a new Data tagged `tags`.
     ///
     /// The archive is written on a second thread into a bounded queue that the upload drains, so
-    /// compression and network overlap. The MD5 of the body goes out as the `x-checksum-md5` trailer. Tags
+    /// compression and network overlap. The MD5 of the body goes out as the `x-checksum-md5` trailer, unless
+    /// the server says it never sees upload trailers (knitd: then the MD5 would be computed for nothing). Tags
     /// travel as `?tag=`; a server that ignores them (Knitfab) gets a follow-up `PUT` with the missing ones.
     /// - Parameters:
     ///   - format: nil picks ``negotiatedFormats()``'s first.
@@ -172,7 +180,9 @@ public struct KnitAPIClient: Sendable {
         format: ArchiveFormat?,
         progress: ((TransferProgress) -> Void)?
     ) throws(KnitClientError) -> DataReply {
-        let format = format ?? negotiatedFormats()[0]
+        let server = try? health()
+        let format = format ?? Self.formats(offeredBy: server)[0]
+        let sendsChecksum = server?.readsUploadTrailers ?? true
         var total: Int64?
         if progress != nil {
             do { total = try treeSize(of: directory, dereference: dereference) } catch {
@@ -184,7 +194,7 @@ public struct KnitAPIClient: Sendable {
         let outcome = ProducerOutcome()
         let producer = WorkerThread {
             var writer = ChunkWriter(queue)
-            var digest = MD5Digest()
+            var digest: MD5Digest? = sendsChecksum ? MD5Digest() : nil
             do {
                 try writeArchive(
                     of: directory,
@@ -192,11 +202,11 @@ public struct KnitAPIClient: Sendable {
                     dereference: dereference,
                     progress: { queue.progress = $0 }
                 ) { bytes in
-                    digest.update(bytes)
+                    digest?.update(bytes)
                     try writer.write(bytes)
                 }
                 try writer.flush()
-                outcome.set(checksum: digest.finalizeHex())
+                if let hex = digest.take()?.finalizeHex() { outcome.set(checksum: hex) }
                 queue.finish()
             } catch {
                 outcome.set(error: error)
@@ -210,9 +220,10 @@ public struct KnitAPIClient: Sendable {
             url: url("data/") + query,
             headers: authorized(["Content-Type": format.contentType, "Accept": "application/json"]),
             body: .stream(length: nil, read: reader.read(into:)),
-            trailers: HTTPTrailers(names: [Self.checksumHeader]) {
-                outcome.checksum.map { [Self.checksumHeader: $0] } ?? [:]
-            },
+            trailers: sendsChecksum
+                ? HTTPTrailers(names: [Self.checksumHeader]) {
+                    outcome.checksum.map { [Self.checksumHeader: $0] } ?? [:]
+                } : nil,
             progress: progress.map { report in { _ in report(TransferProgress(bytes: queue.progress, total: total)) } }
         )
         let result = Result { () throws(KnitClientError) in try send(request) }

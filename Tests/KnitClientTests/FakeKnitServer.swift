@@ -1,6 +1,7 @@
 /// A fake Knit API (Python): enough of `/api/health`, `/api/data` to exercise `KnitAPIClient` end to end.
-/// Arguments: `knit FORMATS…` (answers /health with those formats and honours `?tag=`) or `knitfab`
-/// (no /health, ignores `?tag=`, like Knitfab). Requires `Authorization: Bearer tok`.
+/// Arguments: `knit FORMATS…` (answers /health with those formats and honours `?tag=`), `knitd FORMATS…` (the
+/// same, saying `uploadTrailers: false` as knitd behind nginx does) or `knitfab` (no /health, ignores `?tag=`,
+/// like Knitfab). Requires `Authorization: Bearer tok`.
 /// `GET /api/_log` returns the requests seen; tag `test:corrupt-md5` makes downloads carry a wrong MD5 trailer,
 /// tag `test:tampered` sends the right MD5 as a header and then changes one byte of the body,
 /// tag `test:transient` adds `knit#transient:processing`.
@@ -63,7 +64,9 @@ let fakeKnitScript = #"""
             parts, query = self.route()
             if parts == ["api", "health"]:
                 if MODE == "knitfab": return self.fail(404, "not found")
-                return self.reply(200, {"status": "ok", "version": "fake", "formats": FORMATS})
+                health = {"status": "ok", "version": "fake", "formats": FORMATS}
+                if MODE == "knitd": health["uploadTrailers"] = False
+                return self.reply(200, health)
             if parts == ["api", "_log"]:
                 return self.reply(200, LOG)
             if not self.authorized(): return

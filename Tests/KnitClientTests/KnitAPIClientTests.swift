@@ -110,6 +110,22 @@ import Testing
         #expect(!requests.contains { $0["method"]?.stringValue == "PUT" })
     }
 
+    /// knitd never sees an upload's trailers (nginx drops them) and says so in /health: the push then computes no
+    /// MD5 and announces no trailer, and everything else about it is unchanged.
+    @Test func pushToAServerThatSeesNoTrailersSendsNoChecksum() throws {
+        let server = try PythonServer(script: fakeKnitScript, arguments: ["knitd", "application/x-tar"])
+        defer { server.stop() }
+        let dir = TemporaryDirectory()
+        let api = try client(server)
+        #expect(try api.health().readsUploadTrailers == false)
+        let record = try api.pushData(directory: makeTree(dir), tags: [Tag(key: "k", value: "v")])
+        #expect(record.detail.tags.contains(Tag(key: "k", value: "v")))
+        let post = try #require(try log(server).first { $0["method"]?.stringValue == "POST" })
+        #expect(post["contentType"]?.stringValue == "application/x-tar")
+        #expect(post["trailers"]?["x-checksum-md5"] == nil, "\(post)")
+        #expect(post["names"]?.arrayValue?.compactMap(\.stringValue) == ["a.txt", "empty", "link", "sub", "sub/b.bin"])
+    }
+
     @Test func pushToAServerIgnoringQueryTagsFollowsUpWithPut() throws {
         let server = try PythonServer(script: fakeKnitScript, arguments: ["knitfab"])
         defer { server.stop() }
