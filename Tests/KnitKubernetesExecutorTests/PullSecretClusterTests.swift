@@ -132,13 +132,27 @@ extension KubernetesWiringTests {
         let pulled = "pulled-\(UInt32.random(in: 0...UInt32.max))"
         launch = Self.launch(pulled, "echo pulled from knit", dataDirectory: directory)
         launch.image = image
+        // The kubelet may try the new pod's first pull with the Secret as its cache still has it (the update
+        // reaches it by a watch, moments later: seen once in CI as a 401 right after the update) and tries again
+        // after its back-off (~10 s). The scheduler's default grace (60 s) covers that; the 3 s that make the
+        // refused pod quick do not.
+        let patient = KubernetesExecutor(
+            api: setup.api,
+            settings: setup.settings,
+            imagePullPolicy: "Always",
+            pullFailureGrace: .seconds(60),
+            startWait: .seconds(2)
+        )
         let clock = ContinuousClock()
         let started = clock.now
-        try await executor.start(launch)
-        let end = try await Self.waitForEnd(executor, pulled)
+        try await patient.start(launch)
+        let end = try await Self.waitForEnd(patient, pulled)
         print("pull from Knit's registry through the Secret: start → exited in \(clock.now - started)")
+        let manifests = (readTextFile(knit.root + "/log/nginx-access.log") ?? "").split(separator: "\n")
+            .filter { $0.contains("/v2/\(repository)/manifests/") }
+        print("manifest requests seen by nginx:\n" + manifests.joined(separator: "\n"))
         #expect(end == .exited(code: 0, oomKilled: false, message: "exited with code 0"))
         #expect(readTextFile(launch.logPath!) == "pulled from knit\n")
-        try await executor.cleanup(runId: pulled)
+        try await patient.cleanup(runId: pulled)
     }
 }
