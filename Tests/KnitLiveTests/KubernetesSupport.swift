@@ -12,8 +12,11 @@ import Testing
 /// knit-scheduler `--executor kubernetes` with the deploy/kubernetes/ ServiceAccount's token when the
 /// repository has those manifests (else the cluster admin's certificate).
 final class KubernetesKnit: @unchecked Sendable {
-    /// The scheduler's `--pull-failure-grace`: short, so the missing-image test is not a third of the suite.
-    static let pullFailureGraceSeconds = 8
+    /// The scheduler's `--pull-failure-grace`: shorter than the 60 s default, so the missing-image test is not a third
+    /// of the suite, but longer than the kubelet's first image-pull back-off (10 s): a kubelet that could not read the
+    /// pull Secret in time pulls once without credentials (CI: a lone unauthenticated 401 in nginx's log, no retry
+    /// with credentials) and succeeds on its retry, as it does under the default.
+    static let pullFailureGraceSeconds = 20
 
     // @unchecked: `scheduler` is only replaced by the one test that owns the suite at a time (serialized).
     @TaskLocal static var current: KubernetesKnit?
