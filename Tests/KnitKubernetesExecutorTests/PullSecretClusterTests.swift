@@ -105,44 +105,40 @@ extension KubernetesWiringTests {
         defer { _ = try? setup.api.delete("/api/v1/namespaces/default/secrets/\(pullSecret.name)") }
         _ = try? setup.api.delete("/api/v1/namespaces/default/secrets/\(pullSecret.name)")
         #expect(try pullSecret.sync() == .created)
+        func executor(pullFailureGrace: Duration) -> KubernetesExecutor {
+            KubernetesExecutor(
+                api: setup.api,
+                settings: setup.settings,
+                imagePullPolicy: "Always",
+                pullFailureGrace: pullFailureGrace,
+                startWait: .seconds(2)
+            )
+        }
         // The setup's executor, with a short grace for the failing pull.
-        let executor = KubernetesExecutor(
-            api: setup.api,
-            settings: setup.settings,
-            imagePullPolicy: "Always",
-            pullFailureGrace: .seconds(3),
-            startWait: .seconds(2)
-        )
+        let quick = executor(pullFailureGrace: .seconds(3))
         let image = "\(knit.registryHost)/\(repository):1"
 
         let refused = "refused-\(UInt32.random(in: 0...UInt32.max))"
         var launch = Self.launch(refused, "echo pulled", dataDirectory: directory)
         launch.image = image
-        try await executor.start(launch)
-        let failed = try await Self.waitForEnd(executor, refused)
+        try await quick.start(launch)
+        let failed = try await Self.waitForEnd(quick, refused)
         guard case .exited(255, _, let message) = failed else {
             Issue.record("a wrong token did not fail the pull: \(failed)")
             return
         }
         #expect(message.hasPrefix("[ImageNotFound]"), "\(message)")
-        try await executor.cleanup(runId: refused)
+        try await quick.cleanup(runId: refused)
 
         try Self.authFile(file, host: knit.registryHost, user: "knit-scheduler", token: knit.token(for: "rita"))
         #expect(try pullSecret.sync() == .updated)
         let pulled = "pulled-\(UInt32.random(in: 0...UInt32.max))"
         launch = Self.launch(pulled, "echo pulled from knit", dataDirectory: directory)
         launch.image = image
-        // The kubelet may try the new pod's first pull with the Secret as its cache still has it (the update
-        // reaches it by a watch, moments later: seen once in CI as a 401 right after the update) and tries again
-        // after its back-off (~10 s). The scheduler's default grace (60 s) covers that; the 3 s that make the
-        // refused pod quick do not.
-        let patient = KubernetesExecutor(
-            api: setup.api,
-            settings: setup.settings,
-            imagePullPolicy: "Always",
-            pullFailureGrace: .seconds(60),
-            startWait: .seconds(2)
-        )
+        // The kubelet may make the new pod's first pull without the Secret's credentials (when it cannot read the
+        // Secret in time; CI's nginx log showed a lone unauthenticated request) and tries again after its back-off
+        // (~10 s). The scheduler's default grace (60 s) covers that; the 3 s that make the refused pod quick do not.
+        let patient = executor(pullFailureGrace: .seconds(60))
         let clock = ContinuousClock()
         let started = clock.now
         try await patient.start(launch)
