@@ -62,10 +62,10 @@ extension KnitAPI {
         let tags = try request.queryValues("tag").map(parseQueryTag)
         let (since, durationMs) = try timeWindow(request)
         let creator = request.creatorFilter
-        let found = try storeCall { () throws(StoreError) in
-            try store.findData(tags: tags, since: since, durationMs: durationMs, creator: creator)
+        let answer = try storeCall { () throws(StoreError) in
+            try store.findDataJSON(tags: tags, since: since, durationMs: durationMs, creator: creator)
         }
-        return .json(found)
+        return APIResponse(status: 200, headers: [("Content-Type", "application/json")], body: .bytes(answer))
     }
 
     // MARK: PUT /api/data/{knitId}

@@ -169,19 +169,38 @@ extension KnitStore {
     {
         let record = try resolved(txn, record)
         var detail = Self.detail(record, plan: try cache.record(self, txn, record.producer!.planId))
+        if let links = try links(txn, record, cache) {
+            detail.downstreams = links.downstreams
+            detail.nomination = links.nomination
+        }
+        return detail
+    }
+
+    /// Whether any Data of the store can have links (a Run consuming Data, a plan with inputs), read once
+    /// per transaction, so a query on a store without them pays nothing per Data.
+    func mayHaveLinks(_ txn: borrowing LMDBTransaction, _ cache: PlanCache) throws -> Bool {
         if cache.linkCounts == nil {
             cache.linkCounts = (
                 try txn.count(db.consumers), try txn.count(db.inputTagIndex), try txn.count(db.untaggedInputPlans)
             )
         }
         let counts = cache.linkCounts!
-        if counts.consumers == 0 && counts.inputIndex == 0 && counts.untagged == 0 { return detail }
+        return counts.consumers != 0 || counts.inputIndex != 0 || counts.untagged != 0
+    }
+
+    /// A resolved record's links: the Runs consuming it (tombstones hidden), each with the input it is
+    /// mounted on, and the plan inputs it is assignable to now. Nil when the store has no links at all.
+    func links(_ txn: borrowing LMDBTransaction, _ record: DataRecord, _ cache: PlanCache) throws
+        -> (downstreams: [DataDownstreamJSON], nomination: [NominationJSON])?
+    {
+        guard try mayHaveLinks(txn, cache) else { return nil }
+        var downstreams: [DataDownstreamJSON] = []
         for id in try txn.duplicates(db.consumers, key: Array(record.knitId.utf8)) {
             let consumer = try run(txn, String(decoding: id, as: UTF8.self))
             guard consumer.status != .invalidated else { continue }
             let summary = Self.runSummary(consumer, plan: try cache.record(self, txn, consumer.planId))
             for assignment in consumer.assignments where assignment.knitId == record.knitId {
-                detail.downstreams.append(
+                downstreams.append(
                     DataDownstreamJSON(
                         mountpoint: MountpointJSON(path: assignment.path, tags: TagSet(normalized: assignment.tags)),
                         run: summary
@@ -189,18 +208,19 @@ extension KnitStore {
                 )
             }
         }
-        for nomination in try nominations(txn, record, cache) {
-            guard let plan = try cache.plan(self, txn, nomination.planId) else { continue }
-            let input = plan.inputs[nomination.inputIndex]
-            detail.nomination.append(
+        var nomination: [NominationJSON] = []
+        for candidate in try nominations(txn, record, cache) {
+            guard let plan = try cache.plan(self, txn, candidate.planId) else { continue }
+            let input = plan.inputs[candidate.inputIndex]
+            nomination.append(
                 NominationJSON(
                     path: input.path,
                     tags: input.tags,
-                    plan: try cache.record(self, txn, nomination.planId).summary
+                    plan: try cache.record(self, txn, candidate.planId).summary
                 )
             )
         }
-        return detail
+        return (downstreams, nomination)
     }
 
     static func runSummary(_ run: RunRecord, plan: PlanRecord) -> RunSummaryJSON {

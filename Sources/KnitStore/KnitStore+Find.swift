@@ -19,11 +19,8 @@ extension KnitStore {
         durationMs: Int64?,
         creator: String? = nil
     ) throws(StoreError) -> [DataDetailJSON] {
-        guard let query = Query(tags) else { return [] }
-        let window: Range<Int64>? = since.map { start in
-            let end = durationMs.map { start.milliseconds.addingReportingOverflow($0).partialValue } ?? Int64.max
-            return start.milliseconds..<max(end, start.milliseconds)
-        }
+        guard let query = FindQuery(tags) else { return [] }
+        let window = FindQuery.window(since: since, durationMs: durationMs)
         var found: [(timestamp: Int64?, detail: DataDetailJSON)] = try read("find data") { txn in
             var records: [DataRecord] = []
             if let candidates = try candidates(txn, query) {
@@ -45,11 +42,7 @@ extension KnitStore {
                 if let creator, record.creator != creator { continue }
                 let record = try resolved(txn, record)
                 let producer = record.producer!
-                switch query.transient {
-                case .processing?: guard producer.status.isProcessing else { continue }
-                case .failed?: guard producer.status == .failed || producer.status == .invalidated else { continue }
-                case nil: break
-                }
+                guard query.admits(producer.status) else { continue }
                 if let window, !window.contains(record.timestampMs ?? producer.updatedAtMs) { continue }
                 out.append((record.timestampMs, try linkedDetail(txn, record, cache)))
             }
@@ -69,7 +62,7 @@ extension KnitStore {
     /// knitIds that may match: from `knit#id` or the tag index; nil means "every Data" (the query has no
     /// selective term). Not a list of optionals: returning `[[UInt8]]` as `[[UInt8]?]` converted the list
     /// element by element through the runtime's dynamic cast.
-    private func candidates(_ txn: borrowing LMDBTransaction, _ query: Query) throws -> [[UInt8]]? {
+    func candidates(_ txn: borrowing LMDBTransaction, _ query: FindQuery) throws -> [[UInt8]]? {
         let keys = query.userTags.map(Self.indexKey)
         var ids: [[UInt8]]
         var remaining = keys
@@ -117,7 +110,7 @@ extension KnitStore {
 
 /// A tag query split into user tags and the (at most one) value of each system tag.
 /// Nil when it can match nothing: two values for one system key, an unknown `knit#` key, a bad timestamp.
-private struct Query {
+struct FindQuery {
     enum Transient { case processing, failed }
     var userTags: [Tag] = []
     var knitId: String?
@@ -150,6 +143,25 @@ private struct Query {
             default:
                 return nil
             }
+        }
+    }
+}
+
+extension FindQuery {
+    /// Whether `knit#transient`, if asked for, matches a Data whose producing Run has `status`.
+    func admits(_ status: RunStatus) -> Bool {
+        switch transient {
+        case .processing?: return status.isProcessing
+        case .failed?: return status == .failed || status == .invalidated
+        case nil: return true
+        }
+    }
+
+    /// `since <= t < since + durationMs` as a range of milliseconds; an overflowing end means no end.
+    static func window(since: KnitTime?, durationMs: Int64?) -> Range<Int64>? {
+        since.map { start in
+            let end = durationMs.map { start.milliseconds.addingReportingOverflow($0).partialValue } ?? Int64.max
+            return start.milliseconds..<max(end, start.milliseconds)
         }
     }
 }

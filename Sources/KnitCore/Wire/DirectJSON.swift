@@ -6,12 +6,12 @@
 // until it is.
 
 /// A value that writes its own compact JSON, byte-identical to what the Codable encoders give.
-protocol DirectJSON {
+package protocol DirectJSON {
     func writeJSON(into out: inout JSONOutput)
 }
 
 extension Array: DirectJSON where Element: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "["))
         for index in indices {
             if index > startIndex { out.append(UInt8(ascii: ",")) }
@@ -55,7 +55,7 @@ extension JSONOutput {
 }
 
 extension MountpointJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("path", first: true)
         out.quote(path)
@@ -66,7 +66,7 @@ extension MountpointJSON: DirectJSON {
 }
 
 extension LogPointJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("tags", first: true)
         out.tags(tags)
@@ -75,7 +75,7 @@ extension LogPointJSON: DirectJSON {
 }
 
 extension PlanSummaryJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("planId", first: true)
         out.quote(planId)
@@ -104,7 +104,7 @@ extension PlanSummaryJSON: DirectJSON {
 }
 
 extension RunExitJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("code", first: true)
         out.int(Int64(code))
@@ -115,7 +115,7 @@ extension RunExitJSON: DirectJSON {
 }
 
 extension RunSummaryJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("runId", first: true)
         out.quote(runId)
@@ -134,7 +134,7 @@ extension RunSummaryJSON: DirectJSON {
 }
 
 extension DataUpstreamJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         var first = true
         if let mountpoint {
@@ -154,7 +154,7 @@ extension DataUpstreamJSON: DirectJSON {
 }
 
 extension DataDownstreamJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("mountpoint", first: true)
         mountpoint.writeJSON(into: &out)
@@ -165,7 +165,7 @@ extension DataDownstreamJSON: DirectJSON {
 }
 
 extension NominationJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("path", first: true)
         out.quote(path)
@@ -178,7 +178,7 @@ extension NominationJSON: DirectJSON {
 }
 
 extension DataDetailJSON: DirectJSON {
-    func writeJSON(into out: inout JSONOutput) {
+    package func writeJSON(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         out.key("knitId", first: true)
         out.quote(knitId)

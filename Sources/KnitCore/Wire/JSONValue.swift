@@ -122,15 +122,15 @@ public indirect enum JSONValue: Equatable, Sendable {
 /// A growing buffer of JSON text. Strings are escaped a run at a time: bytes that need no escape (all of
 /// printable ASCII but `"` and `\`, and every byte of a multi-byte UTF-8 sequence) are copied in bulk.
 /// `/` is not escaped, control characters other than `\n`, `\r`, `\t` become `\u00xx` (lower-case hex).
-struct JSONOutput {
-    var bytes: [UInt8] = []
+package struct JSONOutput {
+    package var bytes: [UInt8] = []
 
-    init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
+    package init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
-    @inline(__always) mutating func append(_ byte: UInt8) { bytes.append(byte) }
+    @inline(__always) package mutating func append(_ byte: UInt8) { bytes.append(byte) }
 
     /// Appends ASCII punctuation or a keyword.
-    mutating func append(_ text: StaticString) {
+    package mutating func append(_ text: StaticString) {
         text.withUTF8Buffer { bytes.append(contentsOf: $0) }
     }
 
@@ -141,20 +141,20 @@ struct JSONOutput {
         if count > 0 { bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: count)) }
     }
 
-    mutating func int(_ value: Int64) {
+    package mutating func int(_ value: Int64) {
         if value >= 0 && value < 10 { return bytes.append(UInt8(ascii: "0") &+ UInt8(value)) }
         bytes.append(contentsOf: String(value).utf8)
     }
 
     /// `"text"` with JSON escapes.
-    mutating func quote(_ text: String) {
+    package mutating func quote(_ text: String) {
         bytes.append(UInt8(ascii: "\""))
         escape(text)
         bytes.append(UInt8(ascii: "\""))
     }
 
     /// The inside of a string literal: `text` with JSON escapes, no quotes.
-    mutating func escape(_ text: String) {
+    package mutating func escape(_ text: String) {
         let done: Void? = text.utf8.withContiguousStorageIfAvailable { escape($0) }
         if done == nil {
             var copy = text
@@ -163,7 +163,8 @@ struct JSONOutput {
         }
     }
 
-    private mutating func escape(_ source: UnsafeBufferPointer<UInt8>) {
+    /// The inside of a string literal from UTF-8 bytes (a stored record's, read in place).
+    package mutating func escape(_ source: UnsafeBufferPointer<UInt8>) {
         var runStart = 0
         var index = 0
         let end = source.count
