@@ -14,6 +14,9 @@ import Synchronization
 public final class FastCGIListener: Sendable {
     public let path: String
     let descriptor: Int32
+    /// Readable once ``stopAccepting(queueGrace:)`` has shut the socket down: threads waiting for connections
+    /// in epoll learn of the stop from it (shutting a listening unix socket down wakes no epoll waiter).
+    let stopNotice: Int32
     /// Where the socket is now (a fresh name until ``takeOver()``), and its identity: a server only ever
     /// removes its own socket, never the one of a successor that took the path over.
     private let bound: Mutex<String>
@@ -27,7 +30,7 @@ public final class FastCGIListener: Sendable {
     ///   `.socket` otherwise.
     public init(
         path: String,
-        mode: mode_t = 0o660,
+        mode: Glibc.mode_t = 0o660,
         group: String? = nil,
         backlog: Int32 = 1024,
         replacing: Bool = false
@@ -53,6 +56,9 @@ public final class FastCGIListener: Sendable {
         }
         var info = stat()
         guard stat(listenPath, &info) == 0 else { throw fail("cannot inspect \(listenPath)", cause: errno) }
+        let notice = eventfd(0, Int32(EFD_CLOEXEC))
+        guard notice >= 0 else { throw fail("cannot create an eventfd", cause: errno) }
+        self.stopNotice = notice
         self.path = path
         self.descriptor = fd
         self.bound = Mutex(listenPath)
@@ -92,11 +98,14 @@ public final class FastCGIListener: Sendable {
         }
         FastCGIRuntime.beginShutdown()
         _ = shutdown(descriptor, Int32(SHUT_RDWR))
+        var one: UInt64 = 1
+        _ = write(stopNotice, &one, MemoryLayout<UInt64>.size)
     }
 
     /// Closes the socket and removes its path, if it is still this socket's.
     public func close() {
         _ = Glibc.close(descriptor)
+        _ = Glibc.close(stopNotice)
         removeOwnName()
     }
 

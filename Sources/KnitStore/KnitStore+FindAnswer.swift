@@ -147,7 +147,8 @@ private struct FindAnswer {
         details.append(",\"plan\":")
         try writePlanSummary(txn, record.planId)
         details.append("}},\"downstreams\":")
-        if try store.mayHaveLinks(txn, cache), let links = try store.links(txn, try DataRecord(decoding: bytes), cache) {
+        if try store.mayHaveLinks(txn, cache), let links = try store.links(txn, try DataRecord(decoding: bytes), cache)
+        {
             links.downstreams.writeJSON(into: &details)
             details.append(",\"nomination\":")
             links.nomination.writeJSON(into: &details)

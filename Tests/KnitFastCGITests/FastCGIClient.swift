@@ -43,9 +43,10 @@ struct FastCGIClient: ~Copyable {
 
     deinit { if descriptor >= 0 { close(descriptor) } }
 
-    /// BEGIN_REQUEST (responder role, connection closed after the request) and the parameters.
-    func begin(parameters: [(String, String)]) throws {
-        try send(.beginRequest, [0, 1, 0, 0, 0, 0, 0, 0])
+    /// BEGIN_REQUEST (responder role; the connection is closed after the request unless `keepConnection`,
+    /// FCGI_KEEP_CONN, as nginx's pooled upstream connections ask) and the parameters.
+    func begin(parameters: [(String, String)], keepConnection: Bool = false) throws {
+        try send(.beginRequest, [0, 1, keepConnection ? 1 : 0, 0, 0, 0, 0, 0])
         var encoded: [UInt8] = []
         for (name, value) in parameters {
             encoded += Self.length(name.utf8.count) + Self.length(value.utf8.count)
@@ -62,6 +63,13 @@ struct FastCGIClient: ~Copyable {
     consuming func hangUp() {
         close(descriptor)
         descriptor = -1
+    }
+
+    /// Whether the server closed its end within `milliseconds` (false: still open, nothing to read).
+    func serverClosed(within milliseconds: Int32) throws -> Bool {
+        var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, milliseconds) > 0 else { return false }
+        return try readRecord() == nil
     }
 
     /// Reads records until END_REQUEST (included) or end of stream.

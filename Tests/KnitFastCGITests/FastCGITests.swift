@@ -220,6 +220,46 @@ struct FastCGITests {
         #expect(await outcome(of: "dropped") == "dropped")
     }
 
+    @Test("a kept connection (FCGI_KEEP_CONN) serves requests one after another and stays open between them")
+    func keptConnectionServesSeveralRequests() async throws {
+        let client = try FastCGIClient(connectingTo: sharedServer)
+        for index in 0..<3 {
+            try client.begin(parameters: [("TEST_CASE", "respond-kept-\(index)")], keepConnection: true)
+            try client.sendBody([])
+            let (stdout, ends) = summary(try client.readResponse())
+            #expect(stdout == "Status: 201 Created\r\nX-Case: respond-kept-\(index)\r\n\r\nonce")
+            #expect(ends == 1)
+            #expect(await outcome(of: "respond-kept-\(index)") == "finished")
+            #expect(try !client.serverClosed(within: 100))
+        }
+        client.hangUp()
+    }
+
+    @Test("idle kept connections hold no thread: with more of them than threads, a new connection is served")
+    func idleKeptConnectionsHoldNoThread() async throws {
+        // The shared server has 4 threads; libfcgi alone would leave each blocked reading its kept connection.
+        var kept: [HeldClient] = []
+        for index in 0..<8 {
+            let held = HeldClient(try FastCGIClient(connectingTo: sharedServer))
+            try held.client.begin(parameters: [("TEST_CASE", "respond-idle-\(index)")], keepConnection: true)
+            try held.client.sendBody([])
+            #expect(summary(try held.client.readResponse()).ends == 1)
+            kept.append(held)
+        }
+        let fresh = try FastCGIClient(connectingTo: sharedServer)
+        try fresh.begin(parameters: [("TEST_CASE", "respond-after-idle")])
+        try fresh.sendBody([])
+        // The client's read times out after 10 s: a starved server fails here.
+        #expect(summary(try fresh.readResponse()).stdout.hasSuffix("once"))
+        fresh.hangUp()
+        // Each idle connection still serves its next request.
+        for (index, held) in kept.enumerated() {
+            try held.client.begin(parameters: [("TEST_CASE", "respond-idle-again-\(index)")], keepConnection: true)
+            try held.client.sendBody([])
+            #expect(summary(try held.client.readResponse()).stdout.hasSuffix("once"))
+        }
+    }
+
     @Test("peerHasClosed is false while the web server is connected and true once it closes")
     func peerHasClosedAfterClose() async throws {
         let client = try FastCGIClient(connectingTo: sharedServer)
@@ -245,5 +285,38 @@ struct ResponseHeadTests {
                 == "Status: 404 Not Found\r\nContent-Type: application/json\r\nX-Note: aSet-Cookie: x=1b\r\nX-Empty: \r\n\r\n"
         )
         #expect(String(decoding: responseHead(status: 299, headers: []), as: UTF8.self) == "Status: 299 Status\r\n\r\n")
+    }
+}
+
+/// A client kept in a list (the client itself cannot be copied into one); closed when released.
+private final class HeldClient {
+    let client: FastCGIClient
+    init(_ client: consuming FastCGIClient) { self.client = client }
+}
+
+@Suite struct ConnectionDispatcherTests {
+    @Test("a stopped server's dispatcher closes the kept connections still idle, and only those")
+    func closeAllClosesParkedConnections() throws {
+        let directory = try makeTemporaryDirectory(prefix: "knit-dispatcher-test-")
+        defer { try? removeTree(directory) }
+        let listener = try FastCGIListener(path: directory + "/d.sock", mode: 0o600)
+        defer { listener.close() }
+        let dispatcher = ConnectionDispatcher(listener: listener)
+        var parkedPair: [Int32] = [-1, -1]
+        var otherPair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &parkedPair) == 0)
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &otherPair) == 0)
+        defer {
+            close(parkedPair[1])
+            close(otherPair[0])
+            close(otherPair[1])
+        }
+        dispatcher.park(parkedPair[0])
+        dispatcher.closeAll()
+        // The parked end is closed: its peer reads end of stream. The other pair is untouched.
+        var byte: UInt8 = 0
+        #expect(read(parkedPair[1], &byte, 1) == 0)
+        #expect(fcntl(otherPair[0], F_GETFD) >= 0)
+        #expect(fcntl(listener.descriptor, F_GETFD) >= 0)
     }
 }

@@ -47,7 +47,8 @@ private let nominating = planSpec(image: "repo/other:v2", inputs: [["kind:other"
             #expect(try store.markStarting(runId: run.runId))
             #expect(try store.markRunning(runId: run.runId))
             clock.advance(7)
-            let exit = index == 0
+            let exit =
+                index == 0
                 ? RunExitJSON(code: 0, message: "")
                 : RunExitJSON(code: 3, message: "boom \"x\"\n\tline \\ \u{1}")
             #expect(try store.finishRun(runId: run.runId, exit: exit, succeeded: index == 0))
@@ -86,8 +87,12 @@ private let nominating = planSpec(image: "repo/other:v2", inputs: [["kind:other"
         var nonEmpty = 0
         for query in queries {
             let expected = try KnitJSON.encode(
-                try store.findData(tags: query.tags, since: query.since, durationMs: query.durationMs,
-                    creator: query.creator)
+                try store.findData(
+                    tags: query.tags,
+                    since: query.since,
+                    durationMs: query.durationMs,
+                    creator: query.creator
+                )
             )
             let answer = try store.findDataJSON(
                 tags: query.tags,
