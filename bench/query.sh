@@ -37,7 +37,7 @@ declare -A inproc
 for run in $(seq "$RUNS"); do
     "$BENCH_BIN/knit-bench-store" query --home "$HOME_DIR" --count "$COUNT" --shards "$SHARDS" \
         --queries "$QUERIES" --seed "$run" >"$ROOT/query-$run.txt"
-    for key in hit_p50_us hit_p90_us hit_p99_us hit_results miss_p50_us pair_p50_us pair_p99_us; do
+    for key in hit_p50_us hit_p90_us hit_p99_us hit_results answer_p50_us answer_p99_us answer_results miss_p50_us pair_p50_us pair_p99_us; do
         inproc[$key]+="$(value "$key" "$ROOT/query-$run.txt") "
     done
     log "in-process run $run: $(tr '\n' ' ' <"$ROOT/query-$run.txt")"
@@ -100,6 +100,7 @@ in-process findData, one tag ($QUERIES random queries per run):
   hit   p50 $p50 µs   p90 $(median ${inproc[hit_p90_us]}) µs   p99 $(median ${inproc[hit_p99_us]}) µs   (target p50 <= 50 µs; p50 is $(ratio "$p50" 50) of it)
   baseline: absent tag (read txn + index probe only) p50 $miss µs; hit costs $(awk -v a="$p50" -v b="$miss" 'BEGIN{printf "%.0f", a/b}')x the bare lookup
   two tags (shard + batch, 1 result) p50 $(median ${inproc[pair_p50_us]}) µs   p99 $(median ${inproc[pair_p99_us]}) µs
+  the answer's bytes as the API writes them (findDataJSON, one tag, $(median ${inproc[answer_results]}) Data) p50 $(median ${inproc[answer_p50_us]}) µs   p99 $(median ${inproc[answer_p99_us]}) µs
 HTTP (wrk -t2 -c$CONNECTIONS -d${SECONDS_PER_RUN}s, TLS, one nginx; req/s runs: api ${rps[api]}/ ceiling ${rps[ceiling]}/ static ${rps[static]}/ health ${rps[health]}):
   GET /api/data?tag=shard:N     $api req/s   $(latency api)
   GET /ceiling (C libfcgi)      $ceiling req/s   $(latency ceiling)   (same $(wc -c <"$ROOT/one.json") bytes, $KNITD_THREADS threads)

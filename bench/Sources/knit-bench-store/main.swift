@@ -67,17 +67,33 @@ func format(_ value: Double) -> String {
     return "\(scaled)"
 }
 
-/// Runs `queries` (prepared before timing) and prints percentiles under `label`.
-func measure(_ label: String, store: KnitStore, queries: [[Tag]]) throws {
+func occurrences(of needle: [UInt8], in haystack: [UInt8]) -> Int {
+    guard haystack.count >= needle.count else { return 0 }
+    var count = 0
+    for start in 0...(haystack.count - needle.count) where haystack[start..<start + needle.count].elementsEqual(needle) {
+        count += 1
+    }
+    return count
+}
+
+/// Runs `queries` (prepared before timing) and prints percentiles under `label`: `findData` (the details), or
+/// with `asAnswer` `findDataJSON` (the answer's bytes, as `GET /api/data` sends them; results counted by knitId).
+func measure(_ label: String, store: KnitStore, queries: [[Tag]], asAnswer: Bool = false) throws {
     var samples: [UInt64] = []
     samples.reserveCapacity(queries.count)
     var results = 0
     let started = nowNanoseconds()
     for tags in queries {
         let before = nowNanoseconds()
-        let found = try store.findData(tags: tags, since: nil, durationMs: nil)
-        samples.append(nowNanoseconds() - before)
-        results += found.count
+        if asAnswer {
+            let answer = try store.findDataJSON(tags: tags, since: nil, durationMs: nil)
+            samples.append(nowNanoseconds() - before)
+            results += occurrences(of: Array(#"{"knitId":"#.utf8), in: answer)
+        } else {
+            let found = try store.findData(tags: tags, since: nil, durationMs: nil)
+            samples.append(nowNanoseconds() - before)
+            results += found.count
+        }
     }
     let total = Double(nowNanoseconds() - started) / 1e9
     samples.sort()
@@ -183,6 +199,7 @@ case "query":
     do {
         try measure("warmup", store: store, queries: Array(hits.prefix(2000)))
         try measure("hit", store: store, queries: hits)
+        try measure("answer", store: store, queries: hits, asAnswer: true)
         try measure("miss", store: store, queries: misses)
         try measure("pair", store: store, queries: pairs)
     } catch { fail("query failed: \(error)") }
