@@ -56,7 +56,11 @@ final class ConnectionDispatcher: Sendable {
             _ = epoll_ctl(epoll, EPOLL_CTL_MOD, listener, &again)
             if connection >= 0 { return connection }
             switch acceptError {
-            case EAGAIN, EINTR, ECONNABORTED, EPROTO, EMFILE, ENFILE, ENOBUFS, ENOMEM: continue
+            case EAGAIN, EINTR, ECONNABORTED, EPROTO: continue
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                // Out of descriptors or memory: the connection stays queued; trying again at once would spin.
+                usleep(10_000)
+                continue
             default: return nil  // EINVAL: the listener was shut down (a stop)
             }
         }
