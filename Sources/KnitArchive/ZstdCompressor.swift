@@ -23,8 +23,16 @@ final class ZstdCompressor {
         try check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level)), "level")
         try check(ZSTD_CCtx_setParameter(context, ZSTD_c_checksumFlag, 1), "checksum")
         // A libzstd built without threads refuses workers; single-threaded is still correct.
-        _ = ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(workers))
+        if ZSTD_isError(ZSTD_CCtx_setParameter(context, ZSTD_c_nbWorkers, Int32(workers))) == 0 && workers > 0 {
+            try check(ZSTD_CCtx_setParameter(context, ZSTD_c_jobSize, Int32(Self.jobSize)), "job size")
+        }
     }
+
+    /// Bytes of input per multithreaded job: libzstd's minimum, not its default of 4 windows (2 MiB at level 1).
+    /// Its buffers scale with the job size (a ring of input for the jobs in flight plus one output buffer per
+    /// job): at 2 MiB they were 28 MiB of a push's 38 MiB heap, at 512 KiB 8 MiB. Measured on 1 GiB of random
+    /// data and on 1 GiB of Swift's own libraries: the same CPU time, the compressed size 0.6 % larger.
+    static let jobSize = 512 << 10
 
     deinit {
         ZSTD_freeCCtx(context)
