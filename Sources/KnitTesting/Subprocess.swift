@@ -100,9 +100,10 @@ public func runProcess(
     let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
     let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
     // After a failure GNU time writes "Command exited with non-zero status N" first; the figure is the last line.
-    let rss = measuringMemory
-        ? (try? String(contentsOfFile: rssPath, encoding: .utf8))?.split(separator: "\n").last.flatMap { Int($0) }
-        : nil
+    var rss: Int?
+    if measuringMemory, let text = try? String(contentsOfFile: rssPath, encoding: .utf8) {
+        rss = text.split(separator: "\n").last.flatMap { Int($0) }
+    }
     return ProcessResult(status: ExitStatus(waitStatus: status).code, stdout: out, stderr: err, maxResidentKiB: rss)
 }
 
