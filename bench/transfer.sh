@@ -7,7 +7,10 @@
 #   curl GET /api/data/ID per wire format (Accept)      vs nginx serving a tar of the tree from /static/
 #   100,000 files of 1 KiB (KNIT_BENCH_SMALL_FILES): knit data push / pull -x + sync vs tar -cf - | tar -xf - + sync
 # The CLI runs with its default format (the server's first: tar+zstd) and with --format tar; the max RSS of push and
-# pull -x (GNU time) is printed with the 1 GiB rows.
+# pull -x (GNU time) is printed for both, at 1 GiB and, once after the runs, at KNIT_BENCH_RSS_GIB (4) GiB side by side:
+# bounded memory shows as figures that do not grow with the size (0 skips the large transfers, about 2 minutes).
+# The large tree is KNIT_BENCH_RSS_GIB hard-linked copies of the 1 GiB tree (no extra disk for the input; zstd level 1
+# looks back 512 KiB, so the repeats 1 GiB apart stay incompressible).
 # tar+gzip costs the server ~20x more CPU per byte, so it moves KNIT_BENCH_GZIP_FILES (2) of the files.
 # Inputs are made once and kept in KNIT_BENCH_DATA (/tmp/knit-bench-data).
 source "$(dirname "$0")/lib.sh"
@@ -18,6 +21,7 @@ FILES=8
 FILE_MIB=128
 GZIP_FILES=${KNIT_BENCH_GZIP_FILES:-2}
 SMALL_FILES=${KNIT_BENCH_SMALL_FILES:-100000}
+RSS_GIB=${KNIT_BENCH_RSS_GIB:-4}
 CURL_MAX=120
 
 build_products knitd knitadm knit
@@ -150,9 +154,11 @@ for run in $(seq "$RUNS"); do
     # Plain tar both ways, beside the default: on loopback it copies instead of compressing.
     timed push_plain push_cli "$DATA/tree" --format tar ||
         { log "push (plain tar) failed: $(cat "$ROOT/push.err")"; exit 1; }
+    record rss_push_plain "$(cat "$ROOT/rss.push")"
     plain_id=$(knit_id "$ROOT/push.json")
     timed pull_plain pull_cli "$plain_id" --format tar ||
         { log "pull (plain tar) failed: $(cat "$ROOT/pull.err")"; exit 1; }
+    record rss_pull_plain "$(cat "$ROOT/rss.pull")"
     rm -rf "$ROOT/out/pull" "$HOME_DIR/data/$plain_id"
 
     # Nothing is deleted between the small-file steps, and the baseline and the push take turns going first:
@@ -181,6 +187,34 @@ for run in $(seq "$RUNS"); do
     rm -rf "$HOME_DIR/data/$id" "$HOME_DIR/data/$tar_id"
 done
 
+# The CLI's memory at RSS_GIB GiB, once per format: push and pull -x as above, content checked, then deleted.
+big_rss() {
+    local big=$DATA/tree-${RSS_GIB}g copy f big_id
+    if [ ! -s "$big.ready" ]; then
+        rm -rf "$big"
+        for copy in $(seq "$RSS_GIB"); do
+            mkdir -p "$big/c$copy"
+            for f in "$DATA/tree"/*; do ln "$f" "$big/c$copy/"; done
+        done
+        echo ok >"$big.ready"
+    fi
+    log "max RSS at $RSS_GIB GiB"
+    for fmt in default tar; do
+        local opt=()
+        [ "$fmt" = default ] || opt=(--format "$fmt")
+        timed "big_push_$fmt" push_cli "$big" "${opt[@]}" || { log "$RSS_GIB GiB push failed: $(cat "$ROOT/push.err")"; exit 1; }
+        record "rss_big_push_$fmt" "$(cat "$ROOT/rss.push")"
+        big_id=$(knit_id "$ROOT/push.json")
+        timed "big_pull_$fmt" pull_cli "$big_id" "${opt[@]}" ||
+            { log "$RSS_GIB GiB pull -x failed: $(cat "$ROOT/pull.err")"; exit 1; }
+        record "rss_big_pull_$fmt" "$(cat "$ROOT/rss.pull")"
+        cmp -s "$DATA/tree/f0.bin" "$ROOT/out/pull/$big_id/c$RSS_GIB/f0.bin" ||
+            { log "pulled content differs ($RSS_GIB GiB)"; exit 1; }
+        rm -rf "$ROOT/out/pull" "$HOME_DIR/data/$big_id"
+    done
+}
+if [ "$RSS_GIB" -gt 0 ]; then big_rss; fi
+
 rate() { mibs "$2" "$(median ${secs[$1]})"; }
 line() { # LABEL DESCRIPTION BYTES BASELINE_RATE
     local r
@@ -198,6 +232,20 @@ files_line() { # LABEL DESCRIPTION -> files/s and ratio to tar | tar
         "$(ratio "$base" "$t")" "${secs[$1]% }"
 }
 mib_of_kib() { awk -v k="$(median $1)" 'BEGIN { printf "%.0f", k / 1024 }'; }
+rss_lines() { # max RSS of the CLI at 1 GiB (median) and at RSS_GIB GiB (one run), and the rate of the large one
+    local big="" label
+    [ "$RSS_GIB" -gt 0 ] && big=" | $RSS_GIB GiB (MiB/s)"
+    printf 'max RSS of the CLI, MiB: 1 GiB%s\n' "$big"
+    for label in push:push:default pull:pull:default push_plain:push:tar pull_plain:pull:tar; do
+        IFS=: read -r small dir fmt <<<"$label"
+        big=""
+        if [ "$RSS_GIB" -gt 0 ]; then
+            big=" | $(mib_of_kib "${secs[rss_big_${dir}_$fmt]}") ($(rate "big_${dir}_$fmt" $((TREE_BYTES * RSS_GIB))))"
+        fi
+        printf '  %-44s %6s%s\n' "knit data $dir$([ "$dir" = pull ] && echo " -x") ($fmt)" \
+            "$(mib_of_kib "${secs[rss_$small]}")" "$big"
+    done
+}
 static_rate=$(rate static "$TREE_BYTES")
 cat <<EOF
 
@@ -212,7 +260,7 @@ $(line up_gzip "curl POST application/tar+gzip" "$GZ_BYTES" "$dd_rate")
 downloads with extraction (baseline: cp -r + sync, $cp_rate MiB/s)
 $(line pull "knit data pull -x + sync (default: tar+zstd)" "$TREE_BYTES" "$cp_rate")    target >= 80 %
 $(line pull_plain "knit data pull -x --format tar + sync" "$TREE_BYTES" "$cp_rate")
-max RSS of the CLI: push $(mib_of_kib "${secs[rss_push]}") MiB, pull -x $(mib_of_kib "${secs[rss_pull]}") MiB
+$(rss_lines)
 $SMALL_FILES files of 1 KiB (baseline: tar -cf - | tar -xf - + sync, $(median ${secs[small_tar]}) s)
 $(files_line small_push "knit data push")    target >= 80 %
 $(files_line small_pull "knit data pull -x + sync")    target >= 80 %

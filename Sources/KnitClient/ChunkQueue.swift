@@ -127,36 +127,46 @@ final class ChunkReader {
     }
 }
 
-/// Gathers small writes into chunks of `size` before queueing them. Used by the producer thread only.
-/// With a second queue, each chunk goes to both (shared, not copied: the arrays are immutable once queued).
+/// Gathers writes into chunks of exactly `size` bytes (the last one shorter) before queueing them. Used by the
+/// producer thread only. With a second queue, each chunk goes to both (shared, not copied: the arrays are
+/// immutable once queued).
+///
+/// A chunk is filled up to `size` and no further, so each is one allocation of `size` bytes and a full queue holds
+/// `capacity × size`. Appending whole writes instead let a write that crossed the mark grow the array, and Array
+/// growth doubles: zstd's ~128 KiB outputs and curl's pieces of up to 512 KiB made many chunks 512–640 KiB, about
+/// 4 MiB more per queue for nothing.
 struct ChunkWriter {
     let queue: ChunkQueue
     let second: ChunkQueue?
-    var size = 256 << 10
+    let size: Int
     private var pending: [UInt8] = []
 
-    init(_ queue: ChunkQueue, alsoTo second: ChunkQueue? = nil) {
+    init(_ queue: ChunkQueue, alsoTo second: ChunkQueue? = nil, size: Int = 256 << 10) {
         self.queue = queue
         self.second = second
+        self.size = size
     }
 
     mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
-        pending.append(contentsOf: bytes)
-        if pending.count >= size {
-            try push()
-            pending = []
-            pending.reserveCapacity(size + (64 << 10))
+        var offset = 0
+        while offset < bytes.count {
+            if pending.capacity < size { pending.reserveCapacity(size) }
+            let n = min(size - pending.count, bytes.count - offset)
+            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
+            offset += n
+            if pending.count == size { try push() }
         }
     }
 
     mutating func flush() throws {
         if !pending.isEmpty { try push() }
-        pending = []
     }
 
-    private func push() throws {
-        try second?.push(pending)
-        try queue.push(pending)
+    private mutating func push() throws {
+        let chunk = pending
+        pending = []
+        try second?.push(chunk)
+        try queue.push(chunk)
     }
 }
 

@@ -412,20 +412,23 @@ public final class KnitInstance: @unchecked Sendable {
         return env
     }
 
-    /// Runs the `knit` CLI as `user` (its temporary HOME; cwd defaults to its project directory).
+    /// Runs the `knit` CLI as `user` (its temporary HOME; cwd defaults to its project directory). With
+    /// `measuringMemory` the result carries its peak resident set (see `runProcess`).
     public func runKnit(
         _ args: [String],
         user: String = "alice",
         cwd: String? = nil,
         stdin: Data? = nil,
-        env: [String: String] = [:]
+        env: [String: String] = [:],
+        measuringMemory: Bool = false
     ) -> ProcessResult {
         run(
             knitPath,
             args,
             cwd: cwd ?? projectDirectory(user),
             environment: childEnvironment(home: userHome(user), extra: env),
-            stdin: stdin
+            stdin: stdin,
+            measuringMemory: measuringMemory
         )
     }
 
@@ -451,7 +454,8 @@ public final class KnitInstance: @unchecked Sendable {
         _ args: [String],
         cwd: String? = nil,
         environment: [String: String]? = nil,
-        stdin: Data? = nil
+        stdin: Data? = nil,
+        measuringMemory: Bool = false
     ) -> ProcessResult {
         do {
             return try runProcess(
@@ -460,7 +464,8 @@ public final class KnitInstance: @unchecked Sendable {
                 cwd: cwd ?? root,
                 environment: environment ?? childEnvironment(),
                 stdin: stdin,
-                scratchDirectory: root
+                scratchDirectory: root,
+                measuringMemory: measuringMemory
             )
         } catch {
             return ProcessResult(status: -1, stdout: Data(), stderr: "\(error)")

@@ -12,6 +12,8 @@ public struct ProcessResult: Sendable {
     public var status: Int32
     public var stdout: Data
     public var stderr: String
+    /// The program's peak resident set in KiB, when it ran with `measuringMemory` (GNU time's `%M`).
+    public var maxResidentKiB: Int?
 
     public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
 }
@@ -51,23 +53,31 @@ func spawnChild(
 }
 
 /// Runs a program to completion (see `spawnChild` for why not `Process`).
+///
+/// With `measuringMemory` the program runs under GNU time (`/usr/bin/time -f %M`), which forks it from its own
+/// small process. `ru_maxrss` from our own `wait4` would not do: exec records the peak of the address space it
+/// replaces, and a child spawned from here replaces ours (posix_spawn shares it until exec), so every figure
+/// would be at least the test runner's own peak.
 public func runProcess(
     _ executable: String,
     _ arguments: [String],
     cwd: String? = nil,
     environment: [String: String]? = nil,
     stdin: Data? = nil,
-    scratchDirectory: String = NSTemporaryDirectory()
+    scratchDirectory: String = NSTemporaryDirectory(),
+    measuringMemory: Bool = false
 ) throws -> ProcessResult {
     let fm = FileManager.default
     let base = (scratchDirectory as NSString).appendingPathComponent("proc-\(UUID().uuidString)")
     let outPath = base + ".out"
     let errPath = base + ".err"
     let inPath = base + ".in"
+    let rssPath = base + ".rss"
     defer {
         try? fm.removeItem(atPath: outPath)
         try? fm.removeItem(atPath: errPath)
         try? fm.removeItem(atPath: inPath)
+        try? fm.removeItem(atPath: rssPath)
     }
     if let stdin {
         guard fm.createFile(atPath: inPath, contents: stdin) else {
@@ -75,8 +85,8 @@ public func runProcess(
         }
     }
     let pid = try spawnChild(
-        executable,
-        arguments,
+        measuringMemory ? "/usr/bin/time" : executable,
+        measuringMemory ? ["-f", "%M", "-o", rssPath, executable] + arguments : arguments,
         cwd: cwd,
         environment: environment ?? ProcessInfo.processInfo.environment,
         stdinPath: stdin == nil ? nil : inPath,
@@ -89,7 +99,12 @@ public func runProcess(
     }
     let out = (try? Data(contentsOf: URL(fileURLWithPath: outPath))) ?? Data()
     let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-    return ProcessResult(status: ExitStatus(waitStatus: status).code, stdout: out, stderr: err)
+    // After a failure GNU time writes "Command exited with non-zero status N" first; the figure is the last line.
+    var rss: Int?
+    if measuringMemory, let text = try? String(contentsOfFile: rssPath, encoding: .utf8) {
+        rss = text.split(separator: "\n").last.flatMap { Int($0) }
+    }
+    return ProcessResult(status: ExitStatus(waitStatus: status).code, stdout: out, stderr: err, maxResidentKiB: rss)
 }
 
 /// A child process that keeps running in the background (a slow upload, a server), stopped by
