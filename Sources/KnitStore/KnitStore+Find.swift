@@ -38,12 +38,17 @@ extension KnitStore {
             var out: [(timestamp: Int64?, detail: DataDetailJSON)] = []
             out.reserveCapacity(records.count)
             for record in records {
-                if let instant = query.timestamp, record.timestampMs != instant { continue }
                 if let creator, record.creator != creator { continue }
                 let record = try resolved(txn, record)
                 let producer = record.producer!
-                guard query.admits(producer.status) else { continue }
-                if let window, !window.contains(record.timestampMs ?? producer.updatedAtMs) { continue }
+                guard
+                    query.admits(
+                        timestampMs: record.timestampMs,
+                        producerStatus: producer.status,
+                        producerUpdatedAtMs: producer.updatedAtMs,
+                        window: window
+                    )
+                else { continue }
                 out.append((record.timestampMs, try linkedDetail(txn, record, cache)))
             }
             return out
@@ -148,13 +153,22 @@ struct FindQuery {
 }
 
 extension FindQuery {
-    /// Whether `knit#transient`, if asked for, matches a Data whose producing Run has `status`.
-    func admits(_ status: RunStatus) -> Bool {
+    /// Whether a Data passes the query's `knit#timestamp` and `knit#transient` and the time `window` (its
+    /// timestamp, or its producing Run's last update when it has none).
+    func admits(
+        timestampMs: Int64?,
+        producerStatus status: RunStatus,
+        producerUpdatedAtMs: Int64,
+        window: Range<Int64>?
+    ) -> Bool {
+        if let instant = timestamp, timestampMs != instant { return false }
         switch transient {
-        case .processing?: return status.isProcessing
-        case .failed?: return status == .failed || status == .invalidated
-        case nil: return true
+        case .processing?: guard status.isProcessing else { return false }
+        case .failed?: guard status == .failed || status == .invalidated else { return false }
+        case nil: break
         }
+        if let window, !window.contains(timestampMs ?? producerUpdatedAtMs) { return false }
+        return true
     }
 
     /// `since <= t < since + durationMs` as a range of milliseconds; an overflowing end means no end.

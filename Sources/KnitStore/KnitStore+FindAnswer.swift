@@ -92,11 +92,13 @@ private struct FindAnswer {
         status: RunStatus,
         creator recordCreator: some Sequence<UInt8>
     ) -> Bool {
-        if let instant = query.timestamp, timestampMs != instant { return false }
         if let creator, !recordCreator.elementsEqual(creator) { return false }
-        guard query.admits(status) else { return false }
-        if let window, !window.contains(timestampMs ?? updatedAtMs) { return false }
-        return true
+        return query.admits(
+            timestampMs: timestampMs,
+            producerStatus: status,
+            producerUpdatedAtMs: updatedAtMs,
+            window: window
+        )
     }
 
     private mutating func append(_ timestampMs: Int64?, knitId: some Sequence<UInt8>, detail start: Int) {
